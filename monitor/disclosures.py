@@ -1,0 +1,166 @@
+"""The configuration the rules read: platforms' disclosures and the endpoint registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.countries import ISO_ALPHA2
+from monitor.errors import ConfigError, ConfigErrors, Location
+from monitor.yamlfile import LDict, LList, load_yaml
+
+__all__ = [
+    "Disclosure",
+    "Disclosures",
+    "EndpointRegistry",
+    "host_of",
+    "load_disclosures",
+    "load_endpoints",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """One declared overseas transfer (PIPA Art. 28-8(2) items)."""
+
+    country: str
+    recipient: str | None = None
+    items: tuple[str, ...] = ()
+    purpose: str | None = None
+    retention: str | None = None
+
+
+@dataclass(frozen=True)
+class Disclosures:
+    """Per platform, the declared transfers. A platform missing here declared none."""
+
+    by_platform: Mapping[str, tuple[Disclosure, ...]]
+
+    def __post_init__(self) -> None:
+        countries = {p: frozenset(d.country for d in ds) for p, ds in self.by_platform.items()}
+        object.__setattr__(self, "_countries", countries)
+
+    def countries(self, platform: str) -> frozenset[str]:
+        found: dict[str, frozenset[str]] = self._countries  # type: ignore[attr-defined]
+        return found.get(platform, frozenset())
+
+
+def _country(value: object, loc: Location, errors: list[ConfigError]) -> str:
+    if not isinstance(value, str) or value not in ISO_ALPHA2:
+        errors.append(ConfigError(f"country must be an ISO 3166-1 alpha-2 code, got {value!r}", loc))
+        return ""
+    return value
+
+
+def load_disclosures(path: Path) -> Disclosures:
+    doc = load_yaml(path)
+    if doc is None:
+        return Disclosures({})
+    if not isinstance(doc, LDict):
+        raise ConfigError("disclosures must be a mapping of platform to a list", Location(str(path)))
+    errors: list[ConfigError] = []
+    out: dict[str, tuple[Disclosure, ...]] = {}
+    for platform, entries in doc.items():
+        if entries is None:
+            out[platform] = ()
+            continue
+        if not isinstance(entries, LList):
+            errors.append(ConfigError(f"{platform}: expected a list", doc.loc(platform)))
+            continue
+        items: list[Disclosure] = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, LDict) or "country" not in entry:
+                errors.append(ConfigError(f"{platform}: entry needs 'country'", entries.loc(i)))
+                continue
+            unknown = set(entry) - {"country", "recipient", "items", "purpose", "retention"}
+            if unknown:
+                errors.append(ConfigError(f"unknown keys {sorted(unknown)}", entry.loc()))
+            country = _country(entry["country"], entry.loc("country"), errors)
+            raw_items = entry.get("items") or []
+            items.append(
+                Disclosure(
+                    country=country,
+                    recipient=_opt_str(entry.get("recipient")),
+                    items=tuple(str(x) for x in raw_items),
+                    purpose=_opt_str(entry.get("purpose")),
+                    retention=_opt_str(entry.get("retention")),
+                )
+            )
+        out[platform] = tuple(items)
+    if errors:
+        raise ConfigErrors(errors)
+    return Disclosures(out)
+
+
+def _opt_str(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+@dataclass(frozen=True)
+class EndpointRegistry:
+    """Host or host-suffix to country; an exact host wins, then the longest suffix."""
+
+    hosts: Mapping[str, str]
+    suffixes: tuple[tuple[str, str], ...]  # longest first
+
+    def country(self, host: str | None) -> str | None:
+        if not host:
+            return None
+        host = host.lower().rstrip(".")
+        exact = self.hosts.get(host)
+        if exact is not None:
+            return exact
+        for suffix, country in self.suffixes:
+            if host.endswith(suffix):
+                return country
+        return None
+
+
+def load_endpoints(path: Path) -> EndpointRegistry:
+    doc = load_yaml(path)
+    if doc is None:
+        return EndpointRegistry({}, ())
+    if not isinstance(doc, LList):
+        raise ConfigError("endpoint registry must be a list", Location(str(path)))
+    errors: list[ConfigError] = []
+    hosts: dict[str, str] = {}
+    suffixes: dict[str, str] = {}
+    for i, entry in enumerate(doc):
+        loc = doc.loc(i)
+        if not isinstance(entry, LDict):
+            errors.append(ConfigError("entry must be a mapping", loc))
+            continue
+        keys = set(entry)
+        if keys not in ({"host", "country"}, {"suffix", "country"}):
+            errors.append(ConfigError("entry needs 'country' and one of 'host' or 'suffix'", loc))
+            continue
+        country = _country(entry["country"], entry.loc("country"), errors)
+        kind = "host" if "host" in entry else "suffix"
+        name = entry[kind]
+        if not isinstance(name, str) or not name.strip("."):
+            errors.append(ConfigError(f"{kind} must be a non-empty string", entry.loc(kind)))
+            continue
+        target = hosts if kind == "host" else suffixes
+        key = name.lower().rstrip(".")
+        if key in target:
+            errors.append(ConfigError(f"duplicate {kind} {name!r}", entry.loc(kind)))
+        target[key] = country
+    if errors:
+        raise ConfigErrors(errors)
+    ordered = tuple(sorted(suffixes.items(), key=lambda kv: -len(kv[0])))
+    return EndpointRegistry(hosts, ordered)
+
+
+def host_of(endpoint: str | None) -> str | None:
+    """The host name of a URL or of a bare `host[:port][/path]`."""
+    if not endpoint:
+        return None
+    rest = endpoint.split("://", 1)[1] if "://" in endpoint else endpoint
+    rest = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    rest = rest.rsplit("@", 1)[-1]
+    if rest.startswith("["):  # IPv6 literal
+        return rest[1:].split("]", 1)[0].lower() or None
+    if rest.count(":") == 1:
+        rest = rest.split(":", 1)[0]
+    return rest.lower().rstrip(".") or None

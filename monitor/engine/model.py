@@ -1,0 +1,101 @@
+"""The rule model: frozen, compiled, ready to evaluate."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from monitor.engine.conditions import Predicate
+from monitor.errors import Location
+
+if TYPE_CHECKING:
+    from monitor.engine.ruletypes import RuleType
+
+__all__ = [
+    "GROUP_FIELDS",
+    "SEVERITIES",
+    "Example",
+    "Hit",
+    "Rule",
+    "RulePack",
+    "parse_duration",
+]
+
+SEVERITIES: Final = ("low", "medium", "high", "critical")
+# Fields an alert is grouped by and carries; a rule's group_by is a subset.
+GROUP_FIELDS: Final = ("platform", "src_country", "dst_country", "subject_region", "dataset_id")
+
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
+_UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration(value: object) -> int | None:
+    """'90s', '10m', '1h', '30d' (or whole seconds as a number) -> milliseconds."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value > 0:
+        return value * 1000
+    if isinstance(value, str):
+        m = _DURATION.fullmatch(value.strip())
+        if m and int(m.group(1)) > 0:
+            return int(m.group(1)) * _UNIT_MS[m.group(2)]
+    return None
+
+
+@dataclass(frozen=True)
+class Example:
+    """Records that must (or must not) make the rule fire, run by `xborder rules test`."""
+
+    name: str
+    records: tuple[Mapping[str, Any], ...]
+    fires: bool
+    count: int | None  # expected event_count summed over the rule's alerts
+    geoip: Mapping[str, str]  # ip -> country, so examples need no database
+    location: Location
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    severity: str
+    legal_ref: str
+    desc: str
+    tags: tuple[str, ...]
+    kinds: frozenset[str]
+    when: Predicate
+    type: RuleType | None  # None: stateless, every matching record is a hit
+    group_by: tuple[str, ...]
+    group_window_ms: int
+    params: Mapping[str, Any]
+    examples: tuple[Example, ...]
+    location: Location
+
+
+@dataclass(frozen=True)
+class RulePack:
+    version: str  # pack version plus a digest of the rule files (chain of custody)
+    params: Mapping[str, Any]
+    rules: tuple[Rule, ...]
+    by_id: Mapping[str, Rule] = field(init=False)
+    stateless_by_kind: Mapping[str, tuple[Rule, ...]] = field(init=False)
+    stateful: tuple[Rule, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", {r.id: r for r in self.rules})
+        by_kind: dict[str, tuple[Rule, ...]] = {}
+        for kind in ("egress", "api_call", "consent"):
+            by_kind[kind] = tuple(r for r in self.rules if r.type is None and kind in r.kinds)
+        object.__setattr__(self, "stateless_by_kind", by_kind)
+        object.__setattr__(self, "stateful", tuple(r for r in self.rules if r.type is not None))
+
+    @property
+    def home_region(self) -> str:
+        return str(self.params.get("home_region", "KR"))
+
+
+# A hit is one match (or, for threshold rules, one window's aggregate) on its
+# way to an alert group. JSON-ready because the worker ships it between agents.
+Hit = dict[str, Any]

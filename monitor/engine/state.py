@@ -1,0 +1,40 @@
+"""The state interface shared by both drivers.
+
+Stateful rules and alert groups read and write JSON-ready values under string
+keys. `replay` backs this with dicts; the Faust worker backs it with tables
+(partitioned, with changelogs), so both run one implementation of the logic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+__all__ = ["MemoryStore", "Store", "event_hash", "subject_hash"]
+
+
+class Store(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def __setitem__(self, key: str, value: Any) -> None: ...
+
+    def pop(self, key: str, default: Any = None) -> Any: ...
+
+
+class MemoryStore(dict[str, Any]):
+    """A Store in process memory (replay, rule examples, unit tests)."""
+
+    def items_snapshot(self) -> Iterator[tuple[str, Any]]:
+        yield from list(self.items())
+
+
+def event_hash(platform: str, event_id: str) -> int:
+    """64-bit identity of a record: duplicates share it, so they never count twice."""
+    digest = hashlib.blake2b(f"{platform}\0{event_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def subject_hash(platform: str, subject_id: str) -> str:
+    """State key for a data subject: state and changelogs never hold raw subject ids."""
+    return hashlib.blake2b(f"{platform}\0{subject_id}".encode(), digest_size=16).hexdigest()

@@ -1,0 +1,364 @@
+"""Telemetry contract v1: parse and validate records, or say exactly why not.
+
+Every function here is pure. A message value (Kafka) or a line (file) becomes
+`Record`s and `DeadLetter`s; nothing raises on bad input. Checks run in the
+order the contract fixes (size, JSON, object, kind, v, then each field in the
+order of the contract's tables) and the first failure is the reason.
+
+Decisions where the contract is silent:
+- an optional field whose value is JSON `null` counts as absent (producers
+  serialise missing values both ways);
+- a required field set to `null` is `missing_field:<name>`;
+- a `kind` that is present but not one of the three kinds (including a
+  non-string) is `unknown_kind`; a missing `kind` is `missing_field:kind`;
+- country codes must be upper-case, assigned ISO 3166-1 alpha-2 codes;
+- blank lines of a file or of a JSON Lines batch are not records and are
+  skipped (they carry nothing that could be lost).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final
+
+import orjson
+
+from monitor.countries import ISO_ALPHA2
+
+__all__ = [
+    "KINDS",
+    "LEGAL_BASES",
+    "MAX_RECORD_BYTES",
+    "DeadLetter",
+    "Record",
+    "Source",
+    "dead_letter_json",
+    "decode_line",
+    "decode_message",
+    "parse_record",
+    "parse_ts",
+]
+
+MAX_RECORD_BYTES: Final = 1024 * 1024
+KINDS: Final = frozenset({"egress", "api_call", "consent"})
+LEGAL_BASES: Final = frozenset({"consent", "contract", "certification", "adequacy", "law", "none"})
+MAX_SUBJECT_IDS: Final = 1000
+
+# Where a record came from: {"topic", "partition", "offset"[, "index"]} or
+# {"file", "line"}. Kept as a plain dict because it is copied verbatim into
+# dead letters, evidence and state tables.
+Source = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A valid telemetry record. Fields a kind does not have are None."""
+
+    kind: str
+    event_id: str
+    ts: int  # event time, epoch milliseconds UTC
+    platform: str
+    service: str | None = None
+    # egress and api_call
+    src_ip: str | None = None
+    dst_ip: str | None = None
+    bytes: int | None = None
+    dst_port: int | None = None
+    protocol: str | None = None
+    dst_host: str | None = None
+    src_country: str | None = None
+    subject_region: str | None = None
+    data_categories: tuple[str, ...] = ()
+    records: int | None = None
+    dataset_id: str | None = None
+    # api_call
+    operation: str | None = None
+    endpoint: str | None = None
+    method: str | None = None
+    status: int | None = None
+    recipient: str | None = None
+    subject_ids: tuple[str, ...] = ()
+    purpose: str | None = None
+    legal_basis: str | None = None
+    stores: bool = False
+    # consent
+    subject_id: str | None = None
+    scope: str | None = None
+    granted: bool | None = None
+    countries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+    source: Source
+    raw: bytes
+
+    def to_json(self, received_at: str) -> dict[str, Any]:
+        return dead_letter_json(self, received_at)
+
+
+def dead_letter_json(dl: DeadLetter, received_at: str) -> dict[str, Any]:
+    """The dead-letter object of the contract; raw text, or base64 when not UTF-8."""
+    out: dict[str, Any] = {"reason": dl.reason, "source": dl.source}
+    try:
+        out["raw"] = dl.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        out["raw_base64"] = base64.b64encode(dl.raw).decode("ascii")
+    out["received_at"] = received_at
+    return out
+
+
+class _Invalid(Exception):
+    """Internal: carries a reason code out of the field checks."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+# --- field checkers -----------------------------------------------------------
+
+_PLATFORM = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_LABEL = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+)
+# Epoch milliseconds accepted: 1970-01-01 up to the end of year 9999.
+_TS_MAX: Final = 253_402_300_800_000
+
+
+def parse_ts(value: object) -> int | None:
+    """RFC 3339 with offset, or integer epoch milliseconds -> epoch ms; None if invalid."""
+    if type(value) is int:
+        return value if 0 <= value < _TS_MAX else None
+    if not isinstance(value, str):
+        return None
+    m = _RFC3339.fullmatch(value)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    frac, off = m.group(7), m.group(8)
+    if off in ("Z", "z"):
+        tz = timezone.utc
+    else:
+        oh, om = int(off[1:3]), int(off[4:6])
+        if oh > 23 or om > 59:
+            return None
+        delta = timedelta(hours=oh, minutes=om)
+        tz = timezone(-delta if off[0] == "-" else delta)
+    # RFC 3339 allows a leap second; Python's datetime does not.
+    second = min(second, 59)
+    try:
+        dt = datetime(year, month, day, hour, minute, second, tzinfo=tz)
+    except ValueError:
+        return None
+    ms = int(frac[1:4].ljust(3, "0")) if frac else 0
+    epoch = int(dt.timestamp()) * 1000 + ms
+    return epoch if 0 <= epoch < _TS_MAX else None
+
+
+def _is_int(v: object) -> bool:
+    return type(v) is int
+
+
+def _ip(v: object) -> bool:
+    if not isinstance(v, str) or len(v) > 64:
+        return False
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _str(v: object) -> bool:
+    return isinstance(v, str)
+
+
+def _nonempty_str(v: object) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= 4096
+
+
+def _nonneg_int(v: object) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _port(v: object) -> bool:
+    return type(v) is int and 0 <= v <= 65535
+
+
+def _country(v: object) -> bool:
+    return isinstance(v, str) and v in ISO_ALPHA2
+
+
+def _categories(v: object) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and _LABEL.fullmatch(x) for x in v)
+
+
+def _subject_ids(v: object) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) <= MAX_SUBJECT_IDS
+        and all(isinstance(x, str) and x for x in v)
+    )
+
+
+def _legal_basis(v: object) -> bool:
+    return isinstance(v, str) and v in LEGAL_BASES
+
+
+def _bool(v: object) -> bool:
+    return type(v) is bool
+
+
+def _consent_countries(v: object) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) > 0
+        and all(isinstance(x, str) and (x == "*" or x in ISO_ALPHA2) for x in v)
+    )
+
+
+def _scope(v: object) -> bool:
+    return v == "overseas_transfer"
+
+
+Check = Callable[[object], bool]
+
+# (field, required, check) in the order of the contract's tables.
+_COMMON: Final[tuple[tuple[str, bool, Check], ...]] = (
+    ("event_id", True, lambda v: isinstance(v, str) and 1 <= len(v) <= 128),
+    ("ts", True, lambda v: parse_ts(v) is not None),
+    ("platform", True, lambda v: isinstance(v, str) and _PLATFORM.fullmatch(v) is not None),
+    ("service", False, _str),
+)
+_FIELDS: Final[dict[str, tuple[tuple[str, bool, Check], ...]]] = {
+    "egress": (
+        ("src_ip", True, _ip),
+        ("dst_ip", True, _ip),
+        ("bytes", True, _nonneg_int),
+        ("dst_port", False, _port),
+        ("protocol", False, _str),
+        ("dst_host", False, _nonempty_str),
+        ("src_country", False, _country),
+        ("subject_region", False, _country),
+        ("data_categories", False, _categories),
+        ("records", False, _nonneg_int),
+        ("dataset_id", False, _nonempty_str),
+    ),
+    "api_call": (
+        ("operation", True, _nonempty_str),
+        ("endpoint", True, _nonempty_str),
+        ("dst_ip", False, _ip),
+        ("src_ip", False, _ip),
+        ("src_country", False, _country),
+        ("method", False, _str),
+        ("status", False, _is_int),
+        ("recipient", False, _str),
+        ("subject_region", False, _country),
+        ("data_categories", False, _categories),
+        ("records", False, _nonneg_int),
+        ("subject_ids", False, _subject_ids),
+        ("dataset_id", False, _nonempty_str),
+        ("purpose", False, _str),
+        ("legal_basis", False, _legal_basis),
+        ("stores", False, _bool),
+    ),
+    "consent": (
+        ("subject_id", True, _nonempty_str),
+        ("scope", True, _scope),
+        ("granted", True, _bool),
+        ("countries", False, _consent_countries),
+    ),
+}
+_TUPLE_FIELDS: Final = frozenset({"data_categories", "subject_ids", "countries"})
+
+
+def parse_record(obj: object) -> Record:
+    """Validate one decoded JSON value; raise `_Invalid` with the reason code."""
+    if not isinstance(obj, dict):
+        raise _Invalid("not_an_object")
+    if obj.get("kind") is None:
+        raise _Invalid("missing_field:kind")
+    kind = obj["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise _Invalid("unknown_kind")
+    v = obj.get("v")
+    if v is not None and not (type(v) is int and v == 1):
+        raise _Invalid("unsupported_version")
+    values: dict[str, Any] = {"kind": kind}
+    for spec in (_COMMON, _FIELDS[kind]):
+        for name, required, check in spec:
+            value = obj.get(name)
+            if value is None:
+                if required:
+                    raise _Invalid(f"missing_field:{name}")
+                continue
+            if not check(value):
+                raise _Invalid(f"invalid_field:{name}")
+            values[name] = tuple(value) if name in _TUPLE_FIELDS else value
+    ts = parse_ts(values["ts"])
+    assert ts is not None  # checked above
+    values["ts"] = ts
+    if kind == "consent" and "countries" not in values:
+        values["countries"] = ("*",)
+    return Record(**values)
+
+
+def _one(raw: bytes, source: Source, obj: object | None = None) -> Record | DeadLetter:
+    """Validate one record given its raw bytes (and its parsed value, when known)."""
+    if len(raw) > MAX_RECORD_BYTES:
+        return DeadLetter("too_large", source, raw)
+    if obj is None:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return DeadLetter("invalid_json", source, raw)
+    try:
+        return parse_record(obj)
+    except _Invalid as e:
+        return DeadLetter(e.reason, source, raw)
+
+
+def decode_line(raw: bytes, source: Source) -> Record | DeadLetter | None:
+    """One line of a JSON Lines file; None for a blank line."""
+    stripped = raw.strip()
+    if not stripped:
+        return None
+    return _one(stripped, source)
+
+
+def decode_message(value: bytes | None, source: Source) -> Iterator[Record | DeadLetter]:
+    """A Kafka message value: one record, a JSON array of records, or JSON Lines.
+
+    Records of a batch get `index` (0-based position in the batch) in their
+    source, so each one is located on its own.
+    """
+    raw = (value or b"").strip()
+    if len(raw) > MAX_RECORD_BYTES and not raw.startswith(b"[") and b"\n" not in raw:
+        yield DeadLetter("too_large", source, raw)
+        return
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        if b"\n" not in raw:
+            yield DeadLetter("invalid_json", source, raw)
+            return
+        index = 0
+        for line in raw.split(b"\n"):
+            line = line.strip()
+            if line:
+                yield _one(line, {**source, "index": index})
+                index += 1
+        return
+    if isinstance(obj, list):
+        for index, item in enumerate(obj):
+            item_raw = orjson.dumps(item)
+            yield _one(item_raw, {**source, "index": index}, item)
+        return
+    yield _one(raw, source, obj)
