@@ -20,7 +20,7 @@ from typing import Any
 
 from monitor.engine.model import Hit, Rule, RulePack
 from monitor.engine.ruletypes import MAX_EVIDENCE
-from monitor.engine.state import Store
+from monitor.engine.state import SeenStore, Store
 
 __all__ = ["AlertContext", "AlertGrouper", "alert_id", "build_alert", "group_key", "iso_ms"]
 
@@ -64,13 +64,11 @@ def _new_group(rule: Rule, key: str, hit: Hit) -> dict[str, Any]:
         "records": 0,
         "categories": [],
         "evidence": [],
-        "seen": [],
         "revision": 0,
     }
 
 
 def _merge(group: dict[str, Any], hit: Hit) -> None:
-    group["seen"].extend(hit["ids"])
     group["first_seen"] = min(group["first_seen"], hit["first_seen"])
     group["last_seen"] = max(group["last_seen"], hit["last_seen"])
     group["event_count"] += hit["event_count"]
@@ -84,7 +82,9 @@ def _merge(group: dict[str, Any], hit: Hit) -> None:
     group["revision"] += 1
 
 
-def build_alert(rule: Rule, group: Mapping[str, Any], ctx: AlertContext, now_ms: int) -> dict[str, Any]:
+def build_alert(
+    rule: Rule, group: Mapping[str, Any], ctx: AlertContext, now_ms: int
+) -> dict[str, Any]:
     """The alert as emitted: pure, so payloads are tested without a broker."""
     fields = group["fields"]
     return {
@@ -107,7 +107,11 @@ def build_alert(rule: Rule, group: Mapping[str, Any], ctx: AlertContext, now_ms:
         "data_categories": list(group["categories"]),
         "evidence": [
             {**e, "ts": iso_ms(e["ts"])}
-            | ({"first_hop": {**e["first_hop"], "ts": iso_ms(e["first_hop"]["ts"])}} if "first_hop" in e else {})
+            | (
+                {"first_hop": {**e["first_hop"], "ts": iso_ms(e["first_hop"]["ts"])}}
+                if "first_hop" in e
+                else {}
+            )
             for e in group["evidence"]
         ],
         "revision": group["revision"],
@@ -120,9 +124,10 @@ def build_alert(rule: Rule, group: Mapping[str, Any], ctx: AlertContext, now_ms:
 class AlertGrouper:
     """Folds hits into alert groups kept in a Store keyed by group key."""
 
-    def __init__(self, pack: RulePack, store: Store) -> None:
+    def __init__(self, pack: RulePack, store: Store, seen: SeenStore) -> None:
         self.pack = pack
         self.store = store
+        self.seen = seen
 
     def add(self, hit: Hit) -> tuple[Rule, dict[str, Any]] | None:
         """Fold one hit in; the changed group to emit, or None when nothing changed."""
@@ -133,7 +138,7 @@ class AlertGrouper:
         window = rule.group_window_ms
         target = None
         for g in groups:  # oldest anchor first
-            if any(i in g["seen"] for i in hit["ids"]):
+            if any(self.seen.contains(g["alert_id"], i) for i in hit["ids"]):
                 return None
             lo = min(g["first_seen"], hit["first_seen"])
             hi = max(g["last_seen"], hit["last_seen"])
@@ -143,6 +148,8 @@ class AlertGrouper:
             target = _new_group(rule, key, hit)
             groups.append(target)
             groups.sort(key=lambda g: g["anchor"])
+        for i in hit["ids"]:
+            self.seen.add(target["alert_id"], i)
         _merge(target, hit)
         self.store[key] = value
         return rule, target
@@ -154,5 +161,9 @@ class AlertGrouper:
             rule = self.pack.by_id.get(g["rule"])
             window = rule.group_window_ms if rule is not None else 0
             # A group stays open for late records until a further window has passed.
-            (closed if g["anchor"] + 2 * window < watermark else keep).append(g)
+            if g["anchor"] + 2 * window < watermark:
+                closed.append(g)
+                self.seen.drop(g["alert_id"])
+            else:
+                keep.append(g)
         return ({"groups": keep} if keep else None), closed

@@ -48,7 +48,9 @@ class Disclosures:
 
 def _country(value: object, loc: Location, errors: list[ConfigError]) -> str:
     if not isinstance(value, str) or value not in ISO_ALPHA2:
-        errors.append(ConfigError(f"country must be an ISO 3166-1 alpha-2 code, got {value!r}", loc))
+        errors.append(
+            ConfigError(f"country must be an ISO 3166-1 alpha-2 code, got {value!r}", loc)
+        )
         return ""
     return value
 
@@ -58,7 +60,9 @@ def load_disclosures(path: Path) -> Disclosures:
     if doc is None:
         return Disclosures({})
     if not isinstance(doc, LDict):
-        raise ConfigError("disclosures must be a mapping of platform to a list", Location(str(path)))
+        raise ConfigError(
+            "disclosures must be a mapping of platform to a list", Location(str(path))
+        )
     errors: list[ConfigError] = []
     out: dict[str, tuple[Disclosure, ...]] = {}
     for platform, entries in doc.items():

@@ -16,7 +16,7 @@ from typing import Any
 from monitor.alerts import AlertContext, AlertGrouper, build_alert
 from monitor.engine.model import Hit, Rule, RulePack
 from monitor.engine.ruletypes import single_hit
-from monitor.engine.state import MemoryStore
+from monitor.engine.state import MemorySeen, MemoryStore
 from monitor.resolve import Flow, Resolver
 from monitor.schemas import Record, Source
 
@@ -56,8 +56,9 @@ class LocalDetector:
 
     def __post_init__(self) -> None:
         self.stores = {r.id: MemoryStore() for r in self.pack.stateful}
+        self.seen = MemorySeen()
         self.groups = MemoryStore()
-        self.grouper = AlertGrouper(self.pack, self.groups)
+        self.grouper = AlertGrouper(self.pack, self.groups, self.seen)
         self.context = AlertContext(self.pack.version, self.resolver.geoip_build)
 
     def process(self, record: Record, source: Source) -> list[tuple[Rule, dict[str, Any]]]:
@@ -68,7 +69,7 @@ class LocalDetector:
         for rule_id, key, item in routed:
             rule = self.pack.by_id[rule_id]
             assert rule.type is not None
-            hits.extend(rule.type.apply(self.stores[rule_id], key, item))
+            hits.extend(rule.type.apply(self.stores[rule_id], self.seen, key, item))
         changed = []
         for hit in hits:
             out = self.grouper.add(hit)
@@ -85,6 +86,8 @@ class LocalDetector:
             assert rule.type is not None
             store = self.stores[rule.id]
             for key, value in store.items_snapshot():
+                for scope in rule.type.closed_scopes(key, value, self.watermark):
+                    self.seen.drop(scope)
                 kept = rule.type.expire(value, self.watermark)
                 if kept is None:
                     del store[key]

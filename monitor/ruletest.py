@@ -24,7 +24,9 @@ class ExampleResult:
     detail: str
 
 
-def run_example(pack: RulePack, endpoints: EndpointRegistry, rule: Rule, ex: Example) -> ExampleResult:
+def run_example(
+    pack: RulePack, endpoints: EndpointRegistry, rule: Rule, ex: Example
+) -> ExampleResult:
     detector = LocalDetector(pack, Resolver(StaticLookup(ex.geoip), endpoints))
     for i, raw in enumerate(ex.records):
         got = decode_line(orjson.dumps(raw), {"file": str(ex.location), "line": i + 1})

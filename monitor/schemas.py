@@ -333,32 +333,35 @@ def decode_line(raw: bytes, source: Source) -> Record | DeadLetter | None:
     return _one(stripped, source)
 
 
-def decode_message(value: bytes | None, source: Source) -> Iterator[Record | DeadLetter]:
+def decode_message(
+    value: bytes | None, source: Source
+) -> Iterator[tuple[Record | DeadLetter, Source]]:
     """A Kafka message value: one record, a JSON array of records, or JSON Lines.
 
-    Records of a batch get `index` (0-based position in the batch) in their
-    source, so each one is located on its own.
+    Yields each record (or dead letter) with its own source: records of a
+    batch get `index`, their 0-based position in the batch.
     """
     raw = (value or b"").strip()
     if len(raw) > MAX_RECORD_BYTES and not raw.startswith(b"[") and b"\n" not in raw:
-        yield DeadLetter("too_large", source, raw)
+        yield DeadLetter("too_large", source, raw), source
         return
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         if b"\n" not in raw:
-            yield DeadLetter("invalid_json", source, raw)
+            yield DeadLetter("invalid_json", source, raw), source
             return
         index = 0
         for line in raw.split(b"\n"):
             line = line.strip()
             if line:
-                yield _one(line, {**source, "index": index})
+                at = {**source, "index": index}
+                yield _one(line, at), at
                 index += 1
         return
     if isinstance(obj, list):
         for index, item in enumerate(obj):
-            item_raw = orjson.dumps(item)
-            yield _one(item_raw, {**source, "index": index}, item)
+            at = {**source, "index": index}
+            yield _one(orjson.dumps(item), at, item), at
         return
-    yield _one(raw, source, obj)
+    yield _one(raw, source, obj), source

@@ -131,7 +131,9 @@ def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[Pr
     if not isinstance(value, LList) or not value:
         raise ConfigError(f"'{key}' takes a non-empty list of conditions", node.loc(key))
     if set(node) != {key}:
-        raise ConfigError(f"'{key}' cannot be combined with {sorted(set(node) - {key})}", node.loc())
+        raise ConfigError(
+            f"'{key}' cannot be combined with {sorted(set(node) - {key})}", node.loc()
+        )
     return [compile_condition(child, ctx) for child in value]
 
 
@@ -259,4 +261,3 @@ def _field(name: Any, node: LDict, ctx: CompileContext) -> Predicate:
         return v is not None and not isinstance(v, tuple) and cmp(v, value)
 
     return compare
-

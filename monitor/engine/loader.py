@@ -60,12 +60,12 @@ def load_pack(
         errors.append(ConfigError(f"unknown key {key!r}", head.loc(key)))
     params: dict[str, Any] = dict(head.get("params") or {})
     params.update(overrides or {})
-    lists = head.get("lists") or {}
+    lists: LDict = head.get("lists") or LDict()
     for name, values in lists.items():
         if not isinstance(values, list):
             errors.append(ConfigError(f"list {name!r} must be a list", lists.loc(name)))
         params.setdefault(name, values)
-    named = head.get("conditions") or LDict()
+    named: LDict = head.get("conditions") or LDict()
     files = _rule_files(directory)
     digest = hashlib.sha256()
     for path in [pack_file, *files]:
@@ -96,7 +96,9 @@ def load_pack(
                 continue
             if rule.id in seen:
                 errors.append(
-                    ConfigError(f"duplicate rule id {rule.id!r} (first at {seen[rule.id]})", rule.location)
+                    ConfigError(
+                        f"duplicate rule id {rule.id!r} (first at {seen[rule.id]})", rule.location
+                    )
                 )
                 continue
             seen[rule.id] = rule.location
@@ -148,7 +150,9 @@ def _rule(entry: Any, path: Path, pack_params: Mapping[str, Any], pctx: CompileC
         if name in _DURATION_PARAMS:
             ms = parse_duration(value)
             if ms is None:
-                errors.append(ConfigError(f"{name}: not a duration like 30d, 1h, 10m", rule_params.loc(name)))
+                errors.append(
+                    ConfigError(f"{name}: not a duration like 30d, 1h, 10m", rule_params.loc(name))
+                )
             value = ms
         params[name] = value
     # Named conditions were compiled once with the pack's params; rules share them.
@@ -166,7 +170,11 @@ def _rule(entry: Any, path: Path, pack_params: Mapping[str, Any], pctx: CompileC
     group_by = tuple(entry.get("group_by") or ("platform", "src_country", "dst_country"))
     for g in group_by:
         if g not in GROUP_FIELDS:
-            errors.append(ConfigError(f"group_by: unknown field {g!r}; known {GROUP_FIELDS}", entry.loc("group_by")))
+            errors.append(
+                ConfigError(
+                    f"group_by: unknown field {g!r}; known {GROUP_FIELDS}", entry.loc("group_by")
+                )
+            )
     group_window = parse_duration(entry.get("group_window", "24h"))
     if group_window is None:
         errors.append(ConfigError("group_window: not a duration", entry.loc("group_window")))
@@ -177,15 +185,21 @@ def _rule(entry: Any, path: Path, pack_params: Mapping[str, Any], pctx: CompileC
         cls = REGISTRY.get(type_name)
         if cls is None:
             known = ", ".join(["match", *sorted(REGISTRY)])
-            errors.append(ConfigError(f"unknown rule type {type_name!r}; known: {known}", entry.loc("type")))
+            errors.append(
+                ConfigError(f"unknown rule type {type_name!r}; known: {known}", entry.loc("type"))
+            )
         else:
             missing = [p for p in cls.required if p not in params]
             for p in missing:
-                errors.append(ConfigError(f"type {type_name} needs param {p!r}", entry.loc("params")))
+                errors.append(
+                    ConfigError(f"type {type_name} needs param {p!r}", entry.loc("params"))
+                )
             if not missing and not errors:
                 rtype = _make_type(cls, rule_id, params, entry, ctx, errors)
     elif "first_hop" in entry:
-        errors.append(ConfigError("'first_hop' belongs to rules of type onward", entry.loc("first_hop")))
+        errors.append(
+            ConfigError("'first_hop' belongs to rules of type onward", entry.loc("first_hop"))
+        )
 
     examples = _examples(entry, file, errors)
     if errors:
@@ -242,12 +256,18 @@ def _make_type(
 def _examples(entry: LDict, file: str, errors: list[ConfigError]) -> tuple[Example, ...]:
     raw = entry.get("examples")
     if raw is None:
-        errors.append(ConfigError("rule needs 'examples' (records that must and must not fire)", entry.loc()))
+        errors.append(
+            ConfigError("rule needs 'examples' (records that must and must not fire)", entry.loc())
+        )
         return ()
     out: list[Example] = []
     for i, ex in enumerate(raw if isinstance(raw, LList) else []):
         loc = raw.loc(i)
-        if not isinstance(ex, LDict) or not isinstance(ex.get("records"), list) or "fires" not in ex:
+        if (
+            not isinstance(ex, LDict)
+            or not isinstance(ex.get("records"), list)
+            or "fires" not in ex
+        ):
             errors.append(ConfigError("an example needs 'records' (a list) and 'fires'", loc))
             continue
         count = ex.get("count")
@@ -262,5 +282,9 @@ def _examples(entry: LDict, file: str, errors: list[ConfigError]) -> tuple[Examp
             )
         )
     if not any(e.fires for e in out) or not any(not e.fires for e in out):
-        errors.append(ConfigError("examples need at least one that fires and one that does not", entry.loc("examples")))
+        errors.append(
+            ConfigError(
+                "examples need at least one that fires and one that does not", entry.loc("examples")
+            )
+        )
     return tuple(out)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from monitor.engine.conditions import Predicate
 from monitor.engine.model import Hit
-from monitor.engine.state import Store, event_hash, subject_hash
+from monitor.engine.state import SeenStore, Store, event_hash, subject_hash
 from monitor.resolve import Flow
 
 __all__ = [
@@ -34,14 +34,22 @@ __all__ = [
 MAX_EVIDENCE = 20
 
 
-def evidence_of(state: Mapping[str, Any], first_hop: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"event_id": state["event_id"], "ts": state["ts"], "source": state["source"]}
+def evidence_of(
+    state: Mapping[str, Any], first_hop: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "event_id": state["event_id"],
+        "ts": state["ts"],
+        "source": state["source"],
+    }
     if first_hop is not None:
         entry["first_hop"] = dict(first_hop)
     return entry
 
 
-def single_hit(rule_id: str, state: Mapping[str, Any], first_hop: Mapping[str, Any] | None = None) -> Hit:
+def single_hit(
+    rule_id: str, state: Mapping[str, Any], first_hop: Mapping[str, Any] | None = None
+) -> Hit:
     """A hit for one matching record (`state` is `Flow.to_state()`)."""
     return {
         "rule": rule_id,
@@ -94,7 +102,7 @@ class RuleType:
     def route(self, flow: Flow, matched: bool) -> list[tuple[str, dict[str, Any]]]:
         raise NotImplementedError
 
-    def apply(self, store: Store, key: str, item: Mapping[str, Any]) -> list[Hit]:
+    def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
         raise NotImplementedError
 
     def horizon_ms(self) -> int:
@@ -104,6 +112,10 @@ class RuleType:
     def expire(self, value: Any, watermark: int) -> Any:
         """The value pruned of what is older than the horizon; None when nothing is left."""
         raise NotImplementedError
+
+    def closed_scopes(self, key: str, value: Any, watermark: int) -> list[str]:
+        """Scopes of the seen-store that `expire` makes useless."""
+        return []
 
 
 class ThresholdRule(RuleType):
@@ -134,7 +146,7 @@ class ThresholdRule(RuleType):
     def horizon_ms(self) -> int:
         return self.window + self.lateness
 
-    def apply(self, store: Store, key: str, item: Mapping[str, Any]) -> list[Hit]:
+    def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
         ts = item["ts"]
         start = ts - ts % self.window
         value = store.get(key) or {"windows": {}}
@@ -142,7 +154,6 @@ class ThresholdRule(RuleType):
         w = windows.get(str(start))
         if w is None:
             w = windows[str(start)] = {
-                "seen": [],
                 "fired": False,
                 "agg": {
                     "fields": {f: None for f in ("src_country", "subject_region", "dataset_id")}
@@ -160,9 +171,10 @@ class ThresholdRule(RuleType):
             for f in self.per:
                 w["agg"]["fields"][f] = item[f]
         h = event_hash(item["platform"], item["event_id"])
-        if h in w["seen"]:
+        scope = f"{key}|{start}"
+        if seen.contains(scope, h):
             return []
-        w["seen"].append(h)
+        seen.add(scope, h)
         hits: list[Hit] = []
         if w["fired"]:
             hits.append(single_hit(self.rule_id, item))
@@ -177,10 +189,11 @@ class ThresholdRule(RuleType):
         return hits
 
     def expire(self, value: Any, watermark: int) -> Any:
-        keep = {
-            s: w for s, w in value["windows"].items() if int(s) + self.horizon_ms() > watermark
-        }
+        keep = {s: w for s, w in value["windows"].items() if int(s) + self.horizon_ms() > watermark}
         return {"windows": keep} if keep else None
+
+    def closed_scopes(self, key: str, value: Any, watermark: int) -> list[str]:
+        return [f"{key}|{s}" for s in value["windows"] if int(s) + self.horizon_ms() <= watermark]
 
 
 def _merge_into(agg: dict[str, Any], hit: Mapping[str, Any]) -> None:
@@ -234,7 +247,7 @@ class OnwardRule(RuleType):
             out.append((key, {"role": "second", "flow": flow.to_state()}))
         return out
 
-    def apply(self, store: Store, key: str, item: Mapping[str, Any]) -> list[Hit]:
+    def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
         value = store.get(key) or {"first": {}, "pending": []}
         flow = item["flow"]
         hits: list[Hit] = []
@@ -275,9 +288,7 @@ class OnwardRule(RuleType):
 
     def expire(self, value: Any, watermark: int) -> Any:
         cutoff = watermark - self.window
-        first = {
-            c: [h for h in hops if h["ts"] > cutoff] for c, hops in value["first"].items()
-        }
+        first = {c: [h for h in hops if h["ts"] > cutoff] for c, hops in value["first"].items()}
         first = {c: hops for c, hops in first.items() if hops}
         pending = [p for p in value["pending"] if p["ts"] > cutoff]
         return {"first": first, "pending": pending} if first or pending else None
@@ -321,7 +332,7 @@ class ConsentRule(RuleType):
             for s in dict.fromkeys(r.subject_ids)
         ]
 
-    def apply(self, store: Store, key: str, item: Mapping[str, Any]) -> list[Hit]:
+    def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
         value = store.get(key) or {"consents": [], "calls": []}
         hits: list[Hit] = []
         if item["role"] == "consent":
@@ -378,6 +389,4 @@ class ConsentRule(RuleType):
         return {"consents": keep, "calls": calls} if keep or calls else None
 
 
-REGISTRY: dict[str, type[RuleType]] = {
-    t.name: t for t in (ThresholdRule, OnwardRule, ConsentRule)
-}
+REGISTRY: dict[str, type[RuleType]] = {t.name: t for t in (ThresholdRule, OnwardRule, ConsentRule)}

