@@ -47,7 +47,6 @@ class TableStore:
         self.table[key] = value
 
 
-
 class TableSeen:
     """`SeenStore` over a Faust table, one entry per (scope, id)."""
 
@@ -115,7 +114,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
 
     def table(name: str) -> Any:
         # JSON keys: a raw key would come back from the changelog as bytes.
-        schema = faust.Schema(key_serializer="json", value_serializer="json")
+        schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
         return app.Table(name, default=None, partitions=n, schema=schema)
 
     state_table, groups_table, seen_table = table("state"), table("groups"), table("seen")

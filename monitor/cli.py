@@ -170,28 +170,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_worker)
 
-    for register in _extra_commands:
+    for register in _extra_commands():
         register(sub)
     return parser
 
 
-# Commands defined in their own modules add themselves here (simulate, demo, alerts).
-_extra_commands: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
-def _load_extra() -> None:
+def _extra_commands() -> list[Register]:
+    """Commands defined in their own modules (each has a `register(subparsers)`)."""
+    import importlib
+
+    found: list[Register] = []
     for module in ("monitor.simulate", "monitor.demo", "monitor.alerts_cli"):
         try:
-            mod = __import__(module, fromlist=["register"])
+            mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
             if e.name != module:
                 raise
             continue
-        _extra_commands.append(mod.register)
+        found.append(mod.register)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _load_extra()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

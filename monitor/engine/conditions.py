@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from monitor.disclosures import Disclosures
-from monitor.errors import ConfigError, Location
+from monitor.errors import ConfigError, ConfigErrors, Location
 from monitor.resolve import Flow
 from monitor.yamlfile import LDict, LList, location_of
 
@@ -134,7 +134,19 @@ def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[Pr
         raise ConfigError(
             f"'{key}' cannot be combined with {sorted(set(node) - {key})}", node.loc()
         )
-    return [compile_condition(child, ctx) for child in value]
+    # Compile every child even after a failure, so one pass reports every error.
+    out: list[Predicate] = []
+    errors: list[ConfigError] = []
+    for child in value:
+        try:
+            out.append(compile_condition(child, ctx))
+        except ConfigError as e:
+            errors.append(e)
+        except ConfigErrors as e:
+            errors.extend(e.errors)
+    if errors:
+        raise ConfigErrors(errors)
+    return out
 
 
 @_register("all")

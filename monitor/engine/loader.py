@@ -78,6 +78,8 @@ def load_pack(
             _compile_named(name, named, ctx)
         except ConfigError as e:
             errors.append(e)
+        except ConfigErrors as e:
+            errors.extend(e.errors)
 
     rules: list[Rule] = []
     seen: dict[str, Location] = {}
@@ -86,6 +88,8 @@ def load_pack(
             doc = load_yaml(path)
         except ConfigError as e:
             errors.append(e)
+        except ConfigErrors as e:
+            errors.extend(e.errors)
             continue
         entries = doc if isinstance(doc, LList) else [doc]
         for entry in entries:
@@ -166,6 +170,8 @@ def _rule(entry: Any, path: Path, pack_params: Mapping[str, Any], pctx: CompileC
             when = compile_condition(entry["when"], ctx)
         except ConfigError as e:
             errors.append(e)
+        except ConfigErrors as e:
+            errors.extend(e.errors)
 
     group_by = tuple(entry.get("group_by") or ("platform", "src_country", "dst_country"))
     for g in group_by:
@@ -240,6 +246,8 @@ def _make_type(
             first = compile_condition(entry["first_hop"], ctx)
         except ConfigError as e:
             errors.append(e)
+        except ConfigErrors as e:
+            errors.extend(e.errors)
             return None
         return OnwardRule(rule_id, resolved, home, first)
     if cls.name == "threshold":

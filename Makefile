@@ -1,0 +1,60 @@
+# xborder-monitor: `make demo` runs it, `make test` tests it. See README.md.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install system-deps demo test check lint format typecheck unit integration bench clean
+
+# The project and its tools in a local virtualenv; redone when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,demo]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# promtool and amtool validate the Prometheus and Alertmanager files in tests;
+# Java 17 and Maven run Apache Kafka for the integration tests.
+system-deps:
+	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; \
+	  else \
+	    echo "install promtool and amtool: sudo apt-get install prometheus prometheus-alertmanager"; exit 1; \
+	  fi; \
+	fi
+	@command -v java >/dev/null || { echo "Java 17 is needed for the Apache Kafka integration tests"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is needed to fetch Apache Kafka for the integration tests"; exit 1; }
+
+demo: install
+	$(BIN)/xborder demo
+
+test: install system-deps check
+	$(BIN)/python -m pytest -q
+
+check: lint typecheck
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest -q -m "not integration"
+
+integration: install system-deps
+	$(BIN)/python -m pytest -q -m integration
+
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
