@@ -19,11 +19,10 @@ Decisions where the contract is silent:
 from __future__ import annotations
 
 import base64
-import ipaddress
 import re
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 import orjson
@@ -132,7 +131,20 @@ _RFC3339 = re.compile(
 _TS_MAX: Final = 253_402_300_800_000
 
 
-def parse_ts(value: object) -> int | None:
+_MONTH_DAYS: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def parse_ts(value: Any) -> int | None:
     """RFC 3339 with offset, or integer epoch milliseconds -> epoch ms; None if invalid."""
     if type(value) is int:
         return value if 0 <= value < _TS_MAX else None
@@ -141,103 +153,121 @@ def parse_ts(value: object) -> int | None:
     m = _RFC3339.fullmatch(value)
     if m is None:
         return None
-    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    frac, off = m.group(7), m.group(8)
-    if off in ("Z", "z"):
-        tz = timezone.utc
-    else:
+    year, month, day, hour, minute, second, frac, off = m.groups()
+    y, mo, d = int(year), int(month), int(day)
+    h, mi, sec = int(hour), int(minute), int(second)
+    if not 1 <= mo <= 12 or h > 23 or mi > 59 or sec > 60:
+        return None
+    leap = mo == 2 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    if not 1 <= d <= _MONTH_DAYS[mo - 1] + leap:
+        return None
+    offset = 0
+    if off not in ("Z", "z"):
         oh, om = int(off[1:3]), int(off[4:6])
         if oh > 23 or om > 59:
             return None
-        delta = timedelta(hours=oh, minutes=om)
-        tz = timezone(-delta if off[0] == "-" else delta)
-    # RFC 3339 allows a leap second; Python's datetime does not.
-    second = min(second, 59)
-    try:
-        dt = datetime(year, month, day, hour, minute, second, tzinfo=tz)
-    except ValueError:
-        return None
-    ms = int(frac[1:4].ljust(3, "0")) if frac else 0
-    epoch = int(dt.timestamp()) * 1000 + ms
+        offset = (oh * 60 + om) * (-60 if off[0] == "-" else 60)
+    # RFC 3339 allows a leap second (60); it is counted as the last instant of 59.
+    seconds = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + min(sec, 59) - offset
+    epoch = seconds * 1000 + (int(frac[1:4].ljust(3, "0")) if frac else 0)
     return epoch if 0 <= epoch < _TS_MAX else None
 
 
-def _is_int(v: object) -> bool:
-    return type(v) is int
+# Each field converter returns the value to keep, or None when it is invalid.
+Convert = Callable[[Any], Any]
 
 
-def _ip(v: object) -> bool:
+def _is_int(v: Any) -> Any:
+    return v if type(v) is int else None
+
+
+def _ip(v: Any) -> Any:
     if not isinstance(v, str) or len(v) > 64:
-        return False
-    try:
-        ipaddress.ip_address(v)
-    except ValueError:
-        return False
-    return True
+        return None
+    # inet_pton is the C parser: an order of magnitude cheaper than ipaddress.
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, v)
+        except (OSError, ValueError):
+            continue
+        return v
+    return None
 
 
-def _str(v: object) -> bool:
-    return isinstance(v, str)
+def _str(v: Any) -> Any:
+    return v if isinstance(v, str) else None
 
 
-def _nonempty_str(v: object) -> bool:
-    return isinstance(v, str) and 0 < len(v) <= 4096
+def _nonempty_str(v: Any) -> Any:
+    return v if isinstance(v, str) and 0 < len(v) <= 4096 else None
 
 
-def _nonneg_int(v: object) -> bool:
-    return type(v) is int and v >= 0
+def _nonneg_int(v: Any) -> Any:
+    return v if type(v) is int and v >= 0 else None
 
 
-def _port(v: object) -> bool:
-    return type(v) is int and 0 <= v <= 65535
+def _port(v: Any) -> Any:
+    return v if type(v) is int and 0 <= v <= 65535 else None
 
 
-def _country(v: object) -> bool:
-    return isinstance(v, str) and v in ISO_ALPHA2
+def _country(v: Any) -> Any:
+    return v if isinstance(v, str) and v in ISO_ALPHA2 else None
 
 
-def _categories(v: object) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) and _LABEL.fullmatch(x) for x in v)
+def _categories(v: Any) -> Any:
+    if isinstance(v, list) and all(isinstance(x, str) and _LABEL.fullmatch(x) for x in v):
+        return tuple(v)
+    return None
 
 
-def _subject_ids(v: object) -> bool:
-    return (
+def _subject_ids(v: Any) -> Any:
+    if (
         isinstance(v, list)
         and len(v) <= MAX_SUBJECT_IDS
         and all(isinstance(x, str) and x for x in v)
-    )
+    ):
+        return tuple(v)
+    return None
 
 
-def _legal_basis(v: object) -> bool:
-    return isinstance(v, str) and v in LEGAL_BASES
+def _legal_basis(v: Any) -> Any:
+    return v if isinstance(v, str) and v in LEGAL_BASES else None
 
 
-def _bool(v: object) -> bool:
-    return type(v) is bool
+def _bool(v: Any) -> Any:
+    return v if type(v) is bool else None
 
 
-def _consent_countries(v: object) -> bool:
-    return (
+def _consent_countries(v: Any) -> Any:
+    if (
         isinstance(v, list)
         and len(v) > 0
         and all(isinstance(x, str) and (x == "*" or x in ISO_ALPHA2) for x in v)
-    )
+    ):
+        return tuple(v)
+    return None
 
 
-def _scope(v: object) -> bool:
-    return v == "overseas_transfer"
+def _scope(v: Any) -> Any:
+    return v if v == "overseas_transfer" else None
 
 
-Check = Callable[[object], bool]
+def _event_id(v: Any) -> Any:
+    return v if isinstance(v, str) and 1 <= len(v) <= 128 else None
 
-# (field, required, check) in the order of the contract's tables.
-_COMMON: Final[tuple[tuple[str, bool, Check], ...]] = (
-    ("event_id", True, lambda v: isinstance(v, str) and 1 <= len(v) <= 128),
-    ("ts", True, lambda v: parse_ts(v) is not None),
-    ("platform", True, lambda v: isinstance(v, str) and _PLATFORM.fullmatch(v) is not None),
+
+def _platform(v: Any) -> Any:
+    return v if isinstance(v, str) and _PLATFORM.fullmatch(v) is not None else None
+
+
+# (field, required, converter) in the order of the contract's tables.
+_COMMON: Final[tuple[tuple[str, bool, Convert], ...]] = (
+    ("event_id", True, _event_id),
+    ("ts", True, parse_ts),
+    ("platform", True, _platform),
     ("service", False, _str),
 )
-_FIELDS: Final[dict[str, tuple[tuple[str, bool, Check], ...]]] = {
+_FIELDS: Final[dict[str, tuple[tuple[str, bool, Convert], ...]]] = {
     "egress": (
         ("src_ip", True, _ip),
         ("dst_ip", True, _ip),
@@ -276,35 +306,40 @@ _FIELDS: Final[dict[str, tuple[tuple[str, bool, Check], ...]]] = {
         ("countries", False, _consent_countries),
     ),
 }
-_TUPLE_FIELDS: Final = frozenset({"data_categories", "subject_ids", "countries"})
+# Per kind: (field, converter, reason if missing or None, reason if invalid).
+_SPECS: Final = {
+    kind: tuple(
+        (name, convert, f"missing_field:{name}" if required else None, f"invalid_field:{name}")
+        for name, required, convert in _COMMON + fields
+    )
+    for kind, fields in _FIELDS.items()
+}
 
 
 def parse_record(obj: object) -> Record:
     """Validate one decoded JSON value; raise `_Invalid` with the reason code."""
     if not isinstance(obj, dict):
         raise _Invalid("not_an_object")
-    if obj.get("kind") is None:
+    kind = obj.get("kind")
+    if kind is None:
         raise _Invalid("missing_field:kind")
-    kind = obj["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
         raise _Invalid("unknown_kind")
     v = obj.get("v")
     if v is not None and not (type(v) is int and v == 1):
         raise _Invalid("unsupported_version")
     values: dict[str, Any] = {"kind": kind}
-    for spec in (_COMMON, _FIELDS[kind]):
-        for name, required, check in spec:
-            value = obj.get(name)
-            if value is None:
-                if required:
-                    raise _Invalid(f"missing_field:{name}")
-                continue
-            if not check(value):
-                raise _Invalid(f"invalid_field:{name}")
-            values[name] = tuple(value) if name in _TUPLE_FIELDS else value
-    ts = parse_ts(values["ts"])
-    assert ts is not None  # checked above
-    values["ts"] = ts
+    get = obj.get
+    for name, convert, missing, invalid in _SPECS[kind]:
+        value = get(name)
+        if value is None:
+            if missing is not None:
+                raise _Invalid(missing)
+            continue
+        value = convert(value)
+        if value is None:
+            raise _Invalid(invalid)
+        values[name] = value
     if kind == "consent" and "countries" not in values:
         values["countries"] = ("*",)
     return Record(**values)

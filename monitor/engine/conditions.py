@@ -56,14 +56,7 @@ FIELD_NAMES: Final = frozenset(_RECORD_FIELDS + _FLOW_FIELDS)
 
 
 def _getter(name: str) -> Callable[[Flow], Any]:
-    if name in _FLOW_FIELDS:
-        return operator.attrgetter(name)
-    inner = operator.attrgetter(name)
-
-    def get(flow: Flow) -> Any:
-        return inner(flow.record)
-
-    return get
+    return operator.attrgetter(name if name in _FLOW_FIELDS else f"record.{name}")
 
 
 def categories_under(labels: tuple[str, ...], prefixes: tuple[str, ...]) -> bool:
@@ -149,26 +142,43 @@ def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[Pr
     return out
 
 
-@_register("all")
-def _all(value: Any, node: LDict, ctx: CompileContext) -> Predicate:
-    parts = tuple(_children(value, node, "all", ctx))
+def _conjunction(parts: tuple[Predicate, ...]) -> Predicate:
+    # Plain `and` chains: a generator inside all() costs more than the checks
+    # themselves at a few microseconds per record.
     if len(parts) == 1:
         return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+        return lambda flow: a(flow) and b(flow)
+    if len(parts) == 3:
+        a, b, c = parts
+        return lambda flow: a(flow) and b(flow) and c(flow)
+    if len(parts) == 4:
+        a, b, c, d = parts
+        return lambda flow: a(flow) and b(flow) and c(flow) and d(flow)
+    head, tail = parts[:4], _conjunction(parts[4:])
+    first = _conjunction(head)
+    return lambda flow: first(flow) and tail(flow)
 
-    def check(flow: Flow) -> bool:
-        return all(p(flow) for p in parts)
 
-    return check
+def _disjunction(parts: tuple[Predicate, ...]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+        return lambda flow: a(flow) or b(flow)
+    head, tail = parts[0], _disjunction(parts[1:])
+    return lambda flow: head(flow) or tail(flow)
+
+
+@_register("all")
+def _all(value: Any, node: LDict, ctx: CompileContext) -> Predicate:
+    return _conjunction(tuple(_children(value, node, "all", ctx)))
 
 
 @_register("any")
 def _any(value: Any, node: LDict, ctx: CompileContext) -> Predicate:
-    parts = tuple(_children(value, node, "any", ctx))
-
-    def check(flow: Flow) -> bool:
-        return any(p(flow) for p in parts)
-
-    return check
+    return _disjunction(tuple(_children(value, node, "any", ctx)))
 
 
 @_register("not")
