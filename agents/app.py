@@ -71,9 +71,13 @@ class TableSeen:
 
 @dataclass
 class Worker:
+    """The app and what tests and operators reach into: its topics and tables."""
+
     app: faust.App
     runtime: Runtime
     metrics: Metrics
+    topics: dict[str, Any]
+    tables: dict[str, Any]
 
 
 def _batches(payload: bytes) -> Iterator[dict[str, Any]]:
@@ -179,7 +183,19 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
 
     app.task(declare_outputs)
 
-    return Worker(app, runtime, metrics)
+    return Worker(
+        app,
+        runtime,
+        metrics,
+        topics={
+            "inputs": inputs,
+            "dead_letters": dead_letters,
+            "alerts": alerts,
+            "state": state_topic,
+            "hits": hits_topic,
+        },
+        tables={"state": state_table, "groups": groups_table, "seen": seen_table},
+    )
 
 
 def run_worker(settings: Settings) -> int:

@@ -102,13 +102,28 @@ class DeadLetter:
         return dead_letter_json(self, received_at)
 
 
+# A dead letter must fit in one Kafka message (1 MB by default), so raw bytes
+# beyond this are cut; `source` still locates the whole original record.
+MAX_DEAD_LETTER_RAW: Final = 256 * 1024
+
+
 def dead_letter_json(dl: DeadLetter, received_at: str) -> dict[str, Any]:
     """The dead-letter object of the contract; raw text, or base64 when not UTF-8."""
     out: dict[str, Any] = {"reason": dl.reason, "source": dl.source}
-    try:
-        out["raw"] = dl.raw.decode("utf-8")
-    except UnicodeDecodeError:
-        out["raw_base64"] = base64.b64encode(dl.raw).decode("ascii")
+    raw = dl.raw
+    if len(raw) > MAX_DEAD_LETTER_RAW:
+        raw = raw[:MAX_DEAD_LETTER_RAW]
+        out["raw_truncated"] = True
+        out["raw_size"] = len(dl.raw)
+    # A cut may fall inside a multi-byte character: drop up to 3 trailing bytes.
+    for cut in range(4 if "raw_truncated" in out else 1):
+        try:
+            out["raw"] = raw[: len(raw) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        out["raw_base64"] = base64.b64encode(raw).decode("ascii")
     out["received_at"] = received_at
     return out
 

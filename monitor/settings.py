@@ -96,6 +96,15 @@ class Settings:
             value = get(name)
             return Path(value) if value else None
 
+        def number(name: str, default: float) -> float:
+            value = get(name)
+            if value is None:
+                return default
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
         def integer(name: str, default: int) -> int:
             value = get(name)
             if value is None:
@@ -133,6 +142,8 @@ class Settings:
             metrics_port=integer("XBORDER_METRICS_PORT", base.metrics_port),
             state_dir=path("XBORDER_STATE_DIR"),
             batch_size=integer("XBORDER_BATCH_SIZE", base.batch_size),
+            batch_timeout=number("XBORDER_BATCH_TIMEOUT", base.batch_timeout),
+            session_timeout=number("XBORDER_SESSION_TIMEOUT", base.session_timeout),
             fetch_max_wait_ms=integer("XBORDER_FETCH_MAX_WAIT_MS", base.fetch_max_wait_ms),
             processing_guarantee=guarantee,
             log_level=get("XBORDER_LOG_LEVEL") or base.log_level,

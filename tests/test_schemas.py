@@ -191,3 +191,16 @@ def test_message_batches_array_and_jsonl_locate_each_record() -> None:
     single = list(decode_message(line(EGRESS), src))
     assert len(single) == 1 and single[0][1] == src and "index" not in single[0][1]
     assert next(iter(decode_message(None, src)))[0].reason == "invalid_json"  # type: ignore[union-attr]
+
+
+def test_dead_letters_of_huge_records_keep_a_bounded_raw() -> None:
+    from monitor.schemas import MAX_DEAD_LETTER_RAW
+
+    big = b'{"pad": "' + "é".encode() * MAX_RECORD_BYTES + b'"}'
+    dl = decode_line(big, SRC)
+    assert isinstance(dl, DeadLetter) and dl.reason == "too_large"
+    out = dead_letter_json(dl, "t")
+    assert out["raw_truncated"] is True and out["raw_size"] == len(big)
+    assert len(out["raw"].encode()) <= MAX_DEAD_LETTER_RAW and out["raw"].startswith('{"pad": "é')
+    small = dead_letter_json(DeadLetter("invalid_json", SRC, b"{x"), "t")
+    assert "raw_truncated" not in small and small["raw"] == "{x"

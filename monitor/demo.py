@@ -1,0 +1,176 @@
+"""`xborder demo`: broker, worker, simulated platforms, and alerts on the terminal as they fire.
+
+Uses the Kafka given by KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-servers)
+when there is one; otherwise starts the embedded Tansu broker (memory
+storage). Ctrl-C stops everything the demo started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from monitor.alerts_cli import format_alert, read_alerts
+from monitor.settings import Settings
+
+__all__ = ["register", "run_demo"]
+
+
+def _say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def _ensure_geoip(settings: Settings) -> Path:
+    path = settings.geoip_country_path
+    if path.is_file():
+        return path
+    from monitor.geoip_fetch import fetch_demo_databases
+
+    _say(f"obtaining a free GeoIP country database into {path.parent} (once)")
+    fetched = fetch_demo_databases(path.parent, asn=False)
+    return Path(fetched.country)
+
+
+@contextlib.contextmanager
+def _broker(bootstrap: str | None, workdir: Path) -> Iterator[str]:
+    if bootstrap:
+        _say(f"using the Kafka at {bootstrap}")
+        yield bootstrap
+        return
+    from monitor.embedded_broker import EmbeddedBroker
+
+    broker = EmbeddedBroker()
+    broker.start(log_path=workdir / "broker.log")
+    try:
+        broker.wait_ready(30.0)
+        _say(
+            f"embedded Tansu broker on {broker.bootstrap} (memory storage; log: {workdir / 'broker.log'})"
+        )
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    # A new session, so Ctrl-C reaches the demo first and it stops children in order.
+    return subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        _say(f"{name} did not stop in time; killing it")
+        proc.kill()
+        proc.wait()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from monitor.embedded_broker import create_topics
+
+    settings = Settings.from_env()
+    bootstrap = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    workdir = settings.data_dir / "demo"
+    workdir.mkdir(parents=True, exist_ok=True)
+    geoip = _ensure_geoip(settings)
+    xborder = [sys.executable, "-m", "monitor.cli"]
+    stop = threading.Event()
+    started = time.monotonic()
+    with _broker(bootstrap, workdir) as servers:
+        topics = settings.topics
+        create_topics(
+            servers, [*topics.inputs, topics.alerts, topics.dead_letters], settings.partitions
+        )
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": servers,
+            "XBORDER_GEOIP_COUNTRY": str(geoip),
+        }
+        env["XBORDER_METRICS_PORT"] = str(args.metrics_port)
+        # Tansu answers a new group's first join after half the session timeout.
+        env.setdefault("XBORDER_SESSION_TIMEOUT", "6")
+        env.setdefault("XBORDER_APP_ID", f"xborder-demo-{int(time.time())}")
+        worker = _spawn([*xborder, "worker"], workdir / "worker.log", env)
+        _say(f"worker started (log: {workdir / 'worker.log'})")
+        _say(f"metrics: http://127.0.0.1:{args.metrics_port}/metrics")
+        simulator = _spawn(
+            [
+                *xborder,
+                "simulate",
+                "--count",
+                "0",
+                "--rate",
+                str(args.rate),
+                "--violation-rate",
+                str(args.violation_rate),
+                "--geoip-country",
+                str(geoip),
+                "--bootstrap-servers",
+                servers,
+                "--batch",
+                "20",
+            ],
+            workdir / "simulator.log",
+            env,
+        )
+        _say(f"simulated telemetry of aliexpress, temu, shein at {args.rate} records/s")
+        _say("alerts as they fire (Ctrl-C stops everything):")
+
+        shown: set[str] = set()
+
+        def watch() -> None:
+            for alert in read_alerts(servers, topics.alerts, from_beginning=True):
+                if not shown:
+                    _say(f"first alert after {time.monotonic() - started:.1f}s")
+                is_new = alert["alert_id"] not in shown
+                shown.add(alert["alert_id"])
+                print(format_alert(alert, is_update=not is_new), flush=True)
+                if stop.is_set():
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            deadline = time.monotonic() + args.seconds if args.seconds else None
+            while deadline is None or time.monotonic() < deadline:
+                for proc, name in ((worker, "worker"), (simulator, "simulator")):
+                    if proc.poll() is not None:
+                        _say(
+                            f"{name} exited with {proc.returncode}; see {workdir / (name + '.log')}"
+                        )
+                        return 1
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            _say("stopping")
+        finally:
+            stop.set()
+            _stop(simulator, "simulator")
+            _stop(worker, "worker")
+    _say("stopped")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="run broker, worker and simulated platforms; show alerts")
+    p.add_argument("--bootstrap-servers", help="use this Kafka instead of the embedded broker")
+    p.add_argument("--rate", type=float, default=100.0, help="simulated records per second")
+    p.add_argument("--violation-rate", type=float, default=10.0, help="violations per 1000 records")
+    p.add_argument("--metrics-port", type=int, default=9464)
+    p.add_argument(
+        "--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)"
+    )
+    p.set_defaults(func=run_demo)

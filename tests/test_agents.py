@@ -1,0 +1,161 @@
+"""The Faust agents in Faust's test context: what each agent sends for what it receives.
+
+No broker here (the integration tests run one): the topics' `send` is
+replaced by a recorder, so these tests see exactly what an agent emits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agents.app import Worker, create_app
+from monitor.metrics import Metrics
+from monitor.runtime import load_runtime
+from monitor.settings import Settings
+
+T0 = 1790812800000
+
+CALL = {
+    "kind": "api_call",
+    "event_id": "e1",
+    "ts": T0,
+    "platform": "temu",
+    "operation": "sync",
+    "endpoint": "https://unknown.example/x",
+    "src_country": "KR",
+    "subject_region": "KR",
+    "data_categories": ["user.name"],
+}
+
+
+@dataclasses.dataclass
+class Harness:
+    worker: Worker
+    sent: list[tuple[str, Any, Any, Any]]
+    registry: CollectorRegistry
+
+    def of(self, topic: str) -> list[Any]:
+        return [orjson.loads(v) for name, _, _, v in self.sent if name == topic]
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    settings = dataclasses.replace(
+        Settings(), use_geoip=False, bootstrap="127.0.0.1:9", app_id="agent-test"
+    )
+    registry = CollectorRegistry()
+    worker = create_app(settings, load_runtime(settings), Metrics(registry))
+    worker.app.finalize()
+    worker.app.flow_control.resume()
+    sent: list[tuple[str, Any, Any, Any]] = []
+    for name in ("dead_letters", "alerts", "state", "hits"):
+
+        async def send(
+            *,
+            key: Any = None,
+            value: Any = None,
+            partition: Any = None,
+            _name: str = name,
+            **_: Any,
+        ) -> None:
+            sent.append((_name, key, partition, value))
+
+        worker.topics[name].send = send
+    # Table writes go to their changelog through the producer: record them too.
+    for table in worker.tables.values():
+        table._send_changelog = lambda *a, **k: None
+    yield Harness(worker, sent, registry)
+
+
+async def put_all(harness: Harness, agent: str, values: list[bytes]) -> None:
+    async with harness.worker.app.agents[agent].test_context() as ctx:
+        for value in values:
+            await ctx.put(value)
+        await asyncio.sleep(0.2)  # the ingest agent batches for up to 50 ms
+
+
+def test_ingest_sends_dead_letters_and_partitioned_hits(harness: Harness) -> None:
+    batch = orjson.dumps([{"kind": "egress"}, CALL])
+    asyncio.run(put_all(harness, "ingest", [batch]))
+    (letter,) = harness.of("dead_letters")
+    assert letter["reason"] == "missing_field:event_id" and letter["source"]["index"] == 0
+    hit_messages = [(p, orjson.loads(v)) for n, _, p, v in harness.sent if n == "hits"]
+    assert len(hit_messages) == 1
+    partition, hits = hit_messages[0]
+    assert 0 <= partition < 4 and hits[0]["rule"] == "monitor.unresolved_destination"
+    assert hits[0]["evidence"][0]["source"]["index"] == 1
+    assert harness.registry.get_sample_value("xborder_records_in_total", {"kind": "api_call"}) == 1
+    assert (
+        harness.registry.get_sample_value(
+            "xborder_dead_letters_total", {"reason": "missing_field:event_id"}
+        )
+        == 1
+    )
+
+
+def test_ingest_routes_stateful_items_to_the_state_topic(harness: Harness) -> None:
+    consent = {
+        "kind": "consent",
+        "event_id": "c1",
+        "ts": T0,
+        "platform": "temu",
+        "subject_id": "u-1",
+        "scope": "overseas_transfer",
+        "granted": False,
+    }
+    asyncio.run(put_all(harness, "ingest", [orjson.dumps(consent)]))
+    (items,) = harness.of("state")
+    assert items[0]["rule"] == "pipa.xborder.consent_withdrawn"
+    # State keys are hashes: the raw subject id never leaves the ingest agent.
+    assert "u-1" not in orjson.dumps(items).decode()
+
+
+def test_group_agent_emits_new_then_update_and_ignores_redelivery(harness: Harness) -> None:
+    asyncio.run(
+        put_all(harness, "ingest", [orjson.dumps(CALL), orjson.dumps({**CALL, "event_id": "e2"})])
+    )
+    payloads = [v for n, _, _, v in harness.sent if n == "hits"]
+    harness.sent.clear()
+    # The same hits twice, as a redelivery after a crash would bring them.
+    asyncio.run(put_all(harness, "group", payloads + payloads))
+    alerts = harness.of("alerts")
+    keys = {k for n, k, _, _ in harness.sent if n == "alerts"}
+    assert len(keys) == 1 and alerts[-1]["event_count"] == 2
+    assert alerts[-1]["alert_id"].encode() in keys
+    assert (
+        harness.registry.get_sample_value(
+            "xborder_alerts_total",
+            {"rule_id": "monitor.unresolved_destination", "severity": "low", "action": "new"},
+        )
+        == 1
+    )
+
+
+def test_state_agent_applies_threshold_windows(harness: Harness) -> None:
+    bulk = {
+        **CALL,
+        "endpoint": "api.example.cn",
+        "dst_ip": None,
+        "legal_basis": "contract",
+        "records": 60000,
+    }
+    bulk["endpoint"] = "https://oss-cn-hangzhou.aliyuncs.com/b"
+    records = [orjson.dumps({**bulk, "event_id": f"b{i}", "ts": T0 + i * 60_000}) for i in range(2)]
+    asyncio.run(put_all(harness, "ingest", records))
+    state_payloads = [v for n, _, _, v in harness.sent if n == "state"]
+    harness.sent.clear()
+    asyncio.run(put_all(harness, "state", state_payloads))
+    hits = [h for batch in harness.of("hits") for h in batch]
+    bulk_hits = [h for h in hits if h["rule"] == "pipa.xborder.bulk_volume"]
+    assert (
+        len(bulk_hits) == 1
+        and bulk_hits[0]["event_count"] == 2
+        and bulk_hits[0]["records"] == 120000
+    )
