@@ -235,6 +235,9 @@ class EmbeddedBroker:
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 env=env,
+                # Its own session: a Ctrl-C in the terminal reaches the owner, which
+                # stops its clients first and the broker last.
+                start_new_session=True,
             )
         except OSError as exc:
             self.stop()

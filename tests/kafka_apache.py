@@ -206,3 +206,27 @@ class ApacheKafka:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main() -> None:
+    """`python -m tests.kafka_apache`: one broker for local use, until Ctrl-C."""
+    import signal
+    import time
+
+    with ApacheKafka() as kafka:
+        print(f"Apache Kafka {kafka_version()} on {kafka.bootstrap} (log: {kafka.log_path})")
+        print(f"  KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap} make demo")
+
+        def interrupt(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("stopping")
+
+
+if __name__ == "__main__":
+    main()
