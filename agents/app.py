@@ -23,11 +23,23 @@ import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 
 from agents import transport
-from monitor.alerts import AlertContext, AlertGrouper
+from monitor.alerts import AlertContext, AlertGrouper, build_alert
+from monitor.engine.state import owner_of
 from monitor.metrics import Metrics
 from monitor.runtime import Runtime, load_runtime
 from monitor.settings import Settings
-from monitor.stages import apply_routed, group_hits, ingest
+from monitor.stages import (
+    Emission,
+    UpdateLimiter,
+    apply_routed,
+    group_hits,
+    ingest,
+    item_time,
+    partition_for,
+    sweep_groups,
+    sweep_seen,
+    sweep_state,
+)
 
 __all__ = ["TableSeen", "TableStore", "Worker", "create_app", "run_worker"]
 
@@ -48,7 +60,11 @@ class TableStore:
 
 
 class TableSeen:
-    """`SeenStore` over a Faust table, one entry per (scope, id)."""
+    """`SeenStore` over a Faust table: one entry per (scope, id), valued with its expiry.
+
+    Entries are dropped by the sweep once their scope has closed (`sweep_seen`),
+    in the partition of the state key that owns the scope.
+    """
 
     def __init__(self, table: Any) -> None:
         self.table = table
@@ -60,13 +76,11 @@ class TableSeen:
     def contains(self, scope: str, item: int) -> bool:
         return self._key(scope, item) in self.table
 
-    def add(self, scope: str, item: int) -> None:
-        self.table[self._key(scope, item)] = 1
+    def add(self, scope: str, item: int, expires: int) -> None:
+        self.table[self._key(scope, item)] = expires
 
     def drop(self, scope: str) -> None:
-        prefix = f"{scope}#"
-        for key in [k for k in self.table if k.startswith(prefix)]:
-            del self.table[key]
+        """Nothing to do at once: the sweep removes entries when they expire."""
 
 
 @dataclass
@@ -154,27 +168,103 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             await send_batches(state_topic, out.routed)
             metrics.processing.labels("ingest").observe(time.perf_counter() - started)
 
+    watermark = {"ms": 0}  # newest event time this process has seen
+    last_sweep: dict[tuple[str, int], float] = {}
+    limiter = UpdateLimiter(settings.alert_update_interval)
+    scanned: set[int] = set()
+
+    def local(table: Any, partition: int, owner: Any = None) -> list[tuple[str, Any]]:
+        """This partition's entries of a table (keys map to partitions by `partition_for`)."""
+        own = owner or (lambda key: key)
+        return [(k, v) for k, v in list(table.items()) if partition_for(own(k), n) == partition]
+
+    def sweep_due(name: str, partition: int) -> bool:
+        now = time.monotonic()
+        if now - last_sweep.get((name, partition), 0.0) < settings.sweep_interval:
+            return False
+        last_sweep[(name, partition)] = now
+        return True
+
+    def apply_sweep(table: Any, updates: dict[str, Any], deletes: list[str]) -> None:
+        # Runs inside the stream, on a message of the swept partition, so the
+        # changelog records the change in the partition that owns the keys.
+        for key, value in updates.items():
+            table[key] = value
+        for key in deletes:
+            del table[key]
+
     @app.agent(state_topic, name="state")
-    async def state_agent(stream: faust.StreamT[bytes]) -> None:
+    async def state_agent(stream: Any) -> None:
         # One message is one partition's batch: table writes land in that
         # partition's changelog, where recovery expects them.
-        async for payload in stream:
+        async for event in stream.events():
             started = time.perf_counter()
-            hits = apply_routed(_batches(payload), pack, state_store, seen_store, n)
+            items = list(_batches(event.value))
+            watermark["ms"] = max([watermark["ms"], *map(item_time, items)])
+            hits = apply_routed(items, pack, state_store, seen_store, n)
             await send_batches(hits_topic, hits)
+            partition = event.message.partition
+            if sweep_due("state", partition):
+                apply_sweep(
+                    state_table, *sweep_state(local(state_table, partition), pack, watermark["ms"])
+                )
             metrics.processing.labels("state").observe(time.perf_counter() - started)
 
+    async def emit(emission: Emission) -> None:
+        await alerts.send(key=emission.alert_id.encode(), value=orjson.dumps(emission.alert))
+        action = "new" if emission.is_new else "update"
+        metrics.alerts.labels(emission.rule_id, emission.severity, action).inc()
+
+    def mark_emitted(key: str, alert_id: str) -> None:
+        value = groups_table.get(key)
+        for g in value["groups"] if value else ():
+            if g["alert_id"] == alert_id and g.get("emitted_rev") != g["revision"]:
+                g["emitted_rev"] = g["revision"]
+                groups_table[key] = value
+
     @app.agent(hits_topic, name="group")
-    async def group_agent(stream: faust.StreamT[bytes]) -> None:
-        async for payload in stream:
+    async def group_agent(stream: Any) -> None:
+        async for event in stream.events():
             started = time.perf_counter()
-            for emission in group_hits(_batches(payload), pack, grouper, context):
-                await alerts.send(
-                    key=emission.alert_id.encode(), value=orjson.dumps(emission.alert)
+            hits = list(_batches(event.value))
+            watermark["ms"] = max([watermark["ms"], *map(item_time, hits)])
+            now = time.time()
+            for emission in group_hits(hits, pack, grouper, context, now):
+                if limiter.admit(emission.alert_id, emission.group_key, emission.is_new, now):
+                    await emit(emission)
+                    mark_emitted(emission.group_key, emission.alert_id)
+            partition = event.message.partition
+            if partition not in scanned:
+                # After a restart: updates that were held back and never sent.
+                scanned.add(partition)
+                for key, value in local(groups_table, partition):
+                    for g in value["groups"]:
+                        if g.get("emitted_rev") != g["revision"]:
+                            limiter.hold(g["alert_id"], key)
+            if sweep_due("groups", partition):
+                updates, deletes = sweep_groups(
+                    local(groups_table, partition), grouper, watermark["ms"]
                 )
-                action = "new" if emission.is_new else "update"
-                metrics.alerts.labels(emission.rule_id, emission.severity, action).inc()
+                apply_sweep(groups_table, updates, deletes)
+                expired = sweep_seen(local(seen_table, partition, owner_of), watermark["ms"])
+                apply_sweep(seen_table, {}, expired)
+                metrics.open_groups.set(sum(len(v["groups"]) for v in groups_table.values()))
             metrics.processing.labels("group").observe(time.perf_counter() - started)
+
+    async def flush_held_updates() -> None:
+        now = time.time()
+        for alert_id, key in limiter.due(now):
+            value = groups_table.get(key)
+            group = next(
+                (g for g in (value or {}).get("groups", ()) if g["alert_id"] == alert_id), None
+            )
+            if group is None:
+                continue  # expired meanwhile
+            rule = pack.by_id[group["rule"]]
+            alert = build_alert(rule, group, context, int(now * 1000))
+            await emit(Emission(alert_id, alert, False, rule.id, rule.severity, key))
+
+    app.timer(1.0)(flush_held_updates)
 
     # Topics the worker writes but does not read must exist too.
     async def declare_outputs() -> None:

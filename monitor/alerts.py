@@ -20,7 +20,7 @@ from typing import Any
 
 from monitor.engine.model import Hit, Rule, RulePack
 from monitor.engine.ruletypes import MAX_EVIDENCE
-from monitor.engine.state import SeenStore, Store
+from monitor.engine.state import SeenStore, Store, scope_of
 
 __all__ = ["AlertContext", "AlertGrouper", "alert_id", "build_alert", "group_key", "iso_ms"]
 
@@ -138,7 +138,7 @@ class AlertGrouper:
         window = rule.group_window_ms
         target = None
         for g in groups:  # oldest anchor first
-            if any(self.seen.contains(g["alert_id"], i) for i in hit["ids"]):
+            if any(self.seen.contains(scope_of(key, g["anchor"]), i) for i in hit["ids"]):
                 return None
             lo = min(g["first_seen"], hit["first_seen"])
             hi = max(g["last_seen"], hit["last_seen"])
@@ -148,13 +148,14 @@ class AlertGrouper:
             target = _new_group(rule, key, hit)
             groups.append(target)
             groups.sort(key=lambda g: g["anchor"])
+        scope = scope_of(key, target["anchor"])
         for i in hit["ids"]:
-            self.seen.add(target["alert_id"], i)
+            self.seen.add(scope, i, target["anchor"] + 2 * window)
         _merge(target, hit)
         self.store[key] = value
         return rule, target
 
-    def expire(self, value: Any, watermark: int) -> tuple[Any, list[dict[str, Any]]]:
+    def expire(self, key: str, value: Any, watermark: int) -> tuple[Any, list[dict[str, Any]]]:
         """Split off the groups whose window has closed; (remaining value, closed groups)."""
         keep, closed = [], []
         for g in value["groups"]:
@@ -163,7 +164,7 @@ class AlertGrouper:
             # A group stays open for late records until a further window has passed.
             if g["anchor"] + 2 * window < watermark:
                 closed.append(g)
-                self.seen.drop(g["alert_id"])
+                self.seen.drop(scope_of(key, g["anchor"]))
             else:
                 keep.append(g)
         return ({"groups": keep} if keep else None), closed

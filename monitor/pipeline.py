@@ -94,7 +94,7 @@ class LocalDetector:
                 else:
                     store[key] = kept
         for key, value in self.groups.items_snapshot():
-            kept, closed = self.grouper.expire(value, self.watermark)
+            kept, closed = self.grouper.expire(key, value, self.watermark)
             if kept is None:
                 del self.groups[key]
             else:

@@ -63,6 +63,8 @@ class Settings:
     fetch_max_wait_ms: int = 10
     session_timeout: float = 30.0
     processing_guarantee: str = "at_least_once"
+    alert_update_interval: float = 60.0  # seconds between two updates of one alert
+    sweep_interval: float = 30.0  # seconds between expiry sweeps of a table partition
     log_level: str = "info"
 
     @property
@@ -146,5 +148,9 @@ class Settings:
             session_timeout=number("XBORDER_SESSION_TIMEOUT", base.session_timeout),
             fetch_max_wait_ms=integer("XBORDER_FETCH_MAX_WAIT_MS", base.fetch_max_wait_ms),
             processing_guarantee=guarantee,
+            alert_update_interval=number(
+                "XBORDER_ALERT_UPDATE_INTERVAL", base.alert_update_interval
+            ),
+            sweep_interval=number("XBORDER_SWEEP_INTERVAL", base.sweep_interval),
             log_level=get("XBORDER_LOG_LEVEL") or base.log_level,
         )

@@ -30,10 +30,15 @@ from monitor.schemas import DeadLetter, Source, dead_letter_json, decode_message
 __all__ = [
     "Emission",
     "IngestOutput",
+    "UpdateLimiter",
     "apply_routed",
     "group_hits",
     "ingest",
+    "item_time",
     "partition_for",
+    "sweep_groups",
+    "sweep_seen",
+    "sweep_state",
 ]
 
 
@@ -124,6 +129,7 @@ class Emission:
     is_new: bool
     rule_id: str
     severity: str
+    group_key: str
 
 
 def group_hits(
@@ -135,24 +141,114 @@ def group_hits(
 ) -> list[Emission]:
     """Fold hits into alert groups; one emission per group changed by this batch."""
     now = time.time() if now is None else now
-    changed: dict[str, tuple[Any, dict[str, Any], bool]] = {}
+    changed: dict[str, tuple[Any, dict[str, Any], bool, str]] = {}
     for hit in hits:
-        if hit["rule"] not in pack.by_id:
+        rule = pack.by_id.get(hit["rule"])
+        if rule is None:
             continue
         got = grouper.add(hit)
         if got is not None:
             rule, group = got
             # New when this batch opened it: its first merge made revision 1.
-            is_new = (
-                changed[group["alert_id"]][2]
-                if group["alert_id"] in changed
-                else group["revision"] == 1
-            )
-            changed[group["alert_id"]] = (rule, group, is_new)
+            aid = group["alert_id"]
+            is_new = changed[aid][2] if aid in changed else group["revision"] == 1
+            changed[aid] = (rule, group, is_new, group_key(rule, hit))
     now_ms = int(now * 1000)
     return [
         Emission(
-            alert_id, build_alert(rule, group, context, now_ms), is_new, rule.id, rule.severity
+            aid, build_alert(rule, group, context, now_ms), is_new, rule.id, rule.severity, key
         )
-        for alert_id, (rule, group, is_new) in changed.items()
+        for aid, (rule, group, is_new, key) in changed.items()
     ]
+
+
+def item_time(item: dict[str, Any]) -> int:
+    """Event time of a routed item or a hit (for the worker's watermark)."""
+    if "last_seen" in item:
+        return int(item["last_seen"])
+    inner = item.get("item", item)
+    flow = inner.get("flow", inner)
+    return int(flow.get("ts", 0))
+
+
+def sweep_state(
+    items: Iterable[tuple[str, Any]], pack: RulePack, watermark: int
+) -> tuple[dict[str, Any], list[str]]:
+    """Stateful-rule state pruned to each rule's horizon: (values to rewrite, keys to delete).
+
+    State keys start with their rule id, so each value is pruned by its own rule.
+    """
+    updates: dict[str, Any] = {}
+    deletes: list[str] = []
+    for key, value in items:
+        rule = pack.by_id.get(key.split("|", 1)[0])
+        if rule is None or rule.type is None:
+            deletes.append(key)  # a rule removed from the pack
+            continue
+        kept = rule.type.expire(value, watermark)
+        if kept is None:
+            deletes.append(key)
+        elif kept != value:
+            updates[key] = kept
+    return updates, deletes
+
+
+def sweep_groups(
+    items: Iterable[tuple[str, Any]], grouper: AlertGrouper, watermark: int
+) -> tuple[dict[str, Any], list[str]]:
+    """Alert groups whose window has closed are dropped: (values to rewrite, keys to delete)."""
+    updates: dict[str, Any] = {}
+    deletes: list[str] = []
+    for key, value in items:
+        kept, closed = grouper.expire(key, value, watermark)
+        if kept is None:
+            deletes.append(key)
+        elif closed:
+            updates[key] = kept
+    return updates, deletes
+
+
+def sweep_seen(items: Iterable[tuple[str, Any]], watermark: int) -> list[str]:
+    """Seen-ids whose scope closed before the watermark (their value is the closing time)."""
+    return [key for key, expires in items if isinstance(expires, int) and expires < watermark]
+
+
+class UpdateLimiter:
+    """At most one update of an alert per `interval` seconds; new alerts go out at once.
+
+    Held in memory by the worker process; a restart forgets it, which at worst
+    sends one extra update per alert. Updates held back are `due` later.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last: dict[str, float] = {}
+        self.pending: dict[str, str] = {}  # alert id -> group key
+
+    def admit(self, alert_id: str, group_key: str, is_new: bool, now: float) -> bool:
+        if is_new or now - self.last.get(alert_id, float("-inf")) >= self.interval:
+            self.last[alert_id] = now
+            self.pending.pop(alert_id, None)
+            return True
+        self.pending[alert_id] = group_key
+        return False
+
+    def hold(self, alert_id: str, group_key: str) -> None:
+        """An update not yet sent (found in state after a restart)."""
+        self.pending.setdefault(alert_id, group_key)
+
+    def due(self, now: float) -> list[tuple[str, str]]:
+        ready = [
+            (aid, key)
+            for aid, key in self.pending.items()
+            if now - self.last.get(aid, float("-inf")) >= self.interval
+        ]
+        for aid, _ in ready:
+            self.pending.pop(aid)
+            self.last[aid] = now
+        return ready
+
+    def forget(self, alert_ids: Iterable[str]) -> None:
+        for aid in alert_ids:
+            self.last.pop(aid, None)
+            self.pending.pop(aid, None)

@@ -211,3 +211,51 @@ def test_worker_stages_give_the_same_alerts_as_the_local_detector() -> None:
     assert {(a["rule_id"], a["event_count"]) for a in latest.values()} == expected
     assert all(e.is_new for e in emissions)
     assert 0 <= partition_for("some key", 4) < 4 and partition_for("k", 4) == partition_for("k", 4)
+
+
+def test_update_limiter_holds_updates_and_releases_them_when_due() -> None:
+    from monitor.stages import UpdateLimiter
+
+    lim = UpdateLimiter(60.0)
+    assert lim.admit("a", "k", is_new=True, now=0.0)
+    assert not lim.admit("a", "k", is_new=False, now=10.0)
+    assert not lim.admit("a", "k", is_new=False, now=20.0)
+    assert lim.due(30.0) == []
+    assert lim.due(61.0) == [("a", "k")]
+    assert lim.due(62.0) == []  # sent once, not again
+    assert lim.admit("a", "k", is_new=False, now=130.0)
+    lim.hold("b", "k2")  # found unsent in state after a restart
+    assert lim.due(131.0) == [("b", "k2")]
+    assert UpdateLimiter(0).admit("c", "k", is_new=False, now=1.0)
+
+
+def test_sweeps_drop_state_past_each_rules_horizon() -> None:
+    from monitor.alerts import AlertGrouper
+    from monitor.engine.state import MemorySeen, MemoryStore
+    from monitor.stages import sweep_groups, sweep_seen, sweep_state
+
+    day = 24 * H
+    first = egress("h1", T0, "211.234.1.1", "47.92.1.1", dataset_id="d")
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    got = decode_line(orjson.dumps(first), {"file": "t", "line": 1})
+    assert isinstance(got, Record)
+    flow = resolver.resolve(got, {"file": "t", "line": 1})
+    rule = PACK.by_id["pipa.xborder.onward_transfer"]
+    assert rule.type is not None
+    store, seen = MemoryStore(), MemorySeen()
+    for key, item in rule.type.route(flow, False):
+        rule.type.apply(store, seen, key, item)
+    assert len(store) == 1
+    updates, deletes = sweep_state(store.items(), PACK, T0 + 29 * day)
+    assert (updates, deletes) == ({}, [])
+    updates, deletes = sweep_state(store.items(), PACK, T0 + 31 * day)
+    assert deletes == list(store)
+
+    groups = MemoryStore()
+    grouper = AlertGrouper(PACK, groups, seen)
+    from monitor.engine.ruletypes import single_hit
+
+    grouper.add(single_hit(NLB, flow.to_state()))
+    assert sweep_groups(groups.items(), grouper, T0 + day) == ({}, [])
+    assert sweep_groups(groups.items(), grouper, T0 + 3 * day)[1] == list(groups)
+    assert sweep_seen([("s#1", T0), ("s#2", T0 + 5 * day), ("s#3", 1)], T0 + day) == ["s#1", "s#3"]

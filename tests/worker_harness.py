@@ -67,6 +67,9 @@ class WorkerRun:
             "XBORDER_METRICS_HOST": "127.0.0.1",
             "XBORDER_METRICS_PORT": str(self.metrics_port),
             "XBORDER_SESSION_TIMEOUT": "6",
+            # Updates held back by the rate limit go out within a second or two.
+            "XBORDER_ALERT_UPDATE_INTERVAL": "1",
+            "XBORDER_SWEEP_INTERVAL": "5",
             "XBORDER_DATA_DIR": str(self.workdir / "data"),
             "XBORDER_STATE_DIR": str(self.workdir / f"state-{self.app_id}"),
             "XBORDER_TOPIC_EGRESS": t.egress,

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from monitor.engine.conditions import Predicate
 from monitor.engine.model import Hit
-from monitor.engine.state import SeenStore, Store, event_hash, subject_hash
+from monitor.engine.state import SeenStore, Store, event_hash, scope_of, subject_hash
 from monitor.resolve import Flow
 
 __all__ = [
@@ -171,10 +171,10 @@ class ThresholdRule(RuleType):
             for f in self.per:
                 w["agg"]["fields"][f] = item[f]
         h = event_hash(item["platform"], item["event_id"])
-        scope = f"{key}|{start}"
+        scope = scope_of(key, start)
         if seen.contains(scope, h):
             return []
-        seen.add(scope, h)
+        seen.add(scope, h, start + self.horizon_ms())
         hits: list[Hit] = []
         if w["fired"]:
             hits.append(single_hit(self.rule_id, item))
@@ -323,12 +323,12 @@ class ConsentRule(RuleType):
                 "granted": r.granted,
                 "countries": list(r.countries),
             }
-            return [(subject_hash(r.platform, r.subject_id), item)]
+            return [(f"{self.rule_id}|{subject_hash(r.platform, r.subject_id)}", item)]
         if not matched or not r.subject_ids:
             return []
         state = flow.to_state()
         return [
-            (subject_hash(r.platform, s), {"role": "call", "flow": state})
+            (f"{self.rule_id}|{subject_hash(r.platform, s)}", {"role": "call", "flow": state})
             for s in dict.fromkeys(r.subject_ids)
         ]
 

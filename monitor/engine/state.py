@@ -11,7 +11,16 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-__all__ = ["MemorySeen", "MemoryStore", "SeenStore", "Store", "event_hash", "subject_hash"]
+__all__ = [
+    "MemorySeen",
+    "MemoryStore",
+    "SeenStore",
+    "Store",
+    "event_hash",
+    "owner_of",
+    "scope_of",
+    "subject_hash",
+]
 
 
 class Store(Protocol):
@@ -20,16 +29,29 @@ class Store(Protocol):
     def __setitem__(self, key: str, value: Any) -> None: ...
 
 
+def scope_of(owner: str, part: object) -> str:
+    """A seen-scope: the state key that owns it, then what it is within (a window, a group)."""
+    return f"{owner}{SCOPE_SEP}{part}"
+
+
+SCOPE_SEP = "\x1e"
+
+
+def owner_of(scope: str) -> str:
+    return scope.split(SCOPE_SEP, 1)[0]
+
+
 class SeenStore(Protocol):
     """Which record ids were already counted in a scope (an alert group, a window).
 
     Kept apart from the scope's own state so that counting a record costs the
-    same however many records the scope already holds.
+    same however many records the scope already holds. `expires` is the event
+    time after which the scope is closed, so a store may forget it then.
     """
 
     def contains(self, scope: str, item: int) -> bool: ...
 
-    def add(self, scope: str, item: int) -> None: ...
+    def add(self, scope: str, item: int, expires: int) -> None: ...
 
     def drop(self, scope: str) -> None: ...
 
@@ -42,7 +64,7 @@ class MemorySeen:
         found = self.scopes.get(scope)
         return found is not None and item in found
 
-    def add(self, scope: str, item: int) -> None:
+    def add(self, scope: str, item: int, expires: int) -> None:
         self.scopes.setdefault(scope, set()).add(item)
 
     def drop(self, scope: str) -> None:
