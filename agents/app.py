@@ -59,11 +59,20 @@ class TableStore:
         self.table[key] = value
 
 
-class TableSeen:
-    """`SeenStore` over a Faust table: one entry per (scope, id), valued with its expiry.
+SEEN_PREFIX = "seen:"
 
-    Entries are dropped by the sweep once their scope has closed (`sweep_seen`),
-    in the partition of the state key that owns the scope.
+
+def seen_owner(key: str) -> str:
+    """The state key that owns a seen entry (for its partition)."""
+    return owner_of(key[len(SEEN_PREFIX) :])
+
+
+class TableSeen:
+    """`SeenStore` in the same Faust table as the state it guards, valued with its expiry.
+
+    Same table, so the same changelog partition: the state value and then its
+    seen entries are written in order (see AlertGrouper.add). Entries are
+    dropped by the sweep once their scope has closed (`sweep_seen`).
     """
 
     def __init__(self, table: Any) -> None:
@@ -71,7 +80,7 @@ class TableSeen:
 
     @staticmethod
     def _key(scope: str, item: int) -> str:
-        return f"{scope}#{item:016x}"
+        return f"{SEEN_PREFIX}{scope}#{item:016x}"
 
     def contains(self, scope: str, item: int) -> bool:
         return self._key(scope, item) in self.table
@@ -135,13 +144,14 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
         schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
         return app.Table(name, default=None, partitions=n, schema=schema)
 
-    state_table, groups_table, seen_table = table("state"), table("groups"), table("seen")
+    state_table, groups_table = table("state"), table("groups")
 
     pack = runtime.pack
     resolver = runtime.resolver()
     context = AlertContext(pack.version, resolver.geoip_build)
-    grouper = AlertGrouper(pack, TableStore(groups_table), TableSeen(seen_table))
-    state_store, seen_store = TableStore(state_table), TableSeen(seen_table)
+    grouper = AlertGrouper(pack, TableStore(groups_table), TableSeen(groups_table))
+    state_store, state_seen = TableStore(state_table), TableSeen(state_table)
+    grace_ms = int(settings.state_grace * 1000)
     metrics.rules_info.labels(pack.version).set(1)
     if resolver.geoip_build:
         metrics.geoip_build.labels(resolver.geoip_build).set(1)
@@ -173,10 +183,22 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
     limiter = UpdateLimiter(settings.alert_update_interval)
     scanned: set[int] = set()
 
-    def local(table: Any, partition: int, owner: Any = None) -> list[tuple[str, Any]]:
-        """This partition's entries of a table (keys map to partitions by `partition_for`)."""
-        own = owner or (lambda key: key)
-        return [(k, v) for k, v in list(table.items()) if partition_for(own(k), n) == partition]
+    def local(table: Any, partition: int) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+        """This partition's (state entries, seen entries) of a table."""
+        state, seen = [], []
+        for k, v in list(table.items()):
+            if k.startswith(SEEN_PREFIX):
+                if partition_for(seen_owner(k), n) == partition:
+                    seen.append((k, v))
+            elif partition_for(k, n) == partition:
+                state.append((k, v))
+        return state, seen
+
+    def horizon() -> int:
+        # State is kept a grace period past each rule's horizon, so records
+        # redelivered after a restart, or late from a slow partition, still
+        # meet it instead of opening windows and groups anew.
+        return watermark["ms"] - grace_ms
 
     def sweep_due(name: str, partition: int) -> bool:
         now = time.monotonic()
@@ -201,13 +223,13 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             started = time.perf_counter()
             items = list(_batches(event.value))
             watermark["ms"] = max([watermark["ms"], *map(item_time, items)])
-            hits = apply_routed(items, pack, state_store, seen_store, n)
+            hits = apply_routed(items, pack, state_store, state_seen, n)
             await send_batches(hits_topic, hits)
             partition = event.message.partition
             if sweep_due("state", partition):
-                apply_sweep(
-                    state_table, *sweep_state(local(state_table, partition), pack, watermark["ms"])
-                )
+                entries, seen = local(state_table, partition)
+                apply_sweep(state_table, *sweep_state(entries, pack, horizon()))
+                apply_sweep(state_table, {}, sweep_seen(seen, horizon()))
             metrics.processing.labels("state").observe(time.perf_counter() - started)
 
     async def emit(emission: Emission) -> None:
@@ -237,18 +259,17 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             if partition not in scanned:
                 # After a restart: updates that were held back and never sent.
                 scanned.add(partition)
-                for key, value in local(groups_table, partition):
+                for key, value in local(groups_table, partition)[0]:
                     for g in value["groups"]:
                         if g.get("emitted_rev") != g["revision"]:
                             limiter.hold(g["alert_id"], key)
             if sweep_due("groups", partition):
-                updates, deletes = sweep_groups(
-                    local(groups_table, partition), grouper, watermark["ms"]
+                entries, seen = local(groups_table, partition)
+                apply_sweep(groups_table, *sweep_groups(entries, grouper, horizon()))
+                apply_sweep(groups_table, {}, sweep_seen(seen, horizon()))
+                metrics.open_groups.set(
+                    sum(len(v["groups"]) for v in groups_table.values() if isinstance(v, dict))
                 )
-                apply_sweep(groups_table, updates, deletes)
-                expired = sweep_seen(local(seen_table, partition, owner_of), watermark["ms"])
-                apply_sweep(seen_table, {}, expired)
-                metrics.open_groups.set(sum(len(v["groups"]) for v in groups_table.values()))
             metrics.processing.labels("group").observe(time.perf_counter() - started)
 
     async def flush_held_updates() -> None:
@@ -284,8 +305,26 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             "state": state_topic,
             "hits": hits_topic,
         },
-        tables={"state": state_table, "groups": groups_table, "seen": seen_table},
+        tables={"state": state_table, "groups": groups_table},
     )
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create missing topics before Faust subscribes.
+
+    Faust creates its internal topics while it starts; a subscription can win
+    that race ("Ignoring missing topic") and then the agent never receives a
+    message. Telemetry topics that a producer auto-created with another
+    partition count would also crash the co-partitioned tables, so the worker
+    creates every topic it uses with the configured partitions. Existing
+    topics are left as they are.
+    """
+    from monitor.embedded_broker import create_topics
+
+    t = settings.topics
+    internal = [f"{settings.app_id}-state", f"{settings.app_id}-hits"]
+    names = [*t.inputs, t.alerts, t.dead_letters, *internal]
+    create_topics(settings.bootstrap, names, settings.partitions, replication=settings.replication)
 
 
 def run_worker(settings: Settings) -> int:
@@ -306,6 +345,7 @@ def run_worker(settings: Settings) -> int:
         runtime.pack.version,
         runtime.resolver().geoip_build,
     )
+    ensure_topics(settings)
     worker = create_app(settings, runtime, metrics)
     # faust.Worker handles SIGINT/SIGTERM itself: it stops agents, flushes the
     # producer and commits what was processed before exiting.

@@ -138,7 +138,9 @@ class AlertGrouper:
         window = rule.group_window_ms
         target = None
         for g in groups:  # oldest anchor first
-            if any(self.seen.contains(scope_of(key, g["anchor"]), i) for i in hit["ids"]):
+            scope = scope_of(key, g["anchor"])
+            recent = g.get("recent", ())
+            if any(i in recent or self.seen.contains(scope, i) for i in hit["ids"]):
                 return None
             lo = min(g["first_seen"], hit["first_seen"])
             hi = max(g["last_seen"], hit["last_seen"])
@@ -148,11 +150,16 @@ class AlertGrouper:
             target = _new_group(rule, key, hit)
             groups.append(target)
             groups.sort(key=lambda g: g["anchor"])
+        _merge(target, hit)
+        # Crash safety: the group (naming the ids it just counted in `recent`) is
+        # written before the seen-ids, in the same changelog partition, so after
+        # a crash either both, or the group with `recent`, or neither is there:
+        # a redelivered hit is never counted twice nor lost.
+        target["recent"] = list(hit["ids"])
+        self.store[key] = value
         scope = scope_of(key, target["anchor"])
         for i in hit["ids"]:
             self.seen.add(scope, i, target["anchor"] + 2 * window)
-        _merge(target, hit)
-        self.store[key] = value
         return rule, target
 
     def expire(self, key: str, value: Any, watermark: int) -> tuple[Any, list[dict[str, Any]]]:

@@ -154,9 +154,14 @@ def create_topics(
     partitions: int = 1,
     configs: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    replication: int = 1,
 ) -> None:
     """Create topics on Tansu or Apache Kafka; topics that already exist are left as they are."""
-    spec = {"num_partitions": partitions, "replication_factor": 1, "configs": dict(configs or {})}
+    spec = {
+        "num_partitions": partitions,
+        "replication_factor": replication,
+        "configs": dict(configs or {}),
+    }
     wanted = {name: dict(spec) for name in names}
     if not wanted:
         return

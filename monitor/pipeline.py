@@ -53,6 +53,7 @@ class LocalDetector:
     stores: dict[str, MemoryStore] = field(init=False)
     groups: MemoryStore = field(init=False)
     watermark: int = 0  # newest event time seen
+    grace_ms: int = 86_400_000  # state outlives each rule's horizon by this much (as the worker)
 
     def __post_init__(self) -> None:
         self.stores = {r.id: MemoryStore() for r in self.pack.stateful}
@@ -82,19 +83,20 @@ class LocalDetector:
 
     def expire(self) -> Iterator[tuple[Rule, dict[str, Any]]]:
         """Drop state older than every rule's horizon; yield alert groups that closed."""
+        horizon = self.watermark - self.grace_ms
         for rule in self.pack.stateful:
             assert rule.type is not None
             store = self.stores[rule.id]
             for key, value in store.items_snapshot():
-                for scope in rule.type.closed_scopes(key, value, self.watermark):
+                for scope in rule.type.closed_scopes(key, value, horizon):
                     self.seen.drop(scope)
-                kept = rule.type.expire(value, self.watermark)
+                kept = rule.type.expire(value, horizon)
                 if kept is None:
                     del store[key]
                 else:
                     store[key] = kept
         for key, value in self.groups.items_snapshot():
-            kept, closed = self.grouper.expire(key, value, self.watermark)
+            kept, closed = self.grouper.expire(key, value, horizon)
             if kept is None:
                 del self.groups[key]
             else:

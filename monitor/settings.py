@@ -65,6 +65,7 @@ class Settings:
     processing_guarantee: str = "at_least_once"
     alert_update_interval: float = 60.0  # seconds between two updates of one alert
     sweep_interval: float = 30.0  # seconds between expiry sweeps of a table partition
+    state_grace: float = 86400.0  # seconds of event time state outlives its rule's horizon
     log_level: str = "info"
 
     @property
@@ -152,5 +153,6 @@ class Settings:
                 "XBORDER_ALERT_UPDATE_INTERVAL", base.alert_update_interval
             ),
             sweep_interval=number("XBORDER_SWEEP_INTERVAL", base.sweep_interval),
+            state_grace=number("XBORDER_STATE_GRACE", base.state_grace),
             log_level=get("XBORDER_LOG_LEVEL") or base.log_level,
         )

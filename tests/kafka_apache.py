@@ -157,7 +157,7 @@ class ApacheKafka:
         # Static controller.quorum.voters, so the format needs no --standalone.
         fmt = subprocess.run(
             [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(config)],
+             f"--cluster-id={cluster_id}", "-c", str(config)],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         if fmt.returncode != 0:

@@ -354,7 +354,16 @@ def test_env_example_defaults_are_the_defaults() -> None:
 def test_every_setting_changes_something() -> None:
     """Each name in the example really reaches Settings (no silently ignored key)."""
     base = Settings.from_env({})
-    numeric = ("_PORT", "_SIZE", "_MS", "_PARTITIONS", "_REPLICATION", "_TIMEOUT", "_INTERVAL")
+    numeric = (
+        "_PORT",
+        "_SIZE",
+        "_MS",
+        "_PARTITIONS",
+        "_REPLICATION",
+        "_TIMEOUT",
+        "_INTERVAL",
+        "_GRACE",
+    )
     for name in env_example_entries():
         value = "7" if name.endswith(numeric) else "/marker"
         if name == "XBORDER_PROCESSING_GUARANTEE":

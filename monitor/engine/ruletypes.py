@@ -172,9 +172,8 @@ class ThresholdRule(RuleType):
                 w["agg"]["fields"][f] = item[f]
         h = event_hash(item["platform"], item["event_id"])
         scope = scope_of(key, start)
-        if seen.contains(scope, h):
+        if h in w.get("recent", ()) or seen.contains(scope, h):
             return []
-        seen.add(scope, h, start + self.horizon_ms())
         hits: list[Hit] = []
         if w["fired"]:
             hits.append(single_hit(self.rule_id, item))
@@ -185,7 +184,11 @@ class ThresholdRule(RuleType):
                 agg_id = event_hash(key, f"window:{start}")
                 hits.append(aggregate_hit(self.rule_id, agg_id, w["agg"]))
                 w["agg"] = None  # carried by the hit from now on
+        # The window (naming this record in `recent`) is written before its
+        # seen-id: see AlertGrouper.add for why the order matters.
+        w["recent"] = [h]
         store[key] = value
+        seen.add(scope, h, start + self.horizon_ms())
         return hits
 
     def expire(self, value: Any, watermark: int) -> Any:

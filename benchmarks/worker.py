@@ -1,0 +1,191 @@
+"""Worker figures on a real Apache Kafka (one KRaft node from Maven Central jars): prints, asserts nothing.
+
+    .venv/bin/python -m benchmarks.worker [--records 50000] [--kills 3]
+
+- throughput: simulated telemetry (batches of 100 records per message) through
+  one worker, records per second, for each processing guarantee;
+- latency: one record at a time, each opening a new alert: time from the
+  producer's send to the alert on the alerts topic, p50 / p99;
+- kill -9: the hand-written scenario, the worker SIGKILLed halfway and
+  restarted, repeated; how often the final alerts equal the uninterrupted
+  run, and how many emissions a read-committed consumer sees twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import statistics
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer
+
+from monitor.simulate import SimConfig, generate_items
+from tests.geoip_build import TEST_NETWORKS, build_country_db
+from tests.kafka_apache import ApacheKafka, kafka_version
+from tests.scenario import EXPECTED_ALERTS, lines, summarize
+from tests.worker_harness import WorkerRun, latest, metric_value, produce_lines, producer
+
+
+def wait_ready(run: WorkerRun, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            run.metrics()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(run.failure("worker did not start"))
+
+
+def throughput(bootstrap: str, db: Path, work: Path, guarantee: str, n: int) -> float:
+    run = WorkerRun(bootstrap, db, work, extra_env={"XBORDER_PROCESSING_GUARANTEE": guarantee})
+    run.create_topics()
+    items = [
+        i
+        for i in generate_items(
+            SimConfig(seed=3, count=n, start_ms=1790812800000, invalid_rate=0, duplicate_rate=0)
+        )
+        if i.record is not None
+    ]
+    by_topic: dict[str, list[bytes]] = {}
+    topics = {
+        "egress": run.topics.egress,
+        "api_call": run.topics.api,
+        "consent": run.topics.consent,
+    }
+    for item in items:
+        by_topic.setdefault(topics[item.kind], []).append(item.raw)
+    run.start()
+    try:
+        wait_ready(run)
+        time.sleep(8)  # group join and recovery
+        p = producer(bootstrap)
+        started = time.monotonic()
+        for topic, raws in by_topic.items():
+            for i in range(0, len(raws), 100):
+                p.send(topic, b"[" + b",".join(raws[i : i + 100]) + b"]")
+        p.flush()
+        while metric_value(run.metrics(), "xborder_records_in_total") < len(items):
+            time.sleep(0.05)
+        return len(items) / (time.monotonic() - started)
+    finally:
+        run.stop()
+
+
+def latency(bootstrap: str, db: Path, work: Path, samples: int) -> list[float]:
+    run = WorkerRun(bootstrap, db, work, extra_env={"XBORDER_ALERT_UPDATE_INTERVAL": "0"})
+    run.create_topics()
+    run.start()
+    consumer = KafkaConsumer(
+        run.topics.alerts,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=5,
+    )
+    consumer.poll(timeout_ms=1000)
+    p = producer(bootstrap)
+    out: list[float] = []
+    try:
+        wait_ready(run)
+        time.sleep(8)
+        for i in range(samples):
+            rec = {
+                "kind": "api_call", "event_id": f"l{i}", "ts": int(time.time() * 1000),
+                "platform": f"lat-{uuid.uuid4().hex[:8]}", "operation": "x", "endpoint": "a.example",
+                "dst_ip": "47.92.1.1", "src_country": "KR", "subject_region": "KR",
+                "data_categories": ["user.name"],
+            }  # fmt: skip
+            sent = time.monotonic()
+            p.send(run.topics.api, orjson.dumps(rec))
+            p.flush()
+            got = False
+            while not got and time.monotonic() - sent < 10:
+                for records in consumer.poll(timeout_ms=50).values():
+                    got = got or any(
+                        orjson.loads(r.value)["platform"] == rec["platform"] for r in records
+                    )
+            out.append(time.monotonic() - sent)
+    finally:
+        consumer.close()
+        run.stop()
+    return out
+
+
+def kill_run(bootstrap: str, db: Path, work: Path, guarantee: str) -> tuple[bool, int]:
+    env = {"XBORDER_PROCESSING_GUARANTEE": guarantee, "XBORDER_ALERT_UPDATE_INTERVAL": "0"}
+    run = WorkerRun(bootstrap, db, work, extra_env=env)
+    run.create_topics({"max.message.bytes": str(4 << 20)})
+    data = lines()
+    consumer = KafkaConsumer(
+        run.topics.alerts,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        consumer_timeout_ms=500,
+    )
+    alerts: list[dict[str, Any]] = []
+    run.start()
+    try:
+        produce_lines(bootstrap, run.topics, data[: len(data) // 2])
+        deadline = time.monotonic() + 60
+        while len(alerts) < 3 and time.monotonic() < deadline:
+            alerts.extend(orjson.loads(m.value) for m in consumer)
+        run.stop(signal.SIGKILL)
+        produce_lines(bootstrap, run.topics, data[len(data) // 2 :])
+        run.start()
+        deadline = time.monotonic() + 60
+        while summarize(latest(alerts)) != EXPECTED_ALERTS and time.monotonic() < deadline:
+            alerts.extend(orjson.loads(m.value) for m in consumer)
+    finally:
+        consumer.close()
+        run.stop()
+    twice = sum(
+        1 for n in Counter((a["alert_id"], a["revision"]) for a in alerts).values() if n > 1
+    )
+    return summarize(latest(alerts)) == EXPECTED_ALERTS, twice
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--kills", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        db = work / "country.mmdb"
+        build_country_db(db, TEST_NETWORKS)
+        with ApacheKafka(log_path=work / "kafka.log") as kafka:
+            print(f"Apache Kafka {kafka_version()}, one worker, 4 partitions, 2 cores")
+            for guarantee in ("at_least_once", "exactly_once"):
+                rate = throughput(kafka.bootstrap, db, work, guarantee, args.records)
+                print(
+                    f"throughput {guarantee:<14} {rate:9.0f} records/s ({args.records} simulated)"
+                )
+            lat = sorted(latency(kafka.bootstrap, db, work, args.samples))
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            print(
+                f"latency    send -> alert     p50 {statistics.median(lat) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms ({len(lat)} alerts)"
+            )
+            for guarantee in ("at_least_once", "exactly_once"):
+                results = [
+                    kill_run(kafka.bootstrap, db, work, guarantee) for _ in range(args.kills)
+                ]
+                same = sum(ok for ok, _ in results)
+                twice = sum(t for _, t in results)
+                print(
+                    f"kill -9    {guarantee:<14} final alerts equal in {same}/{len(results)} runs; emissions seen twice: {twice}"
+                )
+
+
+if __name__ == "__main__":
+    main()
