@@ -103,6 +103,25 @@ class Worker:
     tables: dict[str, Any]
 
 
+# Internal batch messages stay well under Kafka's default 1 MB message limit.
+MAX_BATCH_BYTES = 512 * 1024
+
+
+def chunk_json(items: list[Any], limit: int = MAX_BATCH_BYTES) -> Iterator[bytes]:
+    """JSON arrays of the items, each at most `limit` bytes (unless one item alone is larger)."""
+    parts: list[bytes] = []
+    size = 2
+    for item in items:
+        part = orjson.dumps(item)
+        if parts and size + len(part) + 1 > limit:
+            yield b"[" + b",".join(parts) + b"]"
+            parts, size = [], 2
+        parts.append(part)
+        size += len(part) + 1
+    if parts:
+        yield b"[" + b",".join(parts) + b"]"
+
+
 def _batches(payload: bytes) -> Iterator[dict[str, Any]]:
     items = orjson.loads(payload)
     yield from items
@@ -158,8 +177,8 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
 
     async def send_batches(topic: Any, batches: dict[int, list[Any]]) -> None:
         for partition, items in batches.items():
-            if items:
-                await topic.send(value=orjson.dumps(items), partition=partition)
+            for chunk in chunk_json(items):
+                await topic.send(value=chunk, partition=partition)
 
     @app.agent(inputs, name="ingest")
     async def ingest_agent(stream: Any) -> None:
@@ -327,6 +346,19 @@ def ensure_topics(settings: Settings) -> None:
     create_topics(settings.bootstrap, names, settings.partitions, replication=settings.replication)
 
 
+def _dump_tasks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` prints every asyncio task's stack: for diagnosing a stalled worker."""
+    import signal
+
+    def dump(*_: object) -> None:
+        import asyncio
+
+        for task in asyncio.all_tasks(asyncio.get_event_loop()):
+            task.print_stack(limit=8, file=sys.stderr)
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def run_worker(settings: Settings) -> int:
     """`xborder worker`: load everything (failing fast), serve metrics, run until stopped."""
     logging.basicConfig(
@@ -350,6 +382,7 @@ def run_worker(settings: Settings) -> int:
     # faust.Worker handles SIGINT/SIGTERM itself: it stops agents, flushes the
     # producer and commits what was processed before exiting.
     fw = faust.Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)
+    _dump_tasks_on_sigusr1()
     try:
         fw.execute_from_commandline()
     finally:

@@ -159,3 +159,13 @@ def test_state_agent_applies_threshold_windows(harness: Harness) -> None:
         and bulk_hits[0]["event_count"] == 2
         and bulk_hits[0]["records"] == 120000
     )
+
+
+def test_internal_batches_are_chunked_under_the_message_limit() -> None:
+    from agents.app import chunk_json
+
+    items = [{"i": i, "pad": "x" * 100} for i in range(1000)]
+    chunks = list(chunk_json(items, limit=10_000))
+    assert all(len(c) <= 10_000 for c in chunks) and len(chunks) > 10
+    assert [x for c in chunks for x in orjson.loads(c)] == items
+    assert list(chunk_json([])) == []

@@ -230,3 +230,22 @@ def test_demo_runs_on_tansu_and_shows_alerts(country_db: Path, tmp_path: Path) -
     assert done.returncode == 0, out + done.stderr
     assert "embedded Tansu broker" in out and "first alert after" in out, out
     assert sum(1 for line in out.splitlines() if " NEW " in line) >= 3, out
+
+
+def test_alerts_export_matches_replay_format(
+    scenario_run: tuple[WorkerRun, list[dict[str, Any]], list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    run, _, _ = scenario_run
+    out = tmp_path / "exported.jsonl"
+    env = {**os.environ, "XBORDER_TOPIC_ALERTS": run.topics.alerts}
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "alerts", "export", "--out", str(out),
+         "--bootstrap-servers", run.bootstrap, "--idle", "3"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    exported = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    ours = [a for a in exported if a["platform"] != BATCH_PLATFORM]
+    assert summarize(ours) == EXPECTED_ALERTS
+    assert len({a["alert_id"] for a in exported}) == len(exported)
+    assert f"{len(exported)} alerts written" in done.stderr
