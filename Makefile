@@ -55,6 +55,8 @@ integration: install system-deps
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.worker
+	$(BIN)/python -m benchmarks.state_size --n 50000
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -59,7 +59,7 @@ class Settings:
     metrics_port: int = 9464
     state_dir: Path | None = None
     batch_size: int = 500
-    batch_timeout: float = 0.05
+    batch_timeout: float = 0.01
     fetch_max_wait_ms: int = 10
     session_timeout: float = 30.0
     processing_guarantee: str = "at_least_once"
