@@ -9,17 +9,14 @@ SIGKILL is measured by `benchmarks/exactly_once.py` (see its notes): Faust
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from kafka import KafkaConsumer
 
 from tests.broker_fixtures import apache_kafka_selected
 from tests.scenario import EXPECTED_ALERTS, lines, summarize
-from tests.worker_harness import WorkerRun, latest, produce_lines
+from tests.worker_harness import WorkerRun, latest, produce_lines, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -27,24 +24,7 @@ pytestmark = pytest.mark.integration
 def read_committed(
     bootstrap: str, topic: str, done: Any, timeout: float = 120.0
 ) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        consumer_timeout_ms=500,
-    )
-    out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            out.extend(orjson.loads(m.value) for m in consumer)
-            if done(out):
-                break
-    finally:
-        consumer.close()
-    return out
+    return read_topic(bootstrap, topic, done, timeout, isolation_level="read_committed")
 
 
 @pytest.mark.skipif(not apache_kafka_selected(), reason="transactions need Apache Kafka")

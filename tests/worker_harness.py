@@ -136,6 +136,7 @@ def read_topic(
     topic: str,
     until: Callable[[list[dict[str, Any]]], bool],
     timeout: float = 90.0,
+    isolation_level: str = "read_uncommitted",
 ) -> list[dict[str, Any]]:
     """Every JSON message of a topic, read until `until(messages)` holds or the timeout passes."""
     consumer = KafkaConsumer(
@@ -145,6 +146,7 @@ def read_topic(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=500,
+        isolation_level=isolation_level,
     )
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
