@@ -249,3 +249,29 @@ def test_alerts_export_matches_replay_format(
     assert summarize(ours) == EXPECTED_ALERTS
     assert len({a["alert_id"] for a in exported}) == len(exported)
     assert f"{len(exported)} alerts written" in done.stderr
+
+
+def test_table_changelogs_are_compacted_topics(
+    scenario_run: tuple[WorkerRun, list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    from tests.broker_fixtures import apache_kafka_selected
+
+    if not apache_kafka_selected():
+        pytest.skip("Tansu reports no topic configs")
+    run, _, _ = scenario_run
+    admin = KafkaAdminClient(bootstrap_servers=run.bootstrap)
+    try:
+        names = [f"{run.app_id}-{t}-changelog" for t in ("state", "groups")]
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        found = admin.describe_configs(resources, config_filter="all")
+    finally:
+        admin.close()
+    # {resource type: {topic: {config key: config data}}}
+    topics = next(iter(found.values()))
+    policies = {}
+    for name in names:
+        entry = topics[name]["cleanup.policy"]
+        policies[name] = entry["value"] if isinstance(entry, dict) else entry
+    assert policies == dict.fromkeys(names, "compact"), topics
