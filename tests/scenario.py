@@ -53,6 +53,16 @@ def _api(eid: str, ts: Any, platform: str, endpoint: str, **extra: Any) -> dict[
 
 def records() -> list[Any]:
     """The scenario's lines in file order; bytes are written as they are."""
+    consent_call = _api(
+        "temu-2",
+        T0 + 20 * MIN,
+        "temu",
+        "https://api.example.cn/sync",
+        dst_ip="47.92.3.3",
+        src_country="KR",
+        legal_basis="consent",
+        subject_ids=["u-9", "u-10"],
+    )
     return [
         # 1: first hop KR -> CN of dataset ds-1 (aliexpress disclosed CN: no alert)
         _egress(
@@ -131,28 +141,9 @@ def records() -> list[Any]:
             "granted": False,
             "countries": ["CN"],
         },
-        # 17: a call on consent naming u-9 (and u-10, who never withdrew)
-        _api(
-            "temu-2",
-            T0 + 20 * MIN,
-            "temu",
-            "https://api.example.cn/sync",
-            dst_ip="47.92.3.3",
-            src_country="KR",
-            legal_basis="consent",
-            subject_ids=["u-9", "u-10"],
-        ),
-        # 18: its duplicate
-        _api(
-            "temu-2",
-            T0 + 20 * MIN,
-            "temu",
-            "https://api.example.cn/sync",
-            dst_ip="47.92.3.3",
-            src_country="KR",
-            legal_basis="consent",
-            subject_ids=["u-9", "u-10"],
-        ),
+        # 17: a call on consent naming u-9 (and u-10, who never withdrew), 18: its duplicate
+        consent_call,
+        dict(consent_call),
         # 19, 20: a call naming u-11, whose earlier withdrawal arrives after it
         _api(
             "temu-3",
