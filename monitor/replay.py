@@ -8,12 +8,13 @@ one JSON line per `alert_id`, and every dead letter.
 
 from __future__ import annotations
 
+import gzip
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 import orjson
 
@@ -23,10 +24,17 @@ from monitor.pipeline import LocalDetector
 from monitor.resolve import Resolver
 from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, dead_letter_json, decode_line
 
-__all__ = ["ReplaySummary", "read_lines", "replay"]
+__all__ = ["ReplaySummary", "open_export", "read_lines", "replay"]
 
 _EXPIRE_EVERY = 50_000  # records between sweeps of closed groups and stale state
 _CHUNK = 1 << 16
+
+
+def open_export(path: Path) -> BinaryIO:
+    """An export file for reading: plain, or gzip-compressed (`.gz`), streamed either way."""
+    if path.suffix == ".gz":
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return path.open("rb")
 
 
 def read_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
@@ -37,6 +45,8 @@ def read_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
         if not line:
             return
         number += 1
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]  # a UTF-8 byte order mark some exporters write
         if line.endswith(b"\n") or len(line) <= MAX_RECORD_BYTES:
             yield number, line, False
             continue
@@ -92,7 +102,7 @@ def replay(
     since_expire = 0
     for path in files:
         name = str(path)
-        with path.open("rb") as stream:
+        with open_export(path) as stream:
             for number, raw, too_large in read_lines(stream):
                 summary.lines += 1
                 source = {"file": name, "line": number}

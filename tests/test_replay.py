@@ -143,3 +143,17 @@ def test_read_lines_streams_overlong_lines_without_holding_them() -> None:
     got = list(read_lines(io.BytesIO(data)))
     assert [(n, too_large) for n, _, too_large in got] == [(1, False), (2, True), (3, False)]
     assert len(got[1][1]) == MAX_RECORD_BYTES
+
+
+def test_gzip_exports_and_a_byte_order_mark_are_read(
+    tmp_path: Path, scenario_file: Path, country_db: Path
+) -> None:
+    import gzip
+
+    packed = tmp_path / "scenario.jsonl.gz"
+    packed.write_bytes(gzip.compress(b"\xef\xbb\xbf" + scenario_file.read_bytes()))
+    code, alerts, dead = run_replay(tmp_path, [packed], country_db)
+    assert code == 0 and summarize(alerts) == EXPECTED_ALERTS
+    assert sorted(d["source"]["line"] for d in dead) == sorted(
+        n for v in EXPECTED_DEAD_LETTERS.values() for n in v
+    )
