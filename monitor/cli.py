@@ -115,8 +115,11 @@ def cmd_geoip_fetch(args: argparse.Namespace) -> int:
     from monitor.geoip_fetch import fetch_demo_databases
 
     dest = args.dest or Settings.from_env().data_dir / "geoip"
-    fetched = fetch_demo_databases(dest)
-    print(fetched)
+    fetched = fetch_demo_databases(dest, source=args.source, asn=args.asn)
+    print(f"country database: {fetched.country}")
+    if fetched.asn is not None:
+        print(f"ASN database: {fetched.asn}")
+    print(f"sources and licences: {dest / 'SOURCES.md'}")
     return 0
 
 
@@ -156,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = geoip.add_parser("fetch", help="obtain a free GeoIP database from a package registry")
     p.add_argument("--dest", type=Path, help="folder (default: <data dir>/geoip)")
+    p.add_argument(
+        "--source",
+        choices=("ip-location-db", "geolite2"),
+        default="ip-location-db",
+        help="ip-location-db (2026, CC BY 4.0) or GeoLite2 (2019, CC BY-SA 4.0)",
+    )
+    p.add_argument(
+        "--asn", action="store_true", help="also build an ASN database (about 40 s, 0.8 GB)"
+    )
     p.set_defaults(func=cmd_geoip_fetch)
 
     p = sub.add_parser("worker", help="run the streaming worker (Faust)")
