@@ -338,7 +338,7 @@ def ensure_topics(settings: Settings) -> None:
     creates every topic it uses with the configured partitions. Existing
     topics are left as they are.
     """
-    from monitor.embedded_broker import create_topics
+    from monitor.kafka_admin import create_topics
 
     t = settings.topics
     internal = [f"{settings.app_id}-state", f"{settings.app_id}-hits"]

@@ -80,7 +80,7 @@ def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from monitor.embedded_broker import create_topics
+    from monitor.kafka_admin import create_topics
 
     settings = Settings.from_env()
     bootstrap = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")

