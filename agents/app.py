@@ -11,10 +11,12 @@ backs with dicts, so the logic is one implementation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 
 from agents import transport
+from agents.transport import outputs_of
 from monitor.alerts import AlertContext, AlertGrouper, build_alert
 from monitor.engine.state import owner_of
 from monitor.metrics import Metrics
@@ -184,18 +187,34 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
     async def ingest_agent(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
             started = time.perf_counter()
-            messages = []
-            for ev in events:
-                m = ev.message
-                metrics.messages_in.labels(m.topic).inc()
-                source = {"topic": m.topic, "partition": m.partition, "offset": m.offset}
-                messages.append((ev.value, source))
-            out = ingest(messages, pack, resolver, n, metrics)
-            for letter in out.dead_letters:
-                await dead_letters.send(value=orjson.dumps(letter))
-            await send_batches(hits_topic, out.hits)
-            await send_batches(state_topic, out.routed)
+            for tp, part in by_source(events):
+                with outputs_of(tp) if tp is not None else nullcontext():
+                    await ingest_events(part)
             metrics.processing.labels("ingest").observe(time.perf_counter() - started)
+
+    def by_source(events: list[Any]) -> Iterator[tuple[Any, list[Any]]]:
+        # Under exactly_once each record's outputs must ride the transaction
+        # of the partition it was read from, so a batch is split by source.
+        if settings.processing_guarantee != "exactly_once":
+            yield None, events
+            return
+        parts: dict[Any, list[Any]] = {}
+        for ev in events:
+            parts.setdefault(ev.message.tp, []).append(ev)
+        yield from parts.items()
+
+    async def ingest_events(events: list[Any]) -> None:
+        messages = []
+        for ev in events:
+            m = ev.message
+            metrics.messages_in.labels(m.topic).inc()
+            source = {"topic": m.topic, "partition": m.partition, "offset": m.offset}
+            messages.append((ev.value, source))
+        out = ingest(messages, pack, resolver, n, metrics)
+        for letter in out.dead_letters:
+            await dead_letters.send(value=orjson.dumps(letter))
+        await send_batches(hits_topic, out.hits)
+        await send_batches(state_topic, out.routed)
 
     watermark = {"ms": 0}  # newest event time this process has seen
     last_sweep: dict[tuple[str, int], float] = {}
@@ -251,10 +270,14 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                 apply_sweep(state_table, {}, sweep_seen(seen, horizon()))
             metrics.processing.labels("state").observe(time.perf_counter() - started)
 
-    async def emit(emission: Emission) -> None:
-        await alerts.send(key=emission.alert_id.encode(), value=orjson.dumps(emission.alert))
+    async def emit(emission: Emission) -> Any:
+        """Send an alert; returns the future of its delivery."""
+        delivery = await alerts.send(
+            key=emission.alert_id.encode(), value=orjson.dumps(emission.alert)
+        )
         action = "new" if emission.is_new else "update"
         metrics.alerts.labels(emission.rule_id, emission.severity, action).inc()
+        return delivery
 
     def mark_emitted(key: str, alert_id: str) -> None:
         value = groups_table.get(key)
@@ -270,9 +293,17 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             hits = list(_batches(event.value))
             watermark["ms"] = max([watermark["ms"], *map(item_time, hits)])
             now = time.time()
+            sent = []
             for emission in group_hits(hits, pack, grouper, context, now):
                 if limiter.admit(emission.alert_id, emission.group_key, emission.is_new, now):
-                    await emit(emission)
+                    sent.append((emission, await emit(emission)))
+            if sent:
+                # A group is marked emitted only once its alert is on the
+                # broker: the table's changelog and the alert are separate
+                # writes, and after a crash between them an alert marked
+                # emitted but never delivered would be lost for good.
+                await asyncio.gather(*(delivery for _, delivery in sent))
+                for emission, _ in sent:
                     mark_emitted(emission.group_key, emission.alert_id)
             partition = event.message.partition
             if partition not in scanned:
@@ -346,17 +377,97 @@ def ensure_topics(settings: Settings) -> None:
     create_topics(settings.bootstrap, names, settings.partitions, replication=settings.replication)
 
 
-def _dump_tasks_on_sigusr1() -> None:
-    """`kill -USR1 <pid>` prints every asyncio task's stack: for diagnosing a stalled worker."""
-    import signal
+def _flow_state(app: Any) -> str:
+    """Where Faust's consumer stands: the first thing to read when a worker stalls."""
+    consumer = app.consumer
+    try:
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment())
+    except Exception as exc:  # not started yet
+        assigned = [repr(exc)]
+    paused = sorted(f"{tp.topic}:{tp.partition}" for tp in consumer._paused_partitions)
+    positions = []
+    try:
+        subscription = consumer._thread._ensure_consumer()._subscription.subscription
+        for tp in sorted(subscription.assignment.tps):
+            st = subscription.assignment.state_value(tp)
+            pos = st.position if st.has_valid_position else "-"
+            flags = ("P" if st.paused else "") + ("R" if st.awaiting_reset else "")
+            positions.append(
+                f"{tp.topic.rsplit('.', 1)[-1]}:{tp.partition}@{pos}/{st.highwater}{flags}"
+            )
+    except Exception as exc:  # diagnostics must never fail
+        positions.append(repr(exc))
+    return (
+        f"positions={positions} "
+        f"flow_active={consumer.flow_active} can_resume_flow={consumer.can_resume_flow.is_set()} "
+        f"flow_control_active={app.flow_control.is_active()} rebalancing={app.rebalancing} "
+        f"recovery_completed={app.tables.recovery.completed.is_set()} "
+        f"assigned={assigned} paused={paused}"
+    )
 
-    def dump(*_: object) -> None:
-        import asyncio
 
-        for task in asyncio.all_tasks(asyncio.get_event_loop()):
-            task.print_stack(limit=8, file=sys.stderr)
+def _await_chains() -> list[str]:
+    """For each task, the whole chain of awaits down to where it waits.
 
-    signal.signal(signal.SIGUSR1, dump)
+    Asyncio's own task stacks stop at the first async generator, and
+    Faust's streams are async generators: this follows them too.
+    """
+    import asyncio
+    import gc
+
+    out = []
+    for task in asyncio.all_tasks():
+        frames: list[str] = []
+        obj: Any = task.get_coro()
+        for _ in range(64):
+            if obj is None:
+                break
+            frame = next(
+                (getattr(obj, a) for a in ("cr_frame", "ag_frame", "gi_frame") if hasattr(obj, a)),
+                None,
+            )
+            if frame is None:
+                # Wrappers (an async generator's asend, a coroutine wrapper)
+                # expose what they wrap only to the garbage collector.
+                frames.append(type(obj).__name__)
+                obj = next(
+                    (
+                        r
+                        for r in gc.get_referents(obj)
+                        if any(hasattr(r, a) for a in ("cr_frame", "ag_frame", "gi_frame"))
+                    ),
+                    None,
+                )
+                continue
+            frames.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+            obj = next(
+                (
+                    getattr(obj, a)
+                    for a in ("cr_await", "ag_await", "gi_yieldfrom")
+                    if hasattr(obj, a)
+                ),
+                None,
+            )
+        out.append(f"{task.get_name()} " + " > ".join(frames))
+    return sorted(out)
+
+
+class _Worker(faust.Worker):
+    """faust.Worker with diagnostics fit for a service.
+
+    `kill -USR1 <pid>` logs the consumer's flow state, then every asyncio
+    task's stack (mode's own dump); SIGUSR2 logs the flow state alone
+    (mode would enter the debugger, which hangs a worker without a terminal).
+    """
+
+    def _on_sigusr1(self) -> None:
+        log.warning("flow state: %s", _flow_state(self.app))
+        for line in _await_chains():
+            log.warning("await chain: %s", line)
+        super()._on_sigusr1()
+
+    def _on_sigusr2(self) -> None:
+        log.warning("flow state: %s", _flow_state(self.app))
 
 
 def run_worker(settings: Settings) -> int:
@@ -381,8 +492,7 @@ def run_worker(settings: Settings) -> int:
     worker = create_app(settings, runtime, metrics)
     # faust.Worker handles SIGINT/SIGTERM itself: it stops agents, flushes the
     # producer and commits what was processed before exiting.
-    fw = faust.Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)
-    _dump_tasks_on_sigusr1()
+    fw = _Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)
     try:
         fw.execute_from_commandline()
     finally:

@@ -64,8 +64,12 @@ def harness() -> Iterator[Harness]:
             partition: Any = None,
             _name: str = name,
             **_: Any,
-        ) -> None:
+        ) -> asyncio.Future[None]:
             sent.append((_name, key, partition, value))
+            # Like Topic.send: the returned future resolves once the broker has the message.
+            delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            delivered.set_result(None)
+            return delivered
 
         worker.topics[name].send = send
     # Table writes go to their changelog through the producer: record them too.

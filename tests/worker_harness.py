@@ -124,10 +124,13 @@ def topic_for(raw: bytes, topics: Topics) -> str:
     return {"api_call": topics.api, "consent": topics.consent}.get(str(kind), topics.egress)
 
 
-def produce_lines(bootstrap: str, topics: Topics, lines: Iterable[bytes]) -> None:
+def produce_lines(
+    bootstrap: str, topics: Topics, lines: Iterable[bytes], partition: int | None = None
+) -> None:
+    """Each line to its kind's topic; keyless, or all to one `partition` when given."""
     p = producer(bootstrap)
     for raw in lines:
-        p.send(topic_for(raw, topics), raw)
+        p.send(topic_for(raw, topics), raw, partition=partition)
     p.flush()
     p.close()
 
