@@ -1,14 +1,16 @@
 """Worker figures on a real Apache Kafka (one KRaft node from Maven Central jars): prints, asserts nothing.
 
     .venv/bin/python -m benchmarks.worker [--records 50000] [--kills 3]
+    .venv/bin/python -m benchmarks.worker --only kill --kills 100 --kill-after 1
 
 - throughput: simulated telemetry (batches of 100 records per message) through
   one worker, records per second, for each processing guarantee;
 - latency: one record at a time, each opening a new alert: time from the
   producer's send to the alert on the alerts topic, p50 / p99;
-- kill -9: the hand-written scenario, the worker SIGKILLed halfway and
-  restarted, repeated; how often the final alerts equal the uninterrupted
-  run, and how many emissions a read-committed consumer sees twice.
+- kill -9: the hand-written scenario, the worker SIGKILLed halfway (once it
+  has emitted `--kill-after` alerts) and restarted, repeated; how often the
+  final alerts equal the uninterrupted run, and how many emissions a
+  read-committed consumer sees twice.
 """
 
 from __future__ import annotations
@@ -119,7 +121,9 @@ def latency(bootstrap: str, db: Path, work: Path, samples: int) -> list[float]:
     return out
 
 
-def kill_run(bootstrap: str, db: Path, work: Path, guarantee: str) -> tuple[bool, int]:
+def kill_run(
+    bootstrap: str, db: Path, work: Path, guarantee: str, kill_after: int = 3
+) -> tuple[bool, int]:
     env = {"XBORDER_PROCESSING_GUARANTEE": guarantee, "XBORDER_ALERT_UPDATE_INTERVAL": "0"}
     run = WorkerRun(bootstrap, db, work, extra_env=env)
     run.create_topics({"max.message.bytes": str(4 << 20)})
@@ -137,7 +141,7 @@ def kill_run(bootstrap: str, db: Path, work: Path, guarantee: str) -> tuple[bool
     try:
         produce_lines(bootstrap, run.topics, data[: len(data) // 2])
         deadline = time.monotonic() + 60
-        while len(alerts) < 3 and time.monotonic() < deadline:
+        while len(alerts) < kill_after and time.monotonic() < deadline:
             alerts.extend(orjson.loads(m.value) for m in consumer)
         run.stop(signal.SIGKILL)
         produce_lines(bootstrap, run.topics, data[len(data) // 2 :])
@@ -159,6 +163,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--kill-after", type=int, default=3, help="alerts seen before the kill")
+    parser.add_argument("--only", choices=("all", "kill"), default="all")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -166,19 +172,21 @@ def main() -> None:
         build_country_db(db, TEST_NETWORKS)
         with ApacheKafka(log_path=work / "kafka.log") as kafka:
             print(f"Apache Kafka {kafka_version()}, one worker, 4 partitions, 2 cores")
-            for guarantee in ("at_least_once", "exactly_once"):
+            for guarantee in ("at_least_once", "exactly_once") if args.only == "all" else ():
                 rate = throughput(kafka.bootstrap, db, work, guarantee, args.records)
                 print(
                     f"throughput {guarantee:<14} {rate:9.0f} records/s ({args.records} simulated)"
                 )
-            lat = sorted(latency(kafka.bootstrap, db, work, args.samples))
-            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-            print(
-                f"latency    send -> alert     p50 {statistics.median(lat) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms ({len(lat)} alerts)"
-            )
+            if args.only == "all":
+                lat = sorted(latency(kafka.bootstrap, db, work, args.samples))
+                p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+                print(
+                    f"latency    send -> alert     p50 {statistics.median(lat) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms ({len(lat)} alerts)"
+                )
             for guarantee in ("at_least_once", "exactly_once"):
                 results = [
-                    kill_run(kafka.bootstrap, db, work, guarantee) for _ in range(args.kills)
+                    kill_run(kafka.bootstrap, db, work, guarantee, args.kill_after)
+                    for _ in range(args.kills)
                 ]
                 same = sum(ok for ok, _ in results)
                 twice = sum(t for _, t in results)

@@ -1,0 +1,30 @@
+"""The worker's transport: which fetched records are read again, which transaction an output joins."""
+
+from __future__ import annotations
+
+from faust.types import TP
+
+from agents.transport import outputs_of, source_of_output, unprocessed
+
+A, B, C = TP("in", 0), TP("in", 1), TP("in", 2)
+
+
+def test_records_fetched_but_never_handed_on_are_read_again_from_the_first() -> None:
+    # A: all handed on; B: none (a partition Faust skipped); C: cut off after 11.
+    fetched = {A: (5, 7), B: (0, 3), C: (10, 14)}
+    handed = {A: 7, C: 11}
+    assert unprocessed(fetched, handed) == {B: 0, C: 12}
+
+
+def test_nothing_is_read_again_when_every_fetched_record_was_handed_on() -> None:
+    assert unprocessed({A: (0, 0), B: (3, 9)}, {A: 0, B: 9}) == {}
+
+
+def test_an_output_belongs_to_the_partition_named_by_outputs_of_and_only_inside_it() -> None:
+    assert source_of_output() is None  # no current event, no explicit source
+    with outputs_of(B):
+        assert source_of_output() == B
+        with outputs_of(C):
+            assert source_of_output() == C
+        assert source_of_output() == B
+    assert source_of_output() is None
