@@ -216,7 +216,15 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
         await send_batches(hits_topic, out.hits)
         await send_batches(state_topic, out.routed)
 
-    watermark = {"ms": 0}  # newest event time this process has seen
+    # Stream time per (agent, partition), as Kafka Streams keeps it per task:
+    # a far-ahead record in one partition must not expire state in another
+    # (whether it did would depend on how partitions interleave).
+    watermarks: dict[tuple[str, int], int] = {}
+
+    def advance(name: str, partition: int, items: list[Any]) -> None:
+        key = (name, partition)
+        watermarks[key] = max([watermarks.get(key, 0), *map(item_time, items)])
+
     last_sweep: dict[tuple[str, int], float] = {}
     limiter = UpdateLimiter(settings.alert_update_interval)
     scanned: set[int] = set()
@@ -232,11 +240,11 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                 state.append((k, v))
         return state, seen
 
-    def horizon() -> int:
+    def horizon(name: str, partition: int) -> int:
         # State is kept a grace period past each rule's horizon, so records
         # redelivered after a restart, or late from a slow partition, still
         # meet it instead of opening windows and groups anew.
-        return watermark["ms"] - grace_ms
+        return watermarks.get((name, partition), 0) - grace_ms
 
     def sweep_due(name: str, partition: int) -> bool:
         now = time.monotonic()
@@ -260,14 +268,14 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
         async for event in stream.events():
             started = time.perf_counter()
             items = list(_batches(event.value))
-            watermark["ms"] = max([watermark["ms"], *map(item_time, items)])
+            advance("state", event.message.partition, items)
             hits = apply_routed(items, pack, state_store, state_seen, n)
             await send_batches(hits_topic, hits)
             partition = event.message.partition
             if sweep_due("state", partition):
                 entries, seen = local(state_table, partition)
-                apply_sweep(state_table, *sweep_state(entries, pack, horizon()))
-                apply_sweep(state_table, {}, sweep_seen(seen, horizon()))
+                apply_sweep(state_table, *sweep_state(entries, pack, horizon("state", partition)))
+                apply_sweep(state_table, {}, sweep_seen(seen, horizon("state", partition)))
             metrics.processing.labels("state").observe(time.perf_counter() - started)
 
     async def emit(emission: Emission) -> Any:
@@ -291,7 +299,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
         async for event in stream.events():
             started = time.perf_counter()
             hits = list(_batches(event.value))
-            watermark["ms"] = max([watermark["ms"], *map(item_time, hits)])
+            advance("group", event.message.partition, hits)
             now = time.time()
             sent = []
             for emission in group_hits(hits, pack, grouper, context, now):
@@ -315,8 +323,10 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                             limiter.hold(g["alert_id"], key)
             if sweep_due("groups", partition):
                 entries, seen = local(groups_table, partition)
-                apply_sweep(groups_table, *sweep_groups(entries, grouper, horizon()))
-                apply_sweep(groups_table, {}, sweep_seen(seen, horizon()))
+                apply_sweep(
+                    groups_table, *sweep_groups(entries, grouper, horizon("group", partition))
+                )
+                apply_sweep(groups_table, {}, sweep_seen(seen, horizon("group", partition)))
                 metrics.open_groups.set(
                     sum(len(v["groups"]) for v in groups_table.values() if isinstance(v, dict))
                 )

@@ -71,6 +71,11 @@ class WorkerRun:
             # Updates held back by the rate limit go out within a second or two.
             "XBORDER_ALERT_UPDATE_INTERVAL": "1",
             "XBORDER_SWEEP_INTERVAL": "5",
+            # Kafka keeps no order across partitions: the scenario's record 30 h
+            # ahead may be processed before records 27 h older, which a 24 h
+            # grace would then treat as late, depending on interleaving. A week
+            # keeps every test input inside the grace, as replay's file order is.
+            "XBORDER_STATE_GRACE": str(7 * 86400),
             "XBORDER_DATA_DIR": str(self.workdir / "data"),
             "XBORDER_STATE_DIR": str(self.workdir / f"state-{self.app_id}"),
             "XBORDER_TOPIC_EGRESS": t.egress,
