@@ -140,7 +140,7 @@ class Consumer(driver.Consumer):
     back to it.
     """
 
-    _fetched: dict[TP, tuple[int, int]] = {}
+    _fetched: dict[TP, tuple[int, int]]  # set by each getmany
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
