@@ -3,7 +3,9 @@
 The first hit opens a group (its event time anchors the window) and is
 emitted at once; later hits update the counts and evidence and re-emit the
 alert under the same `alert_id`. A hit whose ids were already counted (a
-duplicate or redelivered record) changes nothing.
+duplicate or redelivered record) changes nothing. A threshold window's hit
+carries the window's running totals under its `part` id; the group adds what
+they grew by, so repeated or stale totals change nothing either.
 
 A hit joins an open group of its key when the group, widened to include it,
 still spans less than the window in event time; so records arriving out of
@@ -68,6 +70,24 @@ def _new_group(rule: Rule, key: str, hit: Hit) -> dict[str, Any]:
     }
 
 
+# What a group keeps of each window's totals, in this order.
+PART_FIGURES = ("event_count", "bytes", "records")
+
+
+def _fits(group: Mapping[str, Any], hit: Hit, window: int) -> bool:
+    """Whether the group, widened to include the hit, still spans less than the window."""
+    lo = min(group["first_seen"], hit["first_seen"])
+    hi = max(group["last_seen"], hit["last_seen"])
+    return bool(hi - lo < window)
+
+
+def _open(groups: list[dict[str, Any]], rule: Rule, key: str, hit: Hit) -> dict[str, Any]:
+    group = _new_group(rule, key, hit)
+    groups.append(group)
+    groups.sort(key=lambda g: g["anchor"])
+    return group
+
+
 def _merge(group: dict[str, Any], hit: Hit) -> None:
     group["first_seen"] = min(group["first_seen"], hit["first_seen"])
     group["last_seen"] = max(group["last_seen"], hit["last_seen"])
@@ -76,9 +96,9 @@ def _merge(group: dict[str, Any], hit: Hit) -> None:
     group["records"] += hit["records"]
     if not set(hit["categories"]) <= set(group["categories"]):
         group["categories"] = sorted(set(group["categories"]) | set(hit["categories"]))
-    evidence = group["evidence"] + hit["evidence"]
-    evidence.sort(key=lambda e: (e["ts"], e["event_id"]))
-    group["evidence"] = evidence[:MAX_EVIDENCE]
+    # Keyed by record: a window's totals repeat the evidence they carried before.
+    evidence = {(e["ts"], e["event_id"]): e for e in group["evidence"] + hit["evidence"]}
+    group["evidence"] = [evidence[k] for k in sorted(evidence)][:MAX_EVIDENCE]
     group["revision"] += 1
 
 
@@ -135,21 +155,18 @@ class AlertGrouper:
         key = group_key(rule, hit)
         value = self.store.get(key) or {"groups": []}
         groups: list[dict[str, Any]] = value["groups"]
-        window = rule.group_window_ms
+        part = hit.get("part")
+        if part is not None:
+            return self._add_part(rule, key, value, str(part), hit)
         target = None
         for g in groups:  # oldest anchor first
             scope = scope_of(key, g["anchor"])
             recent = g.get("recent", ())
             if any(i in recent or self.seen.contains(scope, i) for i in hit["ids"]):
                 return None
-            lo = min(g["first_seen"], hit["first_seen"])
-            hi = max(g["last_seen"], hit["last_seen"])
-            if target is None and hi - lo < window:
+            if target is None and _fits(g, hit, rule.group_window_ms):
                 target = g
-        if target is None:
-            target = _new_group(rule, key, hit)
-            groups.append(target)
-            groups.sort(key=lambda g: g["anchor"])
+        target = target or _open(groups, rule, key, hit)
         _merge(target, hit)
         # Crash safety: the group (naming the ids it just counted in `recent`) is
         # written before the seen-ids, in the same changelog partition, so after
@@ -159,7 +176,36 @@ class AlertGrouper:
         self.store[key] = value
         scope = scope_of(key, target["anchor"])
         for i in hit["ids"]:
-            self.seen.add(scope, i, target["anchor"] + 2 * window)
+            self.seen.add(scope, i, target["anchor"] + 2 * rule.group_window_ms)
+        return rule, target
+
+    def _add_part(
+        self, rule: Rule, key: str, value: Any, part: str, hit: Hit
+    ) -> tuple[Rule, dict[str, Any]] | None:
+        """A window's running totals: the group adds what they grew by since it last saw them.
+
+        A window's records only ever join it, so totals with no more records
+        than the group has are a repeat or come from a window still being
+        rebuilt after a crash; they change nothing. The totals live in the
+        group itself, so one write keeps them and the counts consistent.
+        """
+        groups: list[dict[str, Any]] = value["groups"]
+        target, before = None, [0] * len(PART_FIGURES)
+        for g in groups:
+            if part in g.get("parts", {}):
+                target, before = g, g["parts"][part]
+                break
+        if hit["event_count"] <= before[0]:
+            return None
+        if target is None:
+            target = next((g for g in groups if _fits(g, hit, rule.group_window_ms)), None)
+            target = target or _open(groups, rule, key, hit)
+        totals = [hit[f] for f in PART_FIGURES]
+        grown = {f: now - then for f, now, then in zip(PART_FIGURES, totals, before, strict=True)}
+        _merge(target, {**hit, **grown})
+        target.setdefault("parts", {})[part] = totals
+        target["recent"] = []
+        self.store[key] = value
         return rule, target
 
     def expire(self, key: str, value: Any, watermark: int) -> tuple[Any, list[dict[str, Any]]]:

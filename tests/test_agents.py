@@ -19,8 +19,10 @@ from agents.app import Worker, create_app
 from monitor.metrics import Metrics
 from monitor.runtime import load_runtime
 from monitor.settings import Settings
+from monitor.stages import partition_for
 
 T0 = 1790812800000
+BULK = "pipa.xborder.bulk_volume"
 
 CALL = {
     "kind": "api_call",
@@ -47,8 +49,12 @@ class Harness:
 
 @pytest.fixture
 def harness() -> Iterator[Harness]:
+    yield build_harness()
+
+
+def build_harness(**overrides: Any) -> Harness:
     settings = dataclasses.replace(
-        Settings(), use_geoip=False, bootstrap="127.0.0.1:9", app_id="agent-test"
+        Settings(), use_geoip=False, bootstrap="127.0.0.1:9", app_id="agent-test", **overrides
     )
     registry = CollectorRegistry()
     worker = create_app(settings, load_runtime(settings), Metrics(registry))
@@ -75,7 +81,7 @@ def harness() -> Iterator[Harness]:
     # Table writes go to their changelog through the producer: record them too.
     for table in worker.tables.values():
         table._send_changelog = lambda *a, **k: None
-    yield Harness(worker, sent, registry)
+    return Harness(worker, sent, registry)
 
 
 async def put_all(harness: Harness, agent: str, values: list[bytes]) -> None:
@@ -163,6 +169,85 @@ def test_state_agent_applies_threshold_windows(harness: Harness) -> None:
         and bulk_hits[0]["event_count"] == 2
         and bulk_hits[0]["records"] == 120000
     )
+
+
+def test_state_is_saved_only_once_its_hits_are_on_the_broker(harness: Harness) -> None:
+    """A crash between the two must never leave state saved and its hits lost."""
+    bulk = {**CALL, "endpoint": "https://oss-cn-hangzhou.aliyuncs.com/b", "records": 120000}
+    asyncio.run(put_all(harness, "ingest", [orjson.dumps({**bulk, "legal_basis": "contract"})]))
+    state_payloads = [v for n, _, _, v in harness.sent if n == "state"]
+    table = harness.worker.tables["state"]
+    pending: list[asyncio.Future[None]] = []
+
+    async def undelivered(*, value: Any = None, **_: Any) -> asyncio.Future[None]:
+        harness.sent.append(("hits", None, None, value))
+        pending.append(asyncio.get_running_loop().create_future())
+        return pending[-1]
+
+    harness.worker.topics["hits"].send = undelivered
+
+    async def scenario() -> tuple[int, int]:
+        async with harness.worker.app.agents["state"].test_context() as ctx:
+            for value in state_payloads:
+                await ctx.put(value)
+            await asyncio.sleep(0.2)
+            before = len(table)  # hits sent, not yet delivered
+            for fut in pending:
+                fut.set_result(None)
+            await asyncio.sleep(0.2)
+            return before, len(table)
+
+    before, after = asyncio.run(scenario())
+    assert pending, "the window crossed, so the state agent sent a hit"
+    assert (before, after) == (0, 2)  # the window and its record's seen entry
+
+
+def test_stream_time_is_kept_per_partition() -> None:
+    """A record far ahead in one partition must not expire a window open in another.
+
+    Kafka keeps no order across partitions, so whether it did would depend on
+    how they interleave: stream time is per (agent, partition), as Kafka
+    Streams keeps it per task.
+    """
+    harness = build_harness(sweep_interval=0.0)  # sweep after every message
+    bulk = {
+        **CALL,
+        "endpoint": "https://oss-cn-hangzhou.aliyuncs.com/b",
+        "legal_basis": "contract",
+        "records": 40000,
+    }
+    # Three records of one hourly window cross 100,000 together; a record 30 h
+    # ahead (past the window's horizon plus the 24 h grace) comes in between,
+    # in the partition of another platform's window.
+    platform = next(
+        p
+        for p in ("aliexpress", "shein", "coupang", "gmarket")
+        if partition_for(f"{BULK}|{p}|CN", 4) != partition_for(f"{BULK}|temu|CN", 4)
+    )
+    records = [
+        {**bulk, "event_id": "a", "ts": T0},
+        {**bulk, "event_id": "far", "ts": T0 + 30 * 3_600_000, "platform": platform},
+        {**bulk, "event_id": "c", "ts": T0 + 60_000},
+        {**bulk, "event_id": "d", "ts": T0 + 120_000},
+    ]
+    messages = []
+    for rec in records:
+        harness.sent.clear()
+        asyncio.run(put_all(harness, "ingest", [orjson.dumps(rec)]))
+        messages += [(p, v) for n, _, p, v in harness.sent if n == "state"]
+    assert len(messages) == 4 and messages[1][0] != messages[0][0]
+    harness.sent.clear()
+
+    async def feed() -> None:
+        async with harness.worker.app.agents["state"].test_context() as ctx:
+            for partition, value in messages:
+                await ctx.put(value, partition=partition)
+            await asyncio.sleep(0.2)
+
+    asyncio.run(feed())
+    bulk_hits = [h for batch in harness.of("hits") for h in batch if h["rule"] == BULK]
+    assert [h["fields"]["platform"] for h in bulk_hits] == ["temu"]
+    assert bulk_hits[0]["event_count"] == 3 and bulk_hits[0]["records"] == 120000
 
 
 def test_internal_batches_are_chunked_under_the_message_limit() -> None:

@@ -96,6 +96,7 @@ class RulePack:
         return str(self.params.get("home_region", "KR"))
 
 
-# A hit is one match (or, for threshold rules, one window's aggregate) on its
-# way to an alert group. JSON-ready because the worker ships it between agents.
+# A hit is one match (or, for threshold rules, one window's running totals,
+# named by `part`) on its way to an alert group. JSON-ready because the worker
+# ships it between agents.
 Hit = dict[str, Any]

@@ -27,8 +27,8 @@ __all__ = [
     "OnwardRule",
     "RuleType",
     "ThresholdRule",
-    "aggregate_hit",
     "single_hit",
+    "window_hit",
 ]
 
 MAX_EVIDENCE = 20
@@ -71,12 +71,20 @@ def single_hit(
     }
 
 
-def aggregate_hit(rule_id: str, agg_id: int, agg: Mapping[str, Any]) -> Hit:
-    """A hit standing for many records at once (a threshold window that crossed)."""
+def window_hit(rule_id: str, window_id: int, agg: Mapping[str, Any]) -> Hit:
+    """A hit standing for every record of a threshold window so far.
+
+    It carries the window's running totals, not an increment: the alert group
+    keeps the latest totals per window (`part`) and adds only the difference.
+    So a window rebuilt after a crash, whose records come back in another
+    order and cross the threshold at another record, neither counts a record
+    twice nor drops one (records are deduplicated by the window, once).
+    """
     return {
         "rule": rule_id,
         "fields": dict(agg["fields"]),
-        "ids": [agg_id],
+        "ids": [],
+        "part": window_id,
         "first_seen": agg["first_seen"],
         "last_seen": agg["last_seen"],
         "event_count": agg["event_count"],
@@ -121,8 +129,8 @@ class RuleType:
 class ThresholdRule(RuleType):
     """Sum a field per key over tumbling event-time windows; hit once the sum reaches a threshold.
 
-    When a window crosses, one aggregate hit carries every record of the window
-    so far; each later record of the same window is a hit of its own.
+    When a window crosses, a hit carries the window's totals (every record of
+    it so far); each later record of the window sends the new totals.
     """
 
     name = "threshold"
@@ -153,43 +161,42 @@ class ThresholdRule(RuleType):
         windows: dict[str, Any] = value["windows"]
         w = windows.get(str(start))
         if w is None:
-            w = windows[str(start)] = {
-                "fired": False,
-                "agg": {
-                    "fields": {f: None for f in ("src_country", "subject_region", "dataset_id")}
-                    | {"platform": item["platform"], "dst_country": item["dst_country"]},
-                    "first_seen": ts,
-                    "last_seen": ts,
-                    "event_count": 0,
-                    "bytes": 0,
-                    "records": 0,
-                    "categories": [],
-                    "evidence": [],
-                },
-            }
-            w["agg"]["fields"]["subject_region"] = item["subject_region"]
-            for f in self.per:
-                w["agg"]["fields"][f] = item[f]
+            w = windows[str(start)] = {"fired": False, "agg": self._empty(item, ts)}
+        window_id = event_hash(key, f"window:{start}")
         h = event_hash(item["platform"], item["event_id"])
         scope = scope_of(key, start)
         if h in w.get("recent", ()) or seen.contains(scope, h):
-            return []
-        hits: list[Hit] = []
-        if w["fired"]:
-            hits.append(single_hit(self.rule_id, item))
-        else:
-            _merge_into(w["agg"], single_hit(self.rule_id, item))
-            if w["agg"][self.field] >= self.threshold:
-                w["fired"] = True
-                agg_id = event_hash(key, f"window:{start}")
-                hits.append(aggregate_hit(self.rule_id, agg_id, w["agg"]))
-                w["agg"] = None  # carried by the hit from now on
+            # A redelivered record: its window's hit may have been lost with a
+            # crash while the window itself was saved, so a fired window sends
+            # its totals again (the alert group ignores totals it already has).
+            return [window_hit(self.rule_id, window_id, w["agg"])] if w["fired"] else []
+        _merge_into(w["agg"], single_hit(self.rule_id, item))
+        w["fired"] = w["fired"] or w["agg"][self.field] >= self.threshold
         # The window (naming this record in `recent`) is written before its
         # seen-id: see AlertGrouper.add for why the order matters.
         w["recent"] = [h]
         store[key] = value
         seen.add(scope, h, start + self.horizon_ms())
-        return hits
+        return [window_hit(self.rule_id, window_id, w["agg"])] if w["fired"] else []
+
+    def _empty(self, item: Mapping[str, Any], ts: int) -> dict[str, Any]:
+        fields: dict[str, Any] = {f: None for f in ("src_country", "dataset_id")}
+        fields |= {
+            "platform": item["platform"],
+            "dst_country": item["dst_country"],
+            "subject_region": item["subject_region"],
+        }
+        fields |= {f: item[f] for f in self.per}
+        return {
+            "fields": fields,
+            "first_seen": ts,
+            "last_seen": ts,
+            "event_count": 0,
+            "bytes": 0,
+            "records": 0,
+            "categories": [],
+            "evidence": [],
+        }
 
     def expire(self, value: Any, watermark: int) -> Any:
         keep = {s: w for s, w in value["windows"].items() if int(s) + self.horizon_ms() > watermark}
