@@ -25,7 +25,7 @@ import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 
 from agents import transport
-from agents.transport import outputs_of
+from agents.transport import holding_changelogs, outputs_of
 from monitor.alerts import AlertContext, AlertGrouper, build_alert
 from monitor.engine.state import owner_of
 from monitor.metrics import Metrics
@@ -44,7 +44,7 @@ from monitor.stages import (
     sweep_state,
 )
 
-__all__ = ["StagedTable", "TableSeen", "TableStore", "Worker", "create_app", "run_worker"]
+__all__ = ["TableSeen", "TableStore", "Worker", "create_app", "run_worker"]
 
 log = logging.getLogger("xborder.worker")
 
@@ -93,44 +93,6 @@ class TableSeen:
 
     def drop(self, scope: str) -> None:
         """Nothing to do at once: the sweep removes entries when they expire."""
-
-
-class StagedTable:
-    """A table's writes held back until `flush`, so they reach the changelog after the outputs.
-
-    Under at-least-once, outputs and changelog are independent sends; a crash
-    can leave either without the other. State saved without its outputs would
-    lose them for good: the redelivered record is then a duplicate and emits
-    nothing. Staged, the outputs go first and are awaited, so recovered state
-    is never ahead of them; state behind them is redone, and hits are
-    idempotent. Reads see the staged writes. Each write is kept as it was when
-    made (the live value changes on), in order, so the changelog gets the same
-    sequence as unstaged writes would give (see AlertGrouper.add).
-    """
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.live: dict[str, Any] = {}
-        self.writes: list[tuple[str, Any]] = []
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.live[key] if key in self.live else self.table.get(key, default)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.live or key in self.table
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.live[key] = value
-        self.writes.append((key, orjson.loads(orjson.dumps(value))))
-
-    def flush(self) -> None:
-        for key, value in self.writes:
-            self.table[key] = value
-        self.discard()
-
-    def discard(self) -> None:
-        self.live.clear()
-        self.writes.clear()
 
 
 @dataclass
@@ -210,8 +172,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
     resolver = runtime.resolver()
     context = AlertContext(pack.version, resolver.geoip_build)
     grouper = AlertGrouper(pack, TableStore(groups_table), TableSeen(groups_table))
-    staged = StagedTable(state_table)
-    state_store, state_seen = TableStore(staged), TableSeen(staged)
+    state_store, state_seen = TableStore(state_table), TableSeen(state_table)
     grace_ms = int(settings.state_grace * 1000)
     metrics.rules_info.labels(pack.version).set(1)
     if resolver.geoip_build:
@@ -311,12 +272,16 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             started = time.perf_counter()
             items = list(_batches(event.value))
             advance("state", event.message.partition, items)
-            try:
+            # Under at-least-once, hits and changelog are independent sends; a
+            # crash could save state without its hits, and the redelivered
+            # record, then a duplicate, would emit nothing: the hits lost for
+            # good. So the changelog goes out once the hits are on the broker.
+            # State behind its hits is redone on redelivery; hits are idempotent.
+            with holding_changelogs(app.producer) as changelog:
                 hits = apply_routed(items, pack, state_store, state_seen, n)
-                await asyncio.gather(*await send_batches(hits_topic, hits))
-                staged.flush()
-            finally:
-                staged.discard()  # writes whose outputs failed are never saved
+            await asyncio.gather(*await send_batches(hits_topic, hits))
+            for message in changelog:
+                app.producer.send_soon(message)
             partition = event.message.partition
             if sweep_due("state", partition):
                 entries, seen = local(state_table, partition)

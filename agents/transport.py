@@ -32,7 +32,7 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-__all__ = ["SCHEME", "Transport", "outputs_of", "register"]
+__all__ = ["SCHEME", "Transport", "holding_changelogs", "outputs_of", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,23 @@ def outputs_of(tp: TP) -> Iterator[None]:
         yield
     finally:
         _SOURCE.reset(token)
+
+
+@contextmanager
+def holding_changelogs(producer: Any) -> Iterator[list[Any]]:
+    """Table changelog messages written in this block are collected, not sent.
+
+    Faust queues changelog writes with the producer's `send_soon` (already
+    serialized); the caller hands them back to it, in order, when it chooses.
+    Only around code that does not await: no other task may send meanwhile.
+    """
+    held: list[Any] = []
+    send_soon = producer.send_soon
+    producer.send_soon = held.append
+    try:
+        yield held
+    finally:
+        producer.send_soon = send_soon
 
 
 def source_of_output() -> TP | None:

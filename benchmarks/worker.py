@@ -4,7 +4,9 @@
     .venv/bin/python -m benchmarks.worker --only kill --kills 100 --kill-after 1
 
 - throughput: simulated telemetry (batches of 100 records per message) through
-  one worker, records per second, for each processing guarantee;
+  one worker, records per second, for each processing guarantee: ingest (every
+  record decoded, resolved and evaluated) and end to end (every internal
+  message, committed, also through the state and group agents);
 - latency: one record at a time, each opening a new alert: time from the
   producer's send to the alert on the alerts topic, p50 / p99;
 - kill -9: the hand-written scenario, the worker SIGKILLed halfway (once it
@@ -46,7 +48,30 @@ def wait_ready(run: WorkerRun, timeout: float = 60.0) -> None:
     raise RuntimeError(run.failure("worker did not start"))
 
 
-def throughput(bootstrap: str, db: Path, work: Path, guarantee: str, n: int) -> float:
+class InternalCount:
+    """Committed messages of the worker's internal topics, as a read-committed consumer counts them."""
+
+    def __init__(self, bootstrap: str, app_id: str) -> None:
+        self.consumer = KafkaConsumer(
+            f"{app_id}-state",
+            f"{app_id}-hits",
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=50,
+        )
+        self.count = 0
+
+    def poll(self) -> int:
+        batches = self.consumer.poll(timeout_ms=50, max_records=100_000)
+        self.count += sum(len(records) for records in batches.values())
+        return self.count
+
+
+def throughput(bootstrap: str, db: Path, work: Path, guarantee: str, n: int) -> tuple[float, float]:
+    """Records per second: (ingest, end to end)."""
     run = WorkerRun(bootstrap, db, work, extra_env={"XBORDER_PROCESSING_GUARANTEE": guarantee})
     run.create_topics()
     items = [
@@ -68,15 +93,31 @@ def throughput(bootstrap: str, db: Path, work: Path, guarantee: str, n: int) -> 
     try:
         wait_ready(run)
         time.sleep(8)  # group join and recovery
+        internal = InternalCount(bootstrap, run.app_id)
         p = producer(bootstrap)
         started = time.monotonic()
         for topic, raws in by_topic.items():
             for i in range(0, len(raws), 100):
                 p.send(topic, b"[" + b",".join(raws[i : i + 100]) + b"]")
         p.flush()
-        while metric_value(run.metrics(), "xborder_records_in_total") < len(items):
+        ingested = done = None
+        while done is None or time.monotonic() - done < 1.0:
+            text, sent = run.metrics(), internal.poll()
+            now = time.monotonic()
+            if ingested is None and metric_value(text, "xborder_records_in_total") >= len(items):
+                ingested = now
+            consumed = metric_value(text, "xborder_processing_seconds_count", stage="state")
+            consumed += metric_value(text, "xborder_processing_seconds_count", stage="group")
+            # Done once every internal message is consumed, and stays so for a second
+            # (a message in flight is neither counted nor consumed yet).
+            if ingested is None or consumed != sent:
+                done = None
+            elif done is None:
+                done = now
             time.sleep(0.05)
-        return len(items) / (time.monotonic() - started)
+        internal.consumer.close()
+        assert ingested is not None and done is not None
+        return len(items) / (ingested - started), len(items) / (done - started)
     finally:
         run.stop()
 
@@ -173,9 +214,10 @@ def main() -> None:
         with ApacheKafka(log_path=work / "kafka.log") as kafka:
             print(f"Apache Kafka {kafka_version()}, one worker, 4 partitions, 2 cores")
             for guarantee in ("at_least_once", "exactly_once") if args.only == "all" else ():
-                rate = throughput(kafka.bootstrap, db, work, guarantee, args.records)
+                ingest, end = throughput(kafka.bootstrap, db, work, guarantee, args.records)
                 print(
-                    f"throughput {guarantee:<14} {rate:9.0f} records/s ({args.records} simulated)"
+                    f"throughput {guarantee:<14} ingest {ingest:7.0f} records/s, "
+                    f"end to end {end:7.0f} records/s ({args.records} simulated)"
                 )
             if args.only == "all":
                 lat = sorted(latency(kafka.bootstrap, db, work, args.samples))

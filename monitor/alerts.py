@@ -89,17 +89,29 @@ def _open(groups: list[dict[str, Any]], rule: Rule, key: str, hit: Hit) -> dict[
 
 
 def _merge(group: dict[str, Any], hit: Hit) -> None:
-    group["first_seen"] = min(group["first_seen"], hit["first_seen"])
-    group["last_seen"] = max(group["last_seen"], hit["last_seen"])
     group["event_count"] += hit["event_count"]
     group["bytes"] += hit["bytes"]
     group["records"] += hit["records"]
+    _widen(group, hit)
+    group["revision"] += 1
+
+
+def _widen(group: dict[str, Any], hit: Hit) -> bool:
+    """Fold in what the hit knows about its records besides counts; whether anything changed.
+
+    Idempotent (minimum, maximum, union): a window's totals may repeat records
+    the group already has.
+    """
+    before = (group["first_seen"], group["last_seen"], group["categories"], group["evidence"])
+    group["first_seen"] = min(group["first_seen"], hit["first_seen"])
+    group["last_seen"] = max(group["last_seen"], hit["last_seen"])
     if not set(hit["categories"]) <= set(group["categories"]):
         group["categories"] = sorted(set(group["categories"]) | set(hit["categories"]))
-    # Keyed by record: a window's totals repeat the evidence they carried before.
-    evidence = {(e["ts"], e["event_id"]): e for e in group["evidence"] + hit["evidence"]}
-    group["evidence"] = [evidence[k] for k in sorted(evidence)][:MAX_EVIDENCE]
-    group["revision"] += 1
+    if hit["evidence"]:
+        evidence = {(e["ts"], e["event_id"]): e for e in group["evidence"] + hit["evidence"]}
+        group["evidence"] = [evidence[k] for k in sorted(evidence)][:MAX_EVIDENCE]
+    after = (group["first_seen"], group["last_seen"], group["categories"], group["evidence"])
+    return after != before
 
 
 def build_alert(
@@ -186,7 +198,7 @@ class AlertGrouper:
 
         A window's records only ever join it, so totals with no more records
         than the group has are a repeat or come from a window still being
-        rebuilt after a crash; they change nothing. The totals live in the
+        rebuilt after a crash; they change no count. The totals live in the
         group itself, so one write keeps them and the counts consistent.
         """
         groups: list[dict[str, Any]] = value["groups"]
@@ -195,15 +207,22 @@ class AlertGrouper:
             if part in g.get("parts", {}):
                 target, before = g, g["parts"][part]
                 break
-        if hit["event_count"] <= before[0]:
-            return None
-        if target is None:
-            target = next((g for g in groups if _fits(g, hit, rule.group_window_ms)), None)
-            target = target or _open(groups, rule, key, hit)
-        totals = [hit[f] for f in PART_FIGURES]
-        grown = {f: now - then for f, now, then in zip(PART_FIGURES, totals, before, strict=True)}
-        _merge(target, {**hit, **grown})
-        target.setdefault("parts", {})[part] = totals
+        if target is not None and hit["event_count"] <= before[0]:
+            # Stale totals still name real records of the window: their
+            # evidence may be news (a window rebuilt in another order).
+            if not _widen(target, hit):
+                return None
+            target["revision"] += 1
+        else:
+            if target is None:
+                target = next((g for g in groups if _fits(g, hit, rule.group_window_ms)), None)
+                target = target or _open(groups, rule, key, hit)
+            totals = [hit[f] for f in PART_FIGURES]
+            grown = {
+                f: now - then for f, now, then in zip(PART_FIGURES, totals, before, strict=True)
+            }
+            _merge(target, {**hit, **grown})
+            target.setdefault("parts", {})[part] = totals
         target["recent"] = []
         self.store[key] = value
         return rule, target

@@ -78,9 +78,10 @@ def build_harness(**overrides: Any) -> Harness:
             return delivered
 
         worker.topics[name].send = send
-    # Table writes go to their changelog through the producer: record them too.
-    for table in worker.tables.values():
-        table._send_changelog = lambda *a, **k: None
+    # Table writes go to their changelog through the producer's buffer: record them too.
+    worker.app.producer.send_soon = lambda fut: sent.append(  # type: ignore[method-assign]
+        ("changelog", fut.message.key, fut.message.partition, fut.message.value)
+    )
     return Harness(worker, sent, registry)
 
 
@@ -176,7 +177,6 @@ def test_state_is_saved_only_once_its_hits_are_on_the_broker(harness: Harness) -
     bulk = {**CALL, "endpoint": "https://oss-cn-hangzhou.aliyuncs.com/b", "records": 120000}
     asyncio.run(put_all(harness, "ingest", [orjson.dumps({**bulk, "legal_basis": "contract"})]))
     state_payloads = [v for n, _, _, v in harness.sent if n == "state"]
-    table = harness.worker.tables["state"]
     pending: list[asyncio.Future[None]] = []
 
     async def undelivered(*, value: Any = None, **_: Any) -> asyncio.Future[None]:
@@ -185,21 +185,25 @@ def test_state_is_saved_only_once_its_hits_are_on_the_broker(harness: Harness) -
         return pending[-1]
 
     harness.worker.topics["hits"].send = undelivered
+    harness.sent.clear()
 
-    async def scenario() -> tuple[int, int]:
+    async def scenario() -> tuple[list[str], list[str]]:
         async with harness.worker.app.agents["state"].test_context() as ctx:
             for value in state_payloads:
                 await ctx.put(value)
             await asyncio.sleep(0.2)
-            before = len(table)  # hits sent, not yet delivered
+            before = [name for name, *_ in harness.sent]  # hits sent, not yet delivered
             for fut in pending:
                 fut.set_result(None)
             await asyncio.sleep(0.2)
-            return before, len(table)
+            return before, [name for name, *_ in harness.sent]
 
     before, after = asyncio.run(scenario())
-    assert pending, "the window crossed, so the state agent sent a hit"
-    assert (before, after) == (0, 2)  # the window and its record's seen entry
+    assert before == ["hits"], "the window crossed: a hit, and no changelog yet"
+    # Then the window and its record's seen entry, in that order.
+    assert after == ["hits", "changelog", "changelog"]
+    keys = [orjson.loads(k) for name, k, _, _ in harness.sent if name == "changelog"]
+    assert keys[0].startswith(BULK) and keys[1].startswith("seen:")
 
 
 def test_stream_time_is_kept_per_partition() -> None:

@@ -71,7 +71,9 @@ def single_hit(
     }
 
 
-def window_hit(rule_id: str, window_id: int, agg: Mapping[str, Any]) -> Hit:
+def window_hit(
+    rule_id: str, window_id: int, agg: Mapping[str, Any], evidence: list[dict[str, Any]]
+) -> Hit:
     """A hit standing for every record of a threshold window so far.
 
     It carries the window's running totals, not an increment: the alert group
@@ -79,6 +81,8 @@ def window_hit(rule_id: str, window_id: int, agg: Mapping[str, Any]) -> Hit:
     So a window rebuilt after a crash, whose records come back in another
     order and cross the threshold at another record, neither counts a record
     twice nor drops one (records are deduplicated by the window, once).
+    `evidence` is what the group may not have yet: all of the window's when it
+    crosses, then the new record's own entry when it is among the earliest.
     """
     return {
         "rule": rule_id,
@@ -91,7 +95,7 @@ def window_hit(rule_id: str, window_id: int, agg: Mapping[str, Any]) -> Hit:
         "bytes": agg["bytes"],
         "records": agg["records"],
         "categories": list(agg["categories"]),
-        "evidence": list(agg["evidence"]),
+        "evidence": evidence,
     }
 
 
@@ -165,19 +169,26 @@ class ThresholdRule(RuleType):
         window_id = event_hash(key, f"window:{start}")
         h = event_hash(item["platform"], item["event_id"])
         scope = scope_of(key, start)
+        agg = w["agg"]
         if h in w.get("recent", ()) or seen.contains(scope, h):
-            # A redelivered record: its window's hit may have been lost with a
-            # crash while the window itself was saved, so a fired window sends
-            # its totals again (the alert group ignores totals it already has).
-            return [window_hit(self.rule_id, window_id, w["agg"])] if w["fired"] else []
-        _merge_into(w["agg"], single_hit(self.rule_id, item))
-        w["fired"] = w["fired"] or w["agg"][self.field] >= self.threshold
+            # A redelivered record. Should its window's hit have been lost
+            # while the window was saved, a fired window sends it again (the
+            # alert group ignores totals it already has).
+            return [window_hit(self.rule_id, window_id, agg, agg["evidence"])] if w["fired"] else []
+        _merge_into(agg, single_hit(self.rule_id, item))
+        crossed = not w["fired"] and agg[self.field] >= self.threshold
         # The window (naming this record in `recent`) is written before its
         # seen-id: see AlertGrouper.add for why the order matters.
+        w["fired"] = w["fired"] or crossed
         w["recent"] = [h]
         store[key] = value
         seen.add(scope, h, start + self.horizon_ms())
-        return [window_hit(self.rule_id, window_id, w["agg"])] if w["fired"] else []
+        if not w["fired"]:
+            return []
+        if crossed:
+            return [window_hit(self.rule_id, window_id, agg, agg["evidence"])]
+        own = [e for e in agg["evidence"] if (e["ts"], e["event_id"]) == (ts, item["event_id"])]
+        return [window_hit(self.rule_id, window_id, agg, own)]
 
     def _empty(self, item: Mapping[str, Any], ts: int) -> dict[str, Any]:
         fields: dict[str, Any] = {f: None for f in ("src_country", "dataset_id")}
