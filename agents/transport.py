@@ -20,6 +20,7 @@ together with that record's offset.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from typing import Any
 
 from faust.streams import current_event
 from faust.transport import consumer as base_consumer
+from faust.transport import producer as base_producer
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
@@ -192,8 +194,50 @@ class Consumer(driver.Consumer):
                 await self.seek(tp, offset)
 
 
+class ProducerBuffer(base_producer.ProducerBuffer):
+    """Faust's buffer of messages sent with `send_soon` (table changelogs), flushed for real.
+
+    Faust's `flush` returns as soon as no message went out for 0.1 s, with
+    messages still waiting: under load (a busy event loop) a commit could
+    then pass changelog writes that a crash loses, and state came back
+    without records whose offsets were committed (seen under CPU load: a
+    restarted worker lost records and split alert groups). Here `flush`
+    returns only once every message, including the one being handed to
+    aiokafka, is in aiokafka's accumulator, which the producer flushes next.
+    """
+
+    in_flight = 0
+
+    async def _send_pending(self, fut: Any) -> None:
+        self.in_flight += 1
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self.in_flight -= 1
+
+    async def flush(self) -> None:
+        while self.size or self.in_flight:
+            if self.state != "running":
+                raise RuntimeError("Cannot flush: Producer not Running")
+            self.message_sent.clear()
+            try:
+                await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
+            except asyncio.TimeoutError:
+                continue  # a busy loop, not an empty buffer: look again
+
+
+class Producer(driver.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.app.conf.producer_threaded:  # the threaded producer has its own queue
+            buffer = ProducerBuffer(loop=self.loop, beacon=self.beacon)
+            buffer.app = self.app
+            self.buffer = buffer
+
+
 class Transport(driver.Transport):
     Consumer = Consumer
+    Producer = Producer
     TransactionManager = TransactionManager
 
 

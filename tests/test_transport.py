@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from faust.types import TP
 
 from agents.transport import outputs_of, source_of_output, unprocessed
@@ -28,3 +30,36 @@ def test_an_output_belongs_to_the_partition_named_by_outputs_of_and_only_inside_
             assert source_of_output() == C
         assert source_of_output() == B
     assert source_of_output() is None
+
+
+def test_producer_buffer_flush_waits_for_every_message_however_slow() -> None:
+    """Faust's own flush gives up after 0.1 s without a message out; a commit then passed them."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from agents.transport import ProducerBuffer
+
+    published: list[int] = []
+
+    async def publish_message(fut: Any, wait: bool = False) -> None:
+        await asyncio.sleep(0.25)  # a busy loop or a slow broker
+        published.append(fut.n)
+
+    def message(n: int) -> Any:
+        return SimpleNamespace(
+            n=n, message=SimpleNamespace(channel=SimpleNamespace(publish_message=publish_message))
+        )
+
+    async def scenario() -> list[int]:
+        buffer = ProducerBuffer()
+        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))  # type: ignore[assignment]
+        await buffer.start()
+        try:
+            for n in range(3):
+                buffer.put(message(n))
+            await buffer.flush()
+            return list(published)
+        finally:
+            await buffer.stop()
+
+    assert asyncio.run(scenario()) == [0, 1, 2]
