@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from monitor.engine.model import Hit, Rule, RulePack
-from monitor.engine.ruletypes import MAX_EVIDENCE
+from monitor.engine.ruletypes import MAX_EVIDENCE, settle_recent
 from monitor.engine.state import SeenStore, Store, scope_of
 
 __all__ = ["AlertContext", "AlertGrouper", "alert_id", "build_alert", "group_key", "iso_ms"]
@@ -183,12 +183,15 @@ class AlertGrouper:
         # Crash safety: the group (naming the ids it just counted in `recent`) is
         # written before the seen-ids, in the same changelog partition, so after
         # a crash either both, or the group with `recent`, or neither is there:
-        # a redelivered hit is never counted twice nor lost.
+        # a redelivered hit is never counted twice nor lost. The ids `recent`
+        # named before get their seen entries first, should a crash have lost them.
+        scope = scope_of(key, target["anchor"])
+        expires = target["anchor"] + 2 * rule.group_window_ms
+        settle_recent(self.seen, scope, target.get("recent", ()), expires)
         target["recent"] = list(hit["ids"])
         self.store[key] = value
-        scope = scope_of(key, target["anchor"])
         for i in hit["ids"]:
-            self.seen.add(scope, i, target["anchor"] + 2 * rule.group_window_ms)
+            self.seen.add(scope, i, expires)
         return rule, target
 
     def _add_part(
@@ -223,6 +226,8 @@ class AlertGrouper:
             }
             _merge(target, {**hit, **grown})
             target.setdefault("parts", {})[part] = totals
+        expires = target["anchor"] + 2 * rule.group_window_ms
+        settle_recent(self.seen, scope_of(key, target["anchor"]), target.get("recent", ()), expires)
         target["recent"] = []
         self.store[key] = value
         return rule, target

@@ -27,6 +27,7 @@ __all__ = [
     "OnwardRule",
     "RuleType",
     "ThresholdRule",
+    "settle_recent",
     "single_hit",
     "window_hit",
 ]
@@ -97,6 +98,20 @@ def window_hit(
         "categories": list(agg["categories"]),
         "evidence": evidence,
     }
+
+
+def settle_recent(seen: SeenStore, scope: str, recent: Iterable[int], expires: int) -> None:
+    """Give the ids a state value names as `recent` their seen entries, before it forgets them.
+
+    After a crash the state can come back without the seen entries of its last
+    update (they are written after it); `recent` covers them only until the
+    state's next update replaces it. A duplicate of such a record arriving
+    later (another copy of it, re-sent by a restarted upstream agent) would
+    then be counted again.
+    """
+    for i in recent:
+        if not seen.contains(scope, i):
+            seen.add(scope, i, expires)
 
 
 class RuleType:
@@ -180,9 +195,11 @@ class ThresholdRule(RuleType):
         # The window (naming this record in `recent`) is written before its
         # seen-id: see AlertGrouper.add for why the order matters.
         w["fired"] = w["fired"] or crossed
+        expires = start + self.horizon_ms()
+        settle_recent(seen, scope, w.get("recent", ()), expires)
         w["recent"] = [h]
         store[key] = value
-        seen.add(scope, h, start + self.horizon_ms())
+        seen.add(scope, h, expires)
         if not w["fired"]:
             return []
         if crossed:
