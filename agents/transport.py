@@ -175,12 +175,45 @@ class Consumer(driver.Consumer):
     async def getmany(self, timeout: float) -> Any:
         self._fetched = {}
         handed: dict[TP, int] = {}
+        below: set[TP] = set()
         try:
             async for tp, message in super().getmany(timeout):
                 handed[tp] = message.offset
+                read = self._read_offset[tp]
+                if read is not None and message.offset < read:
+                    # Faust drops a record below the partition's read offset as
+                    # already read. But records delivered before a seek can have
+                    # been skipped by the stream (flow stopped, generation
+                    # changed) and still have raised it: their copies read after
+                    # the seek would be dropped too, never processed. Processing
+                    # is idempotent, so deliver them.
+                    self._read_offset[tp] = message.offset
+                    below.add(tp)
                 yield tp, message
         finally:
+            if below:
+                logger.info("delivering records below the read offset again: %s", sorted(below))
             await self._reread_skipped(handed)
+
+    async def seek_to_committed(self) -> Any:
+        """Seek to the committed offsets; where there are none, to the beginning.
+
+        aiokafka seeks only partitions with a committed offset above 0 and
+        leaves the others where its fetcher is: past records fetched before
+        the seek, which the stream may have skipped (flow stopped, generation
+        changed). A worker killed before its first commit lost them on
+        restart (seen under CPU load: windows short of records, onward alerts
+        missing). Changelogs are left alone: table recovery seeks them itself.
+        """
+        committed = await super().seek_to_committed()
+        fresh = [
+            tp
+            for tp, offset in committed.items()
+            if not offset and not tp.topic.endswith("-changelog")
+        ]
+        if fresh:
+            await self._thread.seek_to_beginning(*fresh)
+        return committed
 
     async def _reread_skipped(self, handed: dict[TP, int]) -> None:
         fetched, self._fetched = self._fetched, {}
