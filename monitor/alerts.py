@@ -180,19 +180,27 @@ class AlertGrouper:
                 target = g
         target = target or _open(groups, rule, key, hit)
         _merge(target, hit)
-        # Crash safety: the group (naming the ids it just counted in `recent`) is
-        # written before the seen-ids, in the same changelog partition, so after
-        # a crash either both, or the group with `recent`, or neither is there:
-        # a redelivered hit is never counted twice nor lost. The ids `recent`
-        # named before get their seen entries first, should a crash have lost them.
+        self._save(rule, key, value, target, hit["ids"])
+        return rule, target
+
+    def _save(
+        self, rule: Rule, key: str, value: Any, target: dict[str, Any], ids: list[int]
+    ) -> None:
+        """Write the group value, then the seen entries of the ids it just counted.
+
+        Crash safety: the group (naming those ids in `recent`) is written before
+        the seen entries, in the same changelog partition, so after a crash
+        either both, or the group with `recent`, or neither is there: a
+        redelivered hit is never counted twice nor lost. The ids `recent` named
+        before get their seen entries first, should a crash have lost them.
+        """
         scope = scope_of(key, target["anchor"])
         expires = target["anchor"] + 2 * rule.group_window_ms
         settle_recent(self.seen, scope, target.get("recent", ()), expires)
-        target["recent"] = list(hit["ids"])
+        target["recent"] = list(ids)
         self.store[key] = value
-        for i in hit["ids"]:
+        for i in ids:
             self.seen.add(scope, i, expires)
-        return rule, target
 
     def _add_part(
         self, rule: Rule, key: str, value: Any, part: str, hit: Hit
@@ -226,10 +234,7 @@ class AlertGrouper:
             }
             _merge(target, {**hit, **grown})
             target.setdefault("parts", {})[part] = totals
-        expires = target["anchor"] + 2 * rule.group_window_ms
-        settle_recent(self.seen, scope_of(key, target["anchor"]), target.get("recent", ()), expires)
-        target["recent"] = []
-        self.store[key] = value
+        self._save(rule, key, value, target, [])
         return rule, target
 
     def expire(self, key: str, value: Any, watermark: int) -> tuple[Any, list[dict[str, Any]]]:

@@ -181,15 +181,18 @@ class ThresholdRule(RuleType):
         w = windows.get(str(start))
         if w is None:
             w = windows[str(start)] = {"fired": False, "agg": self._empty(item, ts)}
-        window_id = event_hash(key, f"window:{start}")
         h = event_hash(item["platform"], item["event_id"])
         scope = scope_of(key, start)
         agg = w["agg"]
+
+        def totals(evidence: list[dict[str, Any]]) -> list[Hit]:
+            return [window_hit(self.rule_id, event_hash(key, f"window:{start}"), agg, evidence)]
+
         if h in w.get("recent", ()) or seen.contains(scope, h):
             # A redelivered record. Should its window's hit have been lost
             # while the window was saved, a fired window sends it again (the
             # alert group ignores totals it already has).
-            return [window_hit(self.rule_id, window_id, agg, agg["evidence"])] if w["fired"] else []
+            return totals(agg["evidence"]) if w["fired"] else []
         _merge_into(agg, single_hit(self.rule_id, item))
         crossed = not w["fired"] and agg[self.field] >= self.threshold
         # The window (naming this record in `recent`) is written before its
@@ -203,9 +206,10 @@ class ThresholdRule(RuleType):
         if not w["fired"]:
             return []
         if crossed:
-            return [window_hit(self.rule_id, window_id, agg, agg["evidence"])]
-        own = [e for e in agg["evidence"] if (e["ts"], e["event_id"]) == (ts, item["event_id"])]
-        return [window_hit(self.rule_id, window_id, agg, own)]
+            return totals(agg["evidence"])
+        return totals(
+            [e for e in agg["evidence"] if (e["ts"], e["event_id"]) == (ts, item["event_id"])]
+        )
 
     def _empty(self, item: Mapping[str, Any], ts: int) -> dict[str, Any]:
         fields: dict[str, Any] = {f: None for f in ("src_country", "dataset_id")}
