@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -144,6 +144,17 @@ def unprocessed(fetched: dict[TP, tuple[int, int]], handed: dict[TP, int]) -> di
     return out
 
 
+def never_committed(committed: Mapping[Any, int | None]) -> list[Any]:
+    """Stream partitions that aiokafka's seek to committed offsets leaves where they are.
+
+    It seeks only offsets above 0. Changelogs are not among them: table
+    recovery seeks those itself.
+    """
+    return [
+        tp for tp, offset in committed.items() if not offset and not tp.topic.endswith("-changelog")
+    ]
+
+
 class Consumer(driver.Consumer):
     """Faust's consumer, without silently skipping fetched records.
 
@@ -206,11 +217,7 @@ class Consumer(driver.Consumer):
         missing). Changelogs are left alone: table recovery seeks them itself.
         """
         committed = await super().seek_to_committed()
-        fresh = [
-            tp
-            for tp, offset in committed.items()
-            if not offset and not tp.topic.endswith("-changelog")
-        ]
+        fresh = never_committed(committed)
         if fresh:
             await self._thread.seek_to_beginning(*fresh)
         return committed

@@ -6,7 +6,7 @@ from typing import Any
 
 from faust.types import TP
 
-from agents.transport import outputs_of, source_of_output, unprocessed
+from agents.transport import never_committed, outputs_of, source_of_output, unprocessed
 
 A, B, C = TP("in", 0), TP("in", 1), TP("in", 2)
 
@@ -63,3 +63,9 @@ def test_producer_buffer_flush_waits_for_every_message_however_slow() -> None:
             await buffer.stop()
 
     assert asyncio.run(scenario()) == [0, 1, 2]
+
+
+def test_partitions_never_committed_restart_from_the_beginning_but_changelogs_do_not() -> None:
+    changelog = TP("app-state-changelog", 0)
+    committed = {A: None, B: 0, C: 12, changelog: None}
+    assert never_committed(committed) == [A, B]
