@@ -20,12 +20,13 @@ from pathlib import Path
 
 import orjson
 
+from monitor.decode import decode_line
 from monitor.disclosures import load_disclosures, load_endpoints
 from monitor.engine.loader import load_pack
 from monitor.geoip import GeoIP
 from monitor.pipeline import LocalDetector, evaluate
 from monitor.resolve import Resolver
-from monitor.schemas import Record, decode_line
+from monitor.schemas import Record
 from monitor.settings import default_rules_dir
 from monitor.simulate import SimConfig, generate
 

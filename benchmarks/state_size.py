@@ -76,6 +76,7 @@ from faust.serializers import codecs
 
 from agents.app import TableSeen
 from monitor.alerts import AlertContext, AlertGrouper
+from monitor.decode import decode_line
 from monitor.disclosures import load_disclosures, load_endpoints
 from monitor.engine.loader import load_pack
 from monitor.engine.model import Hit, Rule, RulePack
@@ -83,7 +84,7 @@ from monitor.engine.ruletypes import ConsentRule, OnwardRule, RuleType, Threshol
 from monitor.engine.state import MemorySeen, MemoryStore
 from monitor.pipeline import evaluate
 from monitor.resolve import Resolver, StaticLookup
-from monitor.schemas import Record, Source, decode_line
+from monitor.schemas import Record, Source
 from monitor.settings import default_rules_dir
 from monitor.stages import UpdateLimiter, group_hits, partition_for
 

@@ -19,10 +19,11 @@ from typing import IO, Any, BinaryIO, cast
 import orjson
 
 from monitor.alerts import iso_ms
+from monitor.decode import decode_line
 from monitor.engine.model import Rule, RulePack
 from monitor.pipeline import LocalDetector
 from monitor.resolve import Resolver
-from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, dead_letter_json, decode_line
+from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, dead_letter_json
 
 __all__ = ["ReplaySummary", "open_export", "read_lines", "replay"]
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import orjson
 
+from monitor.decode import decode_line
 from monitor.disclosures import EndpointRegistry
 from monitor.engine.model import Example, Rule, RulePack
 from monitor.pipeline import LocalDetector
 from monitor.resolve import Resolver, StaticLookup
-from monitor.schemas import DeadLetter, decode_line
+from monitor.schemas import DeadLetter
 
 __all__ = ["ExampleResult", "run_example", "run_examples"]
 

@@ -1,9 +1,11 @@
 """Telemetry contract v1: parse and validate records, or say exactly why not.
 
-Every function here is pure. A message value (Kafka) or a line (file) becomes
-`Record`s and `DeadLetter`s; nothing raises on bad input. Checks run in the
-order the contract fixes (size, JSON, object, kind, v, then each field in the
-order of the contract's tables) and the first failure is the reason.
+Every function here is pure and is the reference for what is valid: a
+record's bytes become a `Record` or a reason code; nothing raises on bad
+input. Checks run in the order the contract fixes (size, JSON, object, kind,
+v, then each field in the order of the contract's tables) and the first
+failure is the reason. `monitor.decode` decodes many records at once, fast,
+and falls back to `check_record` for anything it refuses.
 
 Decisions where the contract is silent:
 - an optional field whose value is JSON `null` counts as absent (producers
@@ -13,7 +15,8 @@ Decisions where the contract is silent:
   non-string) is `unknown_kind`; a missing `kind` is `missing_field:kind`;
 - country codes must be upper-case, assigned ISO 3166-1 alpha-2 codes;
 - blank lines of a file or of a JSON Lines batch are not records and are
-  skipped (they carry nothing that could be lost).
+  skipped (they carry nothing that could be lost);
+- timestamps use ASCII digits (RFC 3339's grammar), not other scripts' digits.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from __future__ import annotations
 import base64
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+import msgspec
 import orjson
 
 from monitor.countries import ISO_ALPHA2
@@ -33,12 +37,15 @@ __all__ = [
     "KINDS",
     "LEGAL_BASES",
     "MAX_RECORD_BYTES",
+    "RECORD_TYPES",
+    "ApiCall",
+    "Consent",
     "DeadLetter",
+    "Egress",
     "Record",
     "Source",
+    "check_record",
     "dead_letter_json",
-    "decode_line",
-    "decode_message",
     "parse_record",
     "parse_ts",
 ]
@@ -54,42 +61,130 @@ MAX_SUBJECT_IDS: Final = 1000
 Source = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A valid telemetry record. Fields a kind does not have are None."""
+# Null on the wire is absence (see the module docstring), so the decoder
+# accepts it for these optional fields and `normalise` turns it into the
+# default; type checkers see the normalised types.
+if TYPE_CHECKING:
+    _Labels = tuple[str, ...]
+    _Flag = bool
+    _Time = int
+else:
+    _Labels = tuple[str, ...] | None
+    _Flag = bool | None
+    _Time = int | str  # epoch ms or RFC 3339 on the wire; epoch ms once validated
 
-    kind: str
+
+class Record(msgspec.Struct, kw_only=True, gc=False, tag_field="kind", forbid_unknown_fields=True):
+    """A valid telemetry record: one subclass per kind, decoded straight from JSON.
+
+    Every record answers every field of the contract: a field its kind does
+    not have reads as None (or `()`, or False for `stores`). Treated as
+    immutable once validated. `gc=False`: values are strings, numbers and
+    tuples of strings, which cannot form reference cycles. Unknown fields
+    are refused by these classes' own decoder (the contract ignores them, so
+    `monitor.decode` gives such records a second, lenient decode).
+    """
+
+    kind: ClassVar[str]
     event_id: str
-    ts: int  # event time, epoch milliseconds UTC
+    ts: _Time  # event time, epoch milliseconds UTC
     platform: str
+    v: int | None = None
     service: str | None = None
-    # egress and api_call
-    src_ip: str | None = None
-    dst_ip: str | None = None
-    bytes: int | None = None
+    if TYPE_CHECKING:
+        # Fields of other kinds, read as class attributes (set below).
+        src_ip: str | None
+        dst_ip: str | None
+        bytes: int | None
+        dst_port: int | None
+        protocol: str | None
+        dst_host: str | None
+        src_country: str | None
+        subject_region: str | None
+        data_categories: tuple[str, ...]
+        records: int | None
+        dataset_id: str | None
+        operation: str | None
+        endpoint: str | None
+        method: str | None
+        status: int | None
+        recipient: str | None
+        subject_ids: tuple[str, ...]
+        purpose: str | None
+        legal_basis: str | None
+        stores: bool
+        subject_id: str | None
+        scope: str | None
+        granted: bool | None
+        countries: tuple[str, ...]
+
+
+class Egress(Record, kw_only=True, gc=False, tag="egress"):
+    """A network egress flow."""
+
+    kind: ClassVar[str] = "egress"
+    src_ip: str
+    dst_ip: str
+    bytes: int
     dst_port: int | None = None
     protocol: str | None = None
     dst_host: str | None = None
     src_country: str | None = None
     subject_region: str | None = None
-    data_categories: tuple[str, ...] = ()
+    data_categories: _Labels = ()
     records: int | None = None
     dataset_id: str | None = None
-    # api_call
-    operation: str | None = None
-    endpoint: str | None = None
+
+
+class ApiCall(Record, kw_only=True, gc=False, tag="api_call"):
+    """A call that sends data to an API endpoint."""
+
+    kind: ClassVar[str] = "api_call"
+    operation: str
+    endpoint: str
+    dst_ip: str | None = None
+    src_ip: str | None = None
+    src_country: str | None = None
     method: str | None = None
     status: int | None = None
     recipient: str | None = None
-    subject_ids: tuple[str, ...] = ()
+    subject_region: str | None = None
+    data_categories: _Labels = ()
+    records: int | None = None
+    subject_ids: _Labels = ()
+    dataset_id: str | None = None
     purpose: str | None = None
     legal_basis: str | None = None
-    stores: bool = False
-    # consent
-    subject_id: str | None = None
-    scope: str | None = None
-    granted: bool | None = None
-    countries: tuple[str, ...] = ()
+    stores: _Flag = False
+
+
+class Consent(Record, kw_only=True, gc=False, tag="consent"):
+    """A change of a data subject's overseas-transfer consent."""
+
+    kind: ClassVar[str] = "consent"
+    subject_id: str
+    scope: str
+    granted: bool
+    countries: _Labels = ("*",)
+
+
+RECORD_TYPES: Final[dict[str, type[Record]]] = {
+    "egress": Egress,
+    "api_call": ApiCall,
+    "consent": Consent,
+}
+# What a record reads for a field its kind does not have.
+_ABSENT: Final[dict[str, Any]] = {
+    "src_ip": None, "dst_ip": None, "bytes": None, "dst_port": None, "protocol": None,
+    "dst_host": None, "src_country": None, "subject_region": None, "data_categories": (),
+    "records": None, "dataset_id": None, "operation": None, "endpoint": None, "method": None,
+    "status": None, "recipient": None, "subject_ids": (), "purpose": None, "legal_basis": None,
+    "stores": False, "subject_id": None, "scope": None, "granted": None, "countries": (),
+}  # fmt: skip
+for _cls in RECORD_TYPES.values():
+    for _name, _value in _ABSENT.items():
+        if _name not in _cls.__struct_fields__:
+            setattr(_cls, _name, _value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +229,17 @@ class _Invalid(Exception):
 
 # --- field checkers -----------------------------------------------------------
 
-_PLATFORM = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-_LABEL = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+PLATFORM_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+LABEL_PATTERN: Final = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+MAX_TEXT: Final = 4096  # longest identifier-like string (host, dataset, operation, ...)
+MAX_IP_TEXT: Final = 64
+# ASCII digits only: Python's \d also matches other scripts' digits.
+RFC3339: Final = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 # Epoch milliseconds accepted: 1970-01-01 up to the end of year 9999.
-_TS_MAX: Final = 253_402_300_800_000
+TS_MAX: Final = 253_402_300_800_000
 
 
 _MONTH_DAYS: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -159,10 +258,10 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
 def parse_ts(value: Any) -> int | None:
     """RFC 3339 with offset, or integer epoch milliseconds -> epoch ms; None if invalid."""
     if type(value) is int:
-        return value if 0 <= value < _TS_MAX else None
+        return value if 0 <= value < TS_MAX else None
     if not isinstance(value, str):
         return None
-    m = _RFC3339.fullmatch(value)
+    m = RFC3339.fullmatch(value)
     if m is None:
         return None
     year, month, day, hour, minute, second, frac, off = m.groups()
@@ -182,7 +281,7 @@ def parse_ts(value: Any) -> int | None:
     # RFC 3339 allows a leap second (60); it is counted as the last instant of 59.
     seconds = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + min(sec, 59) - offset
     epoch = seconds * 1000 + (int(frac[1:4].ljust(3, "0")) if frac else 0)
-    return epoch if 0 <= epoch < _TS_MAX else None
+    return epoch if 0 <= epoch < TS_MAX else None
 
 
 # Each field converter returns the value to keep, or None when it is invalid.
@@ -194,7 +293,7 @@ def _is_int(v: Any) -> Any:
 
 
 def _ip(v: Any) -> Any:
-    if not isinstance(v, str) or len(v) > 64:
+    if not isinstance(v, str) or len(v) > MAX_IP_TEXT:
         return None
     # inet_pton is the C parser: an order of magnitude cheaper than ipaddress.
     for family in (socket.AF_INET, socket.AF_INET6):
@@ -211,7 +310,7 @@ def _str(v: Any) -> Any:
 
 
 def _nonempty_str(v: Any) -> Any:
-    return v if isinstance(v, str) and 0 < len(v) <= 4096 else None
+    return v if isinstance(v, str) and 0 < len(v) <= MAX_TEXT else None
 
 
 def _nonneg_int(v: Any) -> Any:
@@ -227,7 +326,7 @@ def _country(v: Any) -> Any:
 
 
 def _categories(v: Any) -> Any:
-    if isinstance(v, list) and all(isinstance(x, str) and _LABEL.fullmatch(x) for x in v):
+    if isinstance(v, list) and all(isinstance(x, str) and LABEL_PATTERN.fullmatch(x) for x in v):
         return tuple(v)
     return None
 
@@ -269,7 +368,7 @@ def _event_id(v: Any) -> Any:
 
 
 def _platform(v: Any) -> Any:
-    return v if isinstance(v, str) and _PLATFORM.fullmatch(v) is not None else None
+    return v if isinstance(v, str) and PLATFORM_PATTERN.fullmatch(v) is not None else None
 
 
 # (field, required, converter) in the order of the contract's tables.
@@ -340,7 +439,7 @@ def parse_record(obj: object) -> Record:
     v = obj.get("v")
     if v is not None and not (type(v) is int and v == 1):
         raise _Invalid("unsupported_version")
-    values: dict[str, Any] = {"kind": kind}
+    values: dict[str, Any] = {"kind": kind, "v": v}
     get = obj.get
     for name, convert, missing, invalid in _SPECS[kind]:
         value = get(name)
@@ -352,63 +451,28 @@ def parse_record(obj: object) -> Record:
         if value is None:
             raise _Invalid(invalid)
         values[name] = value
-    if kind == "consent" and "countries" not in values:
-        values["countries"] = ("*",)
-    return Record(**values)
+    del values["kind"]
+    return RECORD_TYPES[kind](**values)
 
 
-def _one(raw: bytes, source: Source, obj: object | None = None) -> Record | DeadLetter:
-    """Validate one record given its raw bytes (and its parsed value, when known)."""
+_UNPARSED: Final = object()
+
+
+def check_record(raw: bytes, obj: object = _UNPARSED) -> Record | str:
+    """The contract's own check of one record: the Record, or the reason code refusing it.
+
+    `raw` is the record's bytes (stripped); `obj` its parsed value when the
+    caller has it. This is the reference the fast decoder (`monitor.decode`)
+    falls back to and is tested against.
+    """
     if len(raw) > MAX_RECORD_BYTES:
-        return DeadLetter("too_large", source, raw)
-    if obj is None:
+        return "too_large"
+    if obj is _UNPARSED:
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return DeadLetter("invalid_json", source, raw)
+            return "invalid_json"
     try:
         return parse_record(obj)
     except _Invalid as e:
-        return DeadLetter(e.reason, source, raw)
-
-
-def decode_line(raw: bytes, source: Source) -> Record | DeadLetter | None:
-    """One line of a JSON Lines file; None for a blank line."""
-    stripped = raw.strip()
-    if not stripped:
-        return None
-    return _one(stripped, source)
-
-
-def decode_message(
-    value: bytes | None, source: Source
-) -> Iterator[tuple[Record | DeadLetter, Source]]:
-    """A Kafka message value: one record, a JSON array of records, or JSON Lines.
-
-    Yields each record (or dead letter) with its own source: records of a
-    batch get `index`, their 0-based position in the batch.
-    """
-    raw = (value or b"").strip()
-    if len(raw) > MAX_RECORD_BYTES and not raw.startswith(b"[") and b"\n" not in raw:
-        yield DeadLetter("too_large", source, raw), source
-        return
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        if b"\n" not in raw:
-            yield DeadLetter("invalid_json", source, raw), source
-            return
-        index = 0
-        for line in raw.split(b"\n"):
-            line = line.strip()
-            if line:
-                at = {**source, "index": index}
-                yield _one(line, at), at
-                index += 1
-        return
-    if isinstance(obj, list):
-        for index, item in enumerate(obj):
-            at = {**source, "index": index}
-            yield _one(orjson.dumps(item), at, item), at
-        return
-    yield _one(raw, source, obj), source
+        return e.reason

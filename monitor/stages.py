@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.alerts import AlertContext, AlertGrouper, build_alert, group_key, iso_ms
+from monitor.decode import decode_message
 from monitor.engine.model import Hit, RulePack
 from monitor.engine.state import SeenStore, Store
 from monitor.metrics import Metrics
 from monitor.pipeline import evaluate
 from monitor.resolve import Resolver
-from monitor.schemas import DeadLetter, Source, dead_letter_json, decode_message
+from monitor.schemas import DeadLetter, Source, dead_letter_json
 
 __all__ = [
     "Emission",

@@ -7,10 +7,11 @@ from typing import Any
 import orjson
 
 from monitor.alerts import AlertContext, build_alert, iso_ms
+from monitor.decode import decode_line
 from monitor.engine.model import RulePack
 from monitor.pipeline import LocalDetector
 from monitor.resolve import Resolver, StaticLookup
-from monitor.schemas import Record, decode_line
+from monitor.schemas import Record
 from monitor.stages import apply_routed, group_hits, ingest, partition_for
 from tests.test_rules import ENDPOINTS, PACK
 

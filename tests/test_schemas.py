@@ -7,15 +7,8 @@ import base64
 import orjson
 import pytest
 
-from monitor.schemas import (
-    MAX_RECORD_BYTES,
-    DeadLetter,
-    Record,
-    dead_letter_json,
-    decode_line,
-    decode_message,
-    parse_ts,
-)
+from monitor.decode import decode_line, decode_message
+from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, Record, dead_letter_json, parse_ts
 
 SRC = {"file": "t.jsonl", "line": 1}
 
@@ -175,7 +168,7 @@ def test_message_batches_array_and_jsonl_locate_each_record() -> None:
     src = {"topic": "telemetry.api", "partition": 2, "offset": 41}
     array = orjson.dumps([API, {"kind": "nope"}, 5])
     got = list(decode_message(array, src))
-    assert [type(r).__name__ for r, _ in got] == ["Record", "DeadLetter", "DeadLetter"]
+    assert [type(r).__name__ for r, _ in got] == ["ApiCall", "DeadLetter", "DeadLetter"]
     assert [at["index"] for _, at in got] == [0, 1, 2]
     assert got[1][0].reason == "unknown_kind"  # type: ignore[union-attr]
     assert got[2][0].reason == "not_an_object"  # type: ignore[union-attr]
@@ -184,9 +177,9 @@ def test_message_batches_array_and_jsonl_locate_each_record() -> None:
     jsonl = line(API) + b"\n\n{broken\n" + line(CONSENT) + b"\n"
     got = list(decode_message(jsonl, src))
     assert [(type(r).__name__, at["index"]) for r, at in got] == [
-        ("Record", 0),
+        ("ApiCall", 0),
         ("DeadLetter", 1),
-        ("Record", 2),
+        ("Consent", 2),
     ]
     single = list(decode_message(line(EGRESS), src))
     assert len(single) == 1 and single[0][1] == src and "index" not in single[0][1]

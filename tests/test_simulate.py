@@ -15,11 +15,12 @@ import orjson
 import pytest
 
 from monitor.cli import main
+from monitor.decode import decode_line, decode_message
 from monitor.disclosures import load_disclosures
 from monitor.pipeline import LocalDetector
 from monitor.resolve import Resolver
 from monitor.runtime import Runtime, load_runtime
-from monitor.schemas import DeadLetter, Record, decode_line, decode_message, parse_ts
+from monitor.schemas import DeadLetter, Record, parse_ts
 from monitor.settings import Settings
 from monitor.simulate import (
     ALSO_FIRES,
