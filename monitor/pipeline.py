@@ -9,38 +9,92 @@ examples use it; the Faust worker runs the same steps across agents.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, cast
 
 from monitor.alerts import AlertContext, AlertGrouper, build_alert
 from monitor.engine.model import Hit, Rule, RulePack
-from monitor.engine.ruletypes import single_hit
+from monitor.engine.ruletypes import RuleType, ThresholdRule, WindowBatch, single_hit
 from monitor.engine.state import MemorySeen, MemoryStore
 from monitor.resolve import Flow, Resolver
 from monitor.schemas import Record, Source
 
-__all__ = ["LocalDetector", "Routed", "evaluate"]
+__all__ = ["LocalDetector", "Routed", "by_key", "evaluate", "evaluate_batch"]
 
 Routed = tuple[str, str, dict[str, Any]]  # (rule id, state key, item)
 
 
-def evaluate(pack: RulePack, flow: Flow) -> tuple[list[Hit], list[Routed]]:
-    kind = flow.record.kind
+def evaluate_batch(pack: RulePack, flows: Iterable[Flow]) -> tuple[list[Hit], list[Routed]]:
+    """Hits of stateless rules and routed items of stateful ones, for a batch of flows.
+
+    Each record's rules are evaluated by one generated function (see
+    `RulePack.matchers`); it also marks the flow `personal`. A threshold
+    rule's matching records become one item per (key, window) for the whole
+    batch; other stateful rules route each record that concerns them (one
+    carrying a dataset, a subject) on its own.
+    """
     hits: list[Hit] = []
-    state: dict[str, Any] | None = None
-    for rule in pack.stateless_by_kind[kind]:
-        if rule.when(flow):
-            if state is None:
-                state = flow.to_state()
-            hits.append(single_hit(rule.id, state))
     routed: list[Routed] = []
+    windows: dict[str, dict[tuple[Any, int], WindowBatch]] = {}
+    plans: dict[str, tuple[Callable[[Flow], tuple[Any, ...]], list[tuple[int, Rule, int]]]] = {}
+    for kind, matcher in pack.matchers.items():
+        plan = []
+        for i, rule in enumerate(matcher.rules):
+            role = _STATELESS if rule.type is None else _OTHER
+            if isinstance(rule.type, ThresholdRule):
+                role = _WINDOW
+                windows.setdefault(rule.id, {})
+            plan.append((i, rule, role))
+        plans[kind] = (matcher.match, plan)
+    for flow in flows:
+        match, plan = plans[flow.record.kind]
+        got = match(flow)
+        flow.personal = bool(got[-1])
+        state: dict[str, Any] | None = None
+        for i, rule, role in plan:
+            matched = got[i]
+            if role is _STATELESS:
+                if matched:
+                    if state is None:
+                        state = flow.to_state()
+                    hits.append(single_hit(rule.id, state))
+            elif role is _WINDOW:
+                if matched:
+                    cast(ThresholdRule, rule.type).accumulate(windows[rule.id], flow)
+            else:
+                rtype = cast(RuleType, rule.type)
+                if rtype.concerns(flow.record):
+                    routed.extend(
+                        (rule.id, key, item) for key, item in rtype.route(flow, bool(matched))
+                    )
     for rule in pack.stateful:
-        assert rule.type is not None
-        matched = kind in rule.kinds and rule.when(flow)
-        for key, item in rule.type.route(flow, matched):
-            routed.append((rule.id, key, item))
+        if rule.id in windows:
+            threshold = cast(ThresholdRule, rule.type)
+            routed.extend((rule.id, key, item) for key, item in threshold.drain(windows[rule.id]))
     return hits, routed
+
+
+_STATELESS: Final = 0
+_WINDOW: Final = 1
+_OTHER: Final = 2
+
+
+def by_key(routed: Iterable[Routed]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Routed items by (rule, state key), in order within each key: a key's state is read once."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rule_id, key, item in routed:
+        got = out.get((rule_id, key))
+        if got is None:
+            out[(rule_id, key)] = [item]
+        else:
+            got.append(item)
+    return out
+
+
+def evaluate(pack: RulePack, flow: Flow) -> tuple[list[Hit], list[Routed]]:
+    """One flow alone."""
+    return evaluate_batch(pack, (flow,))
 
 
 @dataclass
@@ -64,13 +118,22 @@ class LocalDetector:
 
     def process(self, record: Record, source: Source) -> list[tuple[Rule, dict[str, Any]]]:
         """Changed alert groups (rule, group state) after this record."""
-        self.watermark = max(self.watermark, record.ts)
-        flow = self.resolver.resolve(record, source)
-        hits, routed = evaluate(self.pack, flow)
-        for rule_id, key, item in routed:
+        return self.process_batch([record], [source])
+
+    def process_batch(
+        self, records: Sequence[Record], sources: Sequence[Source]
+    ) -> list[tuple[Rule, dict[str, Any]]]:
+        """Changed alert groups (rule, group state) after this batch, in the order they changed."""
+        if not records:
+            return []
+        self.watermark = max(self.watermark, max(r.ts for r in records))
+        resolve = self.resolver.resolve
+        flows = [resolve(r, s) for r, s in zip(records, sources, strict=True)]
+        hits, routed = evaluate_batch(self.pack, flows)
+        for (rule_id, key), items in by_key(routed).items():
             rule = self.pack.by_id[rule_id]
             assert rule.type is not None
-            hits.extend(rule.type.apply(self.stores[rule_id], self.seen, key, item))
+            hits.extend(rule.type.apply_many(self.stores[rule_id], self.seen, key, items))
         changed = []
         for hit in hits:
             out = self.grouper.add(hit)

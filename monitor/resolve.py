@@ -8,7 +8,7 @@ unresolved. Source: the declared `src_country`, then GeoIP of `src_ip`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from monitor.disclosures import EndpointRegistry, host_of
@@ -48,7 +48,7 @@ class StaticLookup:
 
 @dataclass(slots=True)
 class Flow:
-    """A record placed on the map. `memo` caches named conditions for this record."""
+    """A record placed on the map. `personal`: set when its rules are evaluated."""
 
     record: Record
     source: Source
@@ -56,7 +56,7 @@ class Flow:
     dst_country: str | None
     dst_org: str | None = None
     dst_via: str | None = None  # "geoip" | "registry" | None
-    memo: dict[str, bool] = field(default_factory=dict)
+    personal: bool = False
 
     def to_state(self) -> dict[str, Any]:
         """The fields stateful rules and alert groups need, JSON-ready (no personal data)."""

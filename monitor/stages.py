@@ -88,7 +88,7 @@ def ingest(
                 )
             if metrics is not None:
                 metrics.event_lag.observe(max(0.0, now - got.ts / 1000))
-                if got.kind != "consent" and flow.memo.get("personal"):
+                if got.kind != "consent" and flow.personal:
                     metrics.transfer(
                         flow.src_country,
                         flow.dst_country,

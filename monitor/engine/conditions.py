@@ -1,4 +1,4 @@
-"""Conditions: YAML trees compiled once into plain Python closures over a `Flow`.
+"""Conditions: YAML trees compiled once into Python source, then into functions over a `Flow`.
 
 Each node is a mapping whose one distinguishing key names its type; the type
 maps to a compiler through a registry, so an unknown type is an error at load
@@ -19,14 +19,23 @@ time (with file and line), never at event time.
 
 A string value `$name` refers to a parameter (rule params, then pack params,
 then pack lists).
+
+Why source code: a tree of closures costs a Python call per node and per
+record, which made rule evaluation a fifth of the whole path. A compiler
+returns an expression over `flow` and `r` (its record); values from the
+YAML never enter the source, they are constants bound by name in the pack's
+namespace. A named condition becomes a local computed on first use
+(`_nN if _nN is not None else (_nN := ...)`), so the rules of one record
+share it. `compile_matcher` puts many rules' expressions into one function
+that evaluates all of them for a record at once.
 """
 
 from __future__ import annotations
 
-import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, cast
 
 from monitor.disclosures import Disclosures
 from monitor.errors import ConfigError, ConfigErrors, Location
@@ -36,12 +45,56 @@ from monitor.yamlfile import LDict, LList, location_of
 __all__ = [
     "FIELD_NAMES",
     "CompileContext",
+    "Compiled",
     "Predicate",
     "categories_under",
     "compile_condition",
+    "condition_source",
 ]
 
-Predicate = Callable[[Flow], bool]
+
+class Predicate(Protocol):
+    """A compiled condition: call it on a flow; `src` is its expression."""
+
+    src: str
+
+    def __call__(self, flow: Flow) -> bool: ...
+
+
+class Compiled:
+    """What the conditions of one pack share: constants by name, named conditions' sources."""
+
+    def __init__(self) -> None:
+        self.namespace: dict[str, Any] = {"categories_under": categories_under}
+        self.named: dict[str, str] = {}  # name -> expression (memoised in a local)
+
+    def constant(self, value: Any) -> str:
+        name = f"_k{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def function(self, exprs: list[str], name: str = "_match") -> Callable[[Flow], Any]:
+        """A function of a flow returning the expression (one) or a tuple of them (several)."""
+        body = exprs[0] if len(exprs) == 1 else "(" + ", ".join(exprs) + ",)"
+        memo = sorted(set(_MEMO.findall(body)))
+        lines = [f"def {name}(flow):", "    r = flow.record"]
+        if memo:
+            lines.append("    " + " = ".join(memo) + " = None")
+        lines.append(f"    return {body}")
+        code = compile("\n".join(lines), f"<conditions {name}>", "exec")
+        scope: dict[str, Any] = {}
+        exec(code, self.namespace, scope)  # the source holds no YAML value, only names
+        fn: Callable[[Flow], Any] = scope[name]
+        return fn
+
+    def predicate(self, src: str) -> Predicate:
+        fn = self.function([src], "_predicate")
+        fn.src = src  # type: ignore[attr-defined]
+        return cast(Predicate, fn)
+
+
+_MEMO: Final = re.compile(r"\b_n[0-9]+\b")
+
 
 # Fields a condition may read. Record fields that carry personal data
 # (addresses, subject ids) are deliberately absent.
@@ -55,8 +108,8 @@ _FLOW_FIELDS: Final = ("src_country", "dst_country", "dst_org", "dst_via")
 FIELD_NAMES: Final = frozenset(_RECORD_FIELDS + _FLOW_FIELDS)
 
 
-def _getter(name: str) -> Callable[[Flow], Any]:
-    return operator.attrgetter(name if name in _FLOW_FIELDS else f"record.{name}")
+def _getter(name: str) -> str:
+    return f"flow.{name}" if name in _FLOW_FIELDS else f"r.{name}"
 
 
 def categories_under(labels: tuple[str, ...], prefixes: tuple[str, ...]) -> bool:
@@ -75,7 +128,7 @@ class CompileContext:
     params: Mapping[str, Any]
     named: Mapping[str, Any]  # name -> raw YAML node of a reusable condition
     disclosures: Disclosures
-    compiled: dict[str, Predicate]
+    compiled: Compiled
     in_progress: set[str]
 
     def ref(self, value: Any, loc: Location) -> Any:
@@ -97,7 +150,7 @@ class CompileContext:
         return out
 
 
-Compiler = Callable[[Any, LDict, CompileContext], Predicate]
+Compiler = Callable[[Any, LDict, CompileContext], str]
 _REGISTRY: dict[str, Compiler] = {}
 
 
@@ -110,6 +163,11 @@ def _register(name: str) -> Callable[[Compiler], Compiler]:
 
 
 def compile_condition(node: Any, ctx: CompileContext) -> Predicate:
+    return ctx.compiled.predicate(condition_source(node, ctx))
+
+
+def condition_source(node: Any, ctx: CompileContext) -> str:
+    """The expression of a condition node (see the module docstring)."""
     loc = location_of(node, ctx.file)
     if not isinstance(node, LDict) or not node:
         raise ConfigError("a condition must be a mapping such as {field: ..., eq: ...}", loc)
@@ -120,7 +178,7 @@ def compile_condition(node: Any, ctx: CompileContext) -> Predicate:
     return _REGISTRY[kinds[0]](node[kinds[0]], node, ctx)
 
 
-def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[Predicate]:
+def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[str]:
     if not isinstance(value, LList) or not value:
         raise ConfigError(f"'{key}' takes a non-empty list of conditions", node.loc(key))
     if set(node) != {key}:
@@ -128,11 +186,11 @@ def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[Pr
             f"'{key}' cannot be combined with {sorted(set(node) - {key})}", node.loc()
         )
     # Compile every child even after a failure, so one pass reports every error.
-    out: list[Predicate] = []
+    out: list[str] = []
     errors: list[ConfigError] = []
     for child in value:
         try:
-            out.append(compile_condition(child, ctx))
+            out.append(condition_source(child, ctx))
         except ConfigError as e:
             errors.append(e)
         except ConfigErrors as e:
@@ -142,103 +200,52 @@ def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[Pr
     return out
 
 
-def _conjunction(parts: tuple[Predicate, ...]) -> Predicate:
-    # Plain `and` chains: a generator inside all() costs more than the checks
-    # themselves at a few microseconds per record.
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) == 2:
-        a, b = parts
-        return lambda flow: a(flow) and b(flow)
-    if len(parts) == 3:
-        a, b, c = parts
-        return lambda flow: a(flow) and b(flow) and c(flow)
-    if len(parts) == 4:
-        a, b, c, d = parts
-        return lambda flow: a(flow) and b(flow) and c(flow) and d(flow)
-    head, tail = parts[:4], _conjunction(parts[4:])
-    first = _conjunction(head)
-    return lambda flow: first(flow) and tail(flow)
-
-
-def _disjunction(parts: tuple[Predicate, ...]) -> Predicate:
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) == 2:
-        a, b = parts
-        return lambda flow: a(flow) or b(flow)
-    head, tail = parts[0], _disjunction(parts[1:])
-    return lambda flow: head(flow) or tail(flow)
-
-
 @_register("all")
-def _all(value: Any, node: LDict, ctx: CompileContext) -> Predicate:
-    return _conjunction(tuple(_children(value, node, "all", ctx)))
+def _all(value: Any, node: LDict, ctx: CompileContext) -> str:
+    return "(" + " and ".join(_children(value, node, "all", ctx)) + ")"
 
 
 @_register("any")
-def _any(value: Any, node: LDict, ctx: CompileContext) -> Predicate:
-    return _disjunction(tuple(_children(value, node, "any", ctx)))
+def _any(value: Any, node: LDict, ctx: CompileContext) -> str:
+    return "(" + " or ".join(_children(value, node, "any", ctx)) + ")"
 
 
 @_register("not")
-def _not(value: Any, node: LDict, ctx: CompileContext) -> Predicate:
-    inner = compile_condition(value, ctx)
-    return lambda flow: not inner(flow)
+def _not(value: Any, node: LDict, ctx: CompileContext) -> str:
+    return f"(not {condition_source(value, ctx)})"
 
 
 @_register("condition")
-def _named(value: Any, node: LDict, ctx: CompileContext) -> Predicate:
+def _named(value: Any, node: LDict, ctx: CompileContext) -> str:
     loc = node.loc("condition")
     if not isinstance(value, str) or value not in ctx.named:
         raise ConfigError(f"unknown condition {value!r}", loc)
-    if value in ctx.compiled:
-        return ctx.compiled[value]
-    if value in ctx.in_progress:
-        raise ConfigError(f"condition {value!r} refers to itself", loc)
-    ctx.in_progress.add(value)
-    inner = compile_condition(ctx.named[value], ctx)
-    ctx.in_progress.discard(value)
-    name = value
-
-    def check(flow: Flow) -> bool:
-        memo = flow.memo
-        hit = memo.get(name)
-        if hit is None:
-            hit = memo[name] = inner(flow)
-        return hit
-
-    ctx.compiled[name] = check
-    return check
+    shared = ctx.compiled
+    if value not in shared.named:
+        if value in ctx.in_progress:
+            raise ConfigError(f"condition {value!r} refers to itself", loc)
+        ctx.in_progress.add(value)
+        inner = condition_source(ctx.named[value], ctx)
+        ctx.in_progress.discard(value)
+        var = f"_n{len(shared.named)}"
+        shared.named[value] = f"({var} if {var} is not None else ({var} := {inner}))"
+    return shared.named[value]
 
 
 @_register("disclosed")
-def _disclosed(value: Any, node: LDict, ctx: CompileContext) -> Predicate:
+def _disclosed(value: Any, node: LDict, ctx: CompileContext) -> str:
     if value != "country":
         raise ConfigError("'disclosed' supports: country", node.loc("disclosed"))
-    disclosures = ctx.disclosures
-
-    def check(flow: Flow) -> bool:
-        return flow.dst_country in disclosures.countries(flow.record.platform)
-
-    return check
+    disclosures = ctx.compiled.constant(ctx.disclosures)
+    return f"(flow.dst_country in {disclosures}.countries(r.platform))"
 
 
 _OPS: Final = ("eq", "ne", "in", "not_in", "exists", "gt", "gte", "lt", "lte", "under")
-_COMPARE: Final[dict[str, Callable[[Any, Any], bool]]] = {
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
-}
-
-
-def _absent(value: Any) -> bool:
-    return value is None or value == ()
+_COMPARE: Final[dict[str, str]] = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 @_register("field")
-def _field(name: Any, node: LDict, ctx: CompileContext) -> Predicate:
+def _field(name: Any, node: LDict, ctx: CompileContext) -> str:
     loc = node.loc("field")
     if name not in FIELD_NAMES:
         raise ConfigError(f"unknown field {name!r}; known: {', '.join(sorted(FIELD_NAMES))}", loc)
@@ -248,38 +255,34 @@ def _field(name: Any, node: LDict, ctx: CompileContext) -> Predicate:
     op = ops[0]
     oloc = node.loc(op)
     get = _getter(name)
+    const = ctx.compiled.constant
     is_tuple = name in ("data_categories", "countries")
     if op == "under":
         if name != "data_categories":
             raise ConfigError("'under' applies to data_categories only", oloc)
-        prefixes = tuple(str(x) for x in ctx.ref_list(node[op], oloc))
-        return lambda flow: categories_under(flow.record.data_categories, prefixes)
+        prefixes = const(tuple(str(x) for x in ctx.ref_list(node[op], oloc)))
+        return f"categories_under(r.data_categories, {prefixes})"
     if op == "exists":
         want = ctx.ref(node[op], oloc)
         if not isinstance(want, bool):
             raise ConfigError("'exists' takes true or false", oloc)
-        return lambda flow: _absent(get(flow)) is not want
+        # Absent: null, or an empty list.
+        if want:
+            return f"({get} is not None and {get} != ())"
+        return f"({get} is None or {get} == ())"
     if op in ("in", "not_in"):
-        values = ctx.ref_list(node[op], oloc)
-        members = frozenset(values)
+        members = const(frozenset(ctx.ref_list(node[op], oloc)))
         if is_tuple:
-            hit: Predicate = lambda flow: any(v in members for v in get(flow))  # noqa: E731
-        else:
-            hit = lambda flow: get(flow) in members  # noqa: E731
-        return hit if op == "in" else (lambda flow: not hit(flow))
+            hit = f"(not {members}.isdisjoint({get}))"
+            return hit if op == "in" else f"{members}.isdisjoint({get})"
+        return f"({get} {'in' if op == 'in' else 'not in'} {members})"
     value = ctx.ref(node[op], oloc)
     if op in ("eq", "ne"):
         if is_tuple:
             raise ConfigError(f"use 'in' or 'under' on list field {name!r}", oloc)
-        if op == "eq":
-            return lambda flow: get(flow) == value
-        return lambda flow: get(flow) != value
+        return f"({get} {'==' if op == 'eq' else '!='} {const(value)})"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"'{op}' takes a number, got {value!r}", oloc)
-    cmp = _COMPARE[op]
-
-    def compare(flow: Flow) -> bool:
-        v = get(flow)
-        return v is not None and not isinstance(v, tuple) and cmp(v, value)
-
-    return compare
+    return (
+        f"({get} is not None and type({get}) is not tuple and {get} {_COMPARE[op]} {const(value)})"
+    )

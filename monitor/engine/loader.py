@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.disclosures import Disclosures
-from monitor.engine.conditions import CompileContext, Predicate, compile_condition
+from monitor.engine.conditions import CompileContext, Compiled, Predicate, compile_condition
 from monitor.engine.model import GROUP_FIELDS, SEVERITIES, Example, Rule, RulePack, parse_duration
 from monitor.engine.ruletypes import REGISTRY, OnwardRule, RuleType
 from monitor.errors import ConfigError, ConfigErrors, Location
@@ -72,7 +72,7 @@ def load_pack(
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     version = f"{head.get('version', '0')}+{digest.hexdigest()[:12]}"
 
-    ctx = CompileContext(str(pack_file), params, named, disclosures, {}, set())
+    ctx = CompileContext(str(pack_file), params, named, disclosures, Compiled(), set())
     for name in named:
         try:
             _compile_named(name, named, ctx)
@@ -111,7 +111,7 @@ def load_pack(
         errors.append(ConfigError("no rule files in detections/", Location(str(directory))))
     if errors:
         raise ConfigErrors(errors)
-    return RulePack(version=version, params=params, rules=tuple(rules))
+    return RulePack(version=version, params=params, rules=tuple(rules), conditions=ctx.compiled)
 
 
 def _compile_named(name: str, named: LDict, ctx: CompileContext) -> Predicate:
@@ -162,7 +162,7 @@ def _rule(entry: Any, path: Path, pack_params: Mapping[str, Any], pctx: CompileC
     # Named conditions were compiled once with the pack's params; rules share them.
     ctx = CompileContext(file, params, pctx.named, pctx.disclosures, pctx.compiled, set())
 
-    when: Predicate = lambda flow: False  # noqa: E731
+    when: Predicate = ctx.compiled.predicate("False")
     if "when" not in entry:
         errors.append(ConfigError("rule needs 'when'", entry.loc()))
     else:

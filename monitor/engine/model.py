@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from monitor.engine.conditions import Predicate
+from monitor.engine.conditions import Compiled, Predicate
 from monitor.errors import Location
 
 if TYPE_CHECKING:
@@ -75,25 +75,55 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Matcher:
+    """The rules of one record kind, evaluated together by one generated function.
+
+    `match(flow)` returns one value per rule of `rules` (truthy when the rule
+    matches; for a stateful rule with a cheap pre-check, only if the record
+    concerns it), then whether the record is personal data (the pack's
+    `personal` condition), for the transfer metrics.
+    """
+
+    rules: tuple[Rule, ...]
+    match: Callable[[Any], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
 class RulePack:
     version: str  # pack version plus a digest of the rule files (chain of custody)
     params: Mapping[str, Any]
     rules: tuple[Rule, ...]
+    conditions: Compiled  # the namespace and named conditions the rules were compiled with
     by_id: Mapping[str, Rule] = field(init=False)
     stateless_by_kind: Mapping[str, tuple[Rule, ...]] = field(init=False)
     stateful: tuple[Rule, ...] = field(init=False)
+    matchers: Mapping[str, Matcher] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_id", {r.id: r for r in self.rules})
         by_kind: dict[str, tuple[Rule, ...]] = {}
+        matchers: dict[str, Matcher] = {}
+        personal = self.conditions.named.get("personal", "False")
         for kind in ("egress", "api_call", "consent"):
             by_kind[kind] = tuple(r for r in self.rules if r.type is None and kind in r.kinds)
+            # Stateful rules may keep state on records of other kinds (the
+            # consent rule matches calls and is told of consent records).
+            rules = tuple(r for r in self.rules if kind in r.kinds or r.type is not None)
+            exprs = [_guarded(r) if kind in r.kinds else "False" for r in rules] + [personal]
+            fn = self.conditions.function(exprs, f"_match_{kind}")
+            matchers[kind] = Matcher(rules, fn)
         object.__setattr__(self, "stateless_by_kind", by_kind)
         object.__setattr__(self, "stateful", tuple(r for r in self.rules if r.type is not None))
+        object.__setattr__(self, "matchers", matchers)
 
     @property
     def home_region(self) -> str:
         return str(self.params.get("home_region", "KR"))
+
+
+def _guarded(rule: Rule) -> str:
+    concerns = rule.type.concerns_src if rule.type is not None else None
+    return rule.when.src if concerns is None else f"({concerns} and {rule.when.src})"
 
 
 # A hit is one match (or, for threshold rules, one window's running totals,

@@ -13,13 +13,16 @@ as it is touched and by `expire` (state older than the rule's horizon).
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Iterable, Mapping
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from monitor.engine.conditions import Predicate
 from monitor.engine.model import Hit
 from monitor.engine.state import SeenStore, Store, event_hash, scope_of, subject_hash
 from monitor.resolve import Flow
+from monitor.schemas import Record, Source
 
 __all__ = [
     "REGISTRY",
@@ -27,6 +30,8 @@ __all__ = [
     "OnwardRule",
     "RuleType",
     "ThresholdRule",
+    "WindowBatch",
+    "earliest",
     "settle_recent",
     "single_hit",
     "window_hit",
@@ -126,11 +131,27 @@ class RuleType:
         self.params = params
         self.home = home_region
 
+    # The same test as an expression over the record `r`, for generated matchers.
+    concerns_src: ClassVar[str | None] = None
+
+    def concerns(self, record: Record) -> bool:
+        """Whether the record can touch this rule's state at all (cheap, checked first)."""
+        return True
+
     def route(self, flow: Flow, matched: bool) -> list[tuple[str, dict[str, Any]]]:
         raise NotImplementedError
 
     def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
         raise NotImplementedError
+
+    def apply_many(
+        self, store: Store, seen: SeenStore, key: str, items: Iterable[Mapping[str, Any]]
+    ) -> list[Hit]:
+        """Several items of one key, in order: as `apply` on each, but may read and write once."""
+        hits: list[Hit] = []
+        for item in items:
+            hits.extend(self.apply(store, seen, key, item))
+        return hits
 
     def horizon_ms(self) -> int:
         """How long state stays useful after the newest event time seen."""
@@ -148,8 +169,10 @@ class RuleType:
 class ThresholdRule(RuleType):
     """Sum a field per key over tumbling event-time windows; hit once the sum reaches a threshold.
 
-    When a window crosses, a hit carries the window's totals (every record of
-    it so far); each later record of the window sends the new totals.
+    Records reach a window a batch at a time: `accumulate` folds a batch's
+    matching records into one item per (key, window), carrying each record's
+    id and figures, so the window is updated once per batch. Once a window
+    has crossed, every update sends a hit with the window's totals.
     """
 
     name = "threshold"
@@ -162,92 +185,177 @@ class ThresholdRule(RuleType):
         self.window: int = params["window"]
         self.per: tuple[str, ...] = tuple(params["per"])
         self.lateness: int = params.get("allowed_lateness", self.window)
+        # The per-values of a flow in one C call (a tuple, or the value when one).
+        self._per_values = attrgetter(
+            *(f if f in ("src_country", "dst_country") else f"record.{f}" for f in self.per)
+        )
 
     def route(self, flow: Flow, matched: bool) -> list[tuple[str, dict[str, Any]]]:
+        """One record alone: its batch of one."""
         if not matched:
             return []
-        state = flow.to_state()
-        key = "|".join([self.rule_id, *(str(state[f]) for f in self.per)])
-        return [(key, state)]
+        batch: dict[tuple[Any, int], WindowBatch] = {}
+        self.accumulate(batch, flow)
+        return self.drain(batch)
+
+    def accumulate(self, batch: dict[tuple[Any, int], WindowBatch], flow: Flow) -> None:
+        """Fold one matching record into the batch's item for its (key, window)."""
+        r = flow.record
+        ts = r.ts
+        start = ts - ts % self.window
+        at = (self._per_values(flow), start)
+        acc = batch.get(at)
+        if acc is None:
+            acc = batch[at] = WindowBatch(self._fields(flow), ts)
+        acc.add(r, flow.source)
+
+    def drain(self, batch: dict[tuple[Any, int], WindowBatch]) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for (values, start), acc in batch.items():
+            parts = values if len(self.per) > 1 else (values,)
+            key = "|".join([self.rule_id, *(str(v) for v in parts)])
+            out.append((key, acc.item(start)))
+        batch.clear()
+        return out
+
+    def _fields(self, flow: Flow) -> dict[str, Any]:
+        r = flow.record
+        fields: dict[str, Any] = {
+            "src_country": None,
+            "dataset_id": None,
+            "platform": r.platform,
+            "dst_country": flow.dst_country,
+            "subject_region": r.subject_region,
+        }
+        fields |= {f: _flow_value(flow, f) for f in self.per}
+        return fields
 
     def horizon_ms(self) -> int:
         return self.window + self.lateness
 
     def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
-        ts = item["ts"]
-        start = ts - ts % self.window
+        start: int = item["window"]
         value = store.get(key) or {"windows": {}}
         windows: dict[str, Any] = value["windows"]
         w = windows.get(str(start))
         if w is None:
-            w = windows[str(start)] = {"fired": False, "agg": self._empty(item, ts)}
-        h = event_hash(item["platform"], item["event_id"])
+            w = windows[str(start)] = {"fired": False, "agg": _empty_agg(item)}
         scope = scope_of(key, start)
         agg = w["agg"]
-
-        def totals(evidence: list[dict[str, Any]]) -> list[Hit]:
-            return [window_hit(self.rule_id, event_hash(key, f"window:{start}"), agg, evidence)]
-
-        if h in w.get("recent", ()) or seen.contains(scope, h):
-            # A redelivered record. Should its window's hit have been lost
+        recent = w.get("recent", ())
+        new = [
+            (h, n, r) for h, n, r in item["ids"] if h not in recent and not seen.contains(scope, h)
+        ]
+        window_id = event_hash(key, f"window:{start}")
+        if not new:
+            # Redelivered records. Should the window's hit have been lost
             # while the window was saved, a fired window sends it again (the
             # alert group ignores totals it already has).
-            return totals(agg["evidence"]) if w["fired"] else []
-        _merge_into(agg, single_hit(self.rule_id, item))
-        crossed = not w["fired"] and agg[self.field] >= self.threshold
-        # The window (naming this record in `recent`) is written before its
-        # seen-id: see AlertGrouper.add for why the order matters.
-        w["fired"] = w["fired"] or crossed
+            return [window_hit(self.rule_id, window_id, agg, agg["evidence"])] if w["fired"] else []
+        agg["event_count"] += len(new)
+        agg["bytes"] += sum(n for _, n, _ in new)
+        agg["records"] += sum(r for _, _, r in new)
+        # Repeated records may ride along below: min, max and unions are idempotent.
+        agg["first_seen"] = min(agg["first_seen"], item["first_seen"])
+        agg["last_seen"] = max(agg["last_seen"], item["last_seen"])
+        if not set(item["categories"]) <= set(agg["categories"]):
+            agg["categories"] = sorted(set(agg["categories"]) | set(item["categories"]))
+        agg["evidence"] = earliest(agg["evidence"] + item["evidence"])
+        w["fired"] = w["fired"] or agg[self.field] >= self.threshold
+        # The window (naming these records in `recent`) is written before their
+        # seen-ids: see AlertGrouper.add for why the order matters.
         expires = start + self.horizon_ms()
-        settle_recent(seen, scope, w.get("recent", ()), expires)
-        w["recent"] = [h]
+        settle_recent(seen, scope, recent, expires)
+        w["recent"] = [h for h, _, _ in new]
         store[key] = value
-        seen.add(scope, h, expires)
-        if not w["fired"]:
-            return []
-        if crossed:
-            return totals(agg["evidence"])
-        return totals(
-            [e for e in agg["evidence"] if (e["ts"], e["event_id"]) == (ts, item["event_id"])]
-        )
-
-    def _empty(self, item: Mapping[str, Any], ts: int) -> dict[str, Any]:
-        fields: dict[str, Any] = {f: None for f in ("src_country", "dataset_id")}
-        fields |= {
-            "platform": item["platform"],
-            "dst_country": item["dst_country"],
-            "subject_region": item["subject_region"],
-        }
-        fields |= {f: item[f] for f in self.per}
-        return {
-            "fields": fields,
-            "first_seen": ts,
-            "last_seen": ts,
-            "event_count": 0,
-            "bytes": 0,
-            "records": 0,
-            "categories": [],
-            "evidence": [],
-        }
+        for h, _, _ in new:
+            seen.add(scope, h, expires)
+        return [window_hit(self.rule_id, window_id, agg, agg["evidence"])] if w["fired"] else []
 
     def expire(self, value: Any, watermark: int) -> Any:
         keep = {s: w for s, w in value["windows"].items() if int(s) + self.horizon_ms() > watermark}
         return {"windows": keep} if keep else None
 
     def closed_scopes(self, key: str, value: Any, watermark: int) -> list[str]:
-        return [f"{key}|{s}" for s in value["windows"] if int(s) + self.horizon_ms() <= watermark]
+        return [
+            scope_of(key, s) for s in value["windows"] if int(s) + self.horizon_ms() <= watermark
+        ]
 
 
-def _merge_into(agg: dict[str, Any], hit: Mapping[str, Any]) -> None:
-    agg["first_seen"] = min(agg["first_seen"], hit["first_seen"])
-    agg["last_seen"] = max(agg["last_seen"], hit["last_seen"])
-    agg["event_count"] += hit["event_count"]
-    agg["bytes"] += hit["bytes"]
-    agg["records"] += hit["records"]
-    agg["categories"] = sorted(set(agg["categories"]) | set(hit["categories"]))
-    evidence = agg["evidence"] + hit["evidence"]
-    evidence.sort(key=lambda e: (e["ts"], e["event_id"]))
-    agg["evidence"] = evidence[:MAX_EVIDENCE]
+def _flow_value(flow: Flow, name: str) -> Any:
+    """A field of a record placed on the map, as state keeps it (counts absent as 0)."""
+    if name in ("src_country", "dst_country"):
+        return getattr(flow, name)
+    value = getattr(flow.record, name)
+    if name in ("bytes", "records"):
+        return value or 0
+    return value
+
+
+def _empty_agg(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "fields": dict(item["fields"]),
+        "first_seen": item["first_seen"],
+        "last_seen": item["last_seen"],
+        "event_count": 0,
+        "bytes": 0,
+        "records": 0,
+        "categories": [],
+        "evidence": [],
+    }
+
+
+def earliest(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The MAX_EVIDENCE earliest entries, one per record, by (event time, event id)."""
+    unique = {(e["ts"], e["event_id"]): e for e in evidence}
+    return [unique[k] for k in sorted(unique)[:MAX_EVIDENCE]]
+
+
+class WindowBatch:
+    """One threshold window's records within a batch: ids and figures, earliest evidence."""
+
+    __slots__ = ("categories", "fields", "first", "ids", "last", "sample")
+
+    def __init__(self, fields: dict[str, Any], ts: int) -> None:
+        self.fields = fields
+        self.ids: dict[int, tuple[int, int]] = {}
+        self.first = ts
+        self.last = ts
+        self.categories: set[str] = set()
+        self.sample: list[tuple[int, str, Source]] = []
+
+    def add(self, r: Record, source: Source) -> None:
+        ts = r.ts
+        self.ids[event_hash(r.platform, r.event_id)] = (r.bytes or 0, r.records or 0)
+        if ts < self.first:
+            self.first = ts
+        elif ts > self.last:
+            self.last = ts
+        self.categories.update(r.data_categories)
+        sample = self.sample
+        # Kept bounded: only entries that can still be among the earliest.
+        if len(sample) < MAX_EVIDENCE or (ts, r.event_id) < sample[-1][:2]:
+            insort(sample, (ts, r.event_id, source), key=_sample_key)
+            del sample[MAX_EVIDENCE:]
+
+    def item(self, start: int) -> dict[str, Any]:
+        return {
+            "window": start,
+            "fields": self.fields,
+            "ids": [[h, n, r] for h, (n, r) in self.ids.items()],
+            "first_seen": self.first,
+            "last_seen": self.last,
+            "categories": sorted(self.categories),
+            "evidence": [{"event_id": e, "ts": ts, "source": src} for ts, e, src in self.sample],
+        }
+
+
+def _sample_key(entry: tuple[int, str, Source]) -> tuple[int, str]:
+    return entry[0], entry[1]
+
+
+def _hop_time(hop: Mapping[str, Any]) -> int:
+    return int(hop["ts"])
 
 
 class OnwardRule(RuleType):
@@ -277,6 +385,11 @@ class OnwardRule(RuleType):
     def horizon_ms(self) -> int:
         return self.window
 
+    concerns_src = "r.dataset_id is not None"
+
+    def concerns(self, record: Record) -> bool:
+        return record.dataset_id is not None
+
     def route(self, flow: Flow, matched: bool) -> list[tuple[str, dict[str, Any]]]:
         dataset = flow.record.dataset_id
         if dataset is None:
@@ -290,31 +403,56 @@ class OnwardRule(RuleType):
         return out
 
     def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
+        return self.apply_many(store, seen, key, (item,))
+
+    def apply_many(
+        self, store: Store, seen: SeenStore, key: str, items: Iterable[Mapping[str, Any]]
+    ) -> list[Hit]:
         value = store.get(key) or {"first": {}, "pending": []}
-        flow = item["flow"]
         hits: list[Hit] = []
-        if item["role"] == "first":
-            hop = {"event_id": flow["event_id"], "ts": flow["ts"], "source": flow["source"]}
-            hops: list[dict[str, Any]] = value["first"].setdefault(flow["dst_country"], [])
-            if all(h["event_id"] != hop["event_id"] for h in hops):
-                hops.append(hop)
-                hops.sort(key=lambda h: h["ts"])
+        # Indexes for this call only: the stored value stays plain JSON.
+        hop_ids = {c: {h["event_id"] for h in hops} for c, hops in value["first"].items()}
+        pending: dict[str, dict[str, Any]] = {p["event_id"]: p for p in value["pending"]}
+        waiting_from: dict[str, list[str]] = {}
+        for p in pending.values():
+            waiting_from.setdefault(p["src_country"], []).append(p["event_id"])
+        for item in items:
+            flow = item["flow"]
+            if item["role"] == "first":
+                country = flow["dst_country"]
+                ids = hop_ids.setdefault(country, set())
+                if flow["event_id"] in ids:
+                    continue  # a repeated first hop changes nothing
+                hop = {"event_id": flow["event_id"], "ts": flow["ts"], "source": flow["source"]}
+                hops: list[dict[str, Any]] = value["first"].setdefault(country, [])
+                insort(hops, hop, key=_hop_time)
+                ids.add(hop["event_id"])
+                for old in hops[: -self.MAX_PER_COUNTRY]:
+                    ids.discard(old["event_id"])
                 del hops[: -self.MAX_PER_COUNTRY]
-            waiting = []
-            for second in value["pending"]:
-                first = self._first_for(value, second)
-                if first is None:
-                    waiting.append(second)
-                else:
-                    hits.append(single_hit(self.rule_id, second, first))
-            value["pending"] = waiting
-        else:
-            first = self._first_for(value, flow)
-            if first is not None:
-                hits.append(single_hit(self.rule_id, flow, first))
-            elif all(p["event_id"] != flow["event_id"] for p in value["pending"]):
-                value["pending"].append(flow)
-                del value["pending"][: -self.MAX_PENDING]
+                # Only second hops sent from this country can be waiting for it.
+                still = []
+                for event_id in waiting_from.get(country, ()):
+                    second = pending.get(event_id)
+                    if second is None:
+                        continue
+                    first = self._first_for(value, second)
+                    if first is None:
+                        still.append(event_id)
+                    else:
+                        del pending[event_id]
+                        hits.append(single_hit(self.rule_id, second, first))
+                waiting_from[country] = still
+            else:
+                first = self._first_for(value, flow)
+                if first is not None:
+                    hits.append(single_hit(self.rule_id, flow, first))
+                elif flow["event_id"] not in pending:
+                    pending[flow["event_id"]] = flow
+                    waiting_from.setdefault(flow["src_country"], []).append(flow["event_id"])
+                    if len(pending) > self.MAX_PENDING:
+                        del pending[next(iter(pending))]  # the oldest to arrive
+        value["pending"] = list(pending.values())
         store[key] = value
         return hits
 
@@ -354,6 +492,12 @@ class ConsentRule(RuleType):
 
     def horizon_ms(self) -> int:
         return self.allowance
+
+    # Calls only: a consent record is of no kind the rule matches.
+    concerns_src = "r.subject_ids"
+
+    def concerns(self, record: Record) -> bool:
+        return record.kind == "consent" or bool(record.subject_ids)
 
     def route(self, flow: Flow, matched: bool) -> list[tuple[str, dict[str, Any]]]:
         r = flow.record
