@@ -15,6 +15,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 
 from agents import transport
-from agents.transport import holding_changelogs, outputs_of
+from agents.transport import Chunk, holding_changelogs, outputs_of
 from monitor.alerts import AlertContext, AlertGrouper, build_alert
 from monitor.engine.state import owner_of
 from monitor.metrics import Metrics
@@ -156,6 +157,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
     topics = settings.topics
     n = settings.partitions
     inputs = app.topic(*topics.inputs, value_serializer="raw")
+    transport.BATCHED_TOPICS.update(topics.inputs)
     dead_letters = app.topic(topics.dead_letters, value_serializer="raw")
     alerts = app.topic(topics.alerts, value_serializer="raw")
     state_topic = app.topic(f"{settings.app_id}-state", partitions=n, internal=True)
@@ -208,11 +210,16 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
 
     async def ingest_events(events: list[Any]) -> None:
         messages = []
+        counts: Counter[str] = Counter()
         for ev in events:
-            m = ev.message
-            metrics.messages_in.labels(m.topic).inc()
-            source = {"topic": m.topic, "partition": m.partition, "offset": m.offset}
-            messages.append((ev.value, source))
+            # A run of a partition's records arrives as one event (transport.Chunk).
+            value = ev.value
+            for m in value.messages if isinstance(value, Chunk) else (ev.message,):
+                counts[m.topic] += 1
+                source = {"topic": m.topic, "partition": m.partition, "offset": m.offset}
+                messages.append((m.value, source))
+        for topic, count in counts.items():
+            metrics.messages_in.labels(topic).inc(count)
         out = ingest(messages, pack, resolver, n, metrics)
         for letter in out.dead_letters:
             await dead_letters.send(value=orjson.dumps(letter))

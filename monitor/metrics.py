@@ -7,14 +7,23 @@ codes, rule ids and severities: never addresses, ids or hosts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.countries import ISO_ALPHA2
 
-__all__ = ["CATEGORY_LABELS", "Metrics", "category_label", "country_label"]
+__all__ = [
+    "CATEGORY_LABELS",
+    "Metrics",
+    "category_label",
+    "country_label",
+    "observe_many",
+    "personal_categories",
+]
 
 # Second-level fideslang user categories; anything else is `other`.
 CATEGORY_LABELS: Final = frozenset(
@@ -40,6 +49,27 @@ def category_label(label: str) -> str:
     parts = label.split(".")
     cut = ".".join(parts[:2])
     return cut if cut in CATEGORY_LABELS else "other"
+
+
+def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """`histogram.observe` of each amount, with one increment per bucket touched.
+
+    A histogram observation takes a lock and walks the buckets: per record,
+    it cost more than evaluating the record's rules. This writes the same
+    bucket and sum values through the histogram's own value objects, as
+    prometheus-client 0.26 (pinned) keeps them.
+    """
+    if not amounts:
+        return
+    bounds = histogram._upper_bounds
+    for i, n in Tally(bisect_left(bounds, a) for a in amounts).items():
+        histogram._buckets[i].inc(n)
+    histogram._sum.inc(sum(amounts))
+
+
+def personal_categories(labels: Iterable[str]) -> set[str]:
+    """The category labels of a record's personal (user.*) data, cut to the taxonomy."""
+    return {category_label(c) for c in labels if c == "user" or c.startswith("user.")}
 
 
 class Metrics:
@@ -121,19 +151,3 @@ class Metrics:
             "Alert groups currently open in this worker",
             registry=registry,
         )
-
-    def transfer(
-        self,
-        src: str | None,
-        dst: str | None,
-        categories: Iterable[str],
-        records: int,
-        nbytes: int,
-    ) -> None:
-        s, d = country_label(src), country_label(dst)
-        for cat in {category_label(c) for c in categories if c == "user" or c.startswith("user.")}:
-            self.transfers.labels(s, d, cat).inc()
-        if records:
-            self.personal_records.labels(s, d).inc(records)
-        if nbytes:
-            self.transfer_bytes.labels(s, d).inc(nbytes)

@@ -15,17 +15,17 @@ from __future__ import annotations
 import time
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.alerts import AlertContext, AlertGrouper, build_alert, group_key, iso_ms
-from monitor.decode import decode_message
+from monitor.decode import decode_messages
 from monitor.engine.model import Hit, RulePack
 from monitor.engine.state import SeenStore, Store
-from monitor.metrics import Metrics
-from monitor.pipeline import evaluate
-from monitor.resolve import Resolver
+from monitor.metrics import Metrics, country_label, observe_many, personal_categories
+from monitor.pipeline import evaluate_batch
+from monitor.resolve import Flow, Resolver
 from monitor.schemas import DeadLetter, Source, dead_letter_json
 
 __all__ = [
@@ -64,45 +64,66 @@ def ingest(
     metrics: Metrics | None = None,
     now: float | None = None,
 ) -> IngestOutput:
-    """Decode, validate, resolve and evaluate a batch of message values."""
+    """Decode, validate, resolve and evaluate a batch of message values, all at once."""
     now = time.time() if now is None else now
     received_at = iso_ms(int(now * 1000))
     out = IngestOutput()
     misses_before = resolver.geoip_misses
-    for value, source in messages:
-        for got, at in decode_message(value, source):
-            if isinstance(got, DeadLetter):
-                out.dead_letters.append(dead_letter_json(got, received_at))
-                if metrics is not None:
-                    metrics.dead_letters.labels(got.reason).inc()
-                continue
-            out.records[got.kind] += 1
-            flow = resolver.resolve(got, at)
-            hits, routed = evaluate(pack, flow)
-            for hit in hits:
-                key = group_key(pack.by_id[hit["rule"]], hit)
-                out.hits[partition_for(key, partitions)].append(hit)
-            for rule_id, key, item in routed:
-                out.routed[partition_for(key, partitions)].append(
-                    {"rule": rule_id, "key": key, "item": item}
-                )
-            if metrics is not None:
-                metrics.event_lag.observe(max(0.0, now - got.ts / 1000))
-                if got.kind != "consent" and flow.personal:
-                    metrics.transfer(
-                        flow.src_country,
-                        flow.dst_country,
-                        got.data_categories,
-                        got.records or 0,
-                        got.bytes or 0,
-                    )
+    decoded = decode_messages(messages)
+    for letter in decoded.dead_letters:
+        out.dead_letters.append(dead_letter_json(letter, received_at))
+    resolve = resolver.resolve
+    flows = [resolve(r, at) for r, at in zip(decoded.records, decoded.sources, strict=True)]
+    hits, routed = evaluate_batch(pack, flows)
+    by_id = pack.by_id
+    for hit in hits:
+        key = group_key(by_id[hit["rule"]], hit)
+        out.hits[partition_for(key, partitions)].append(hit)
+    for rule_id, key, item in routed:
+        out.routed[partition_for(key, partitions)].append(
+            {"rule": rule_id, "key": key, "item": item}
+        )
+    out.records.update(r.kind for r in decoded.records)
     if metrics is not None:
-        for kind, n in out.records.items():
-            metrics.records_in.labels(kind).inc(n)
-            metrics.records_out.labels(kind).inc(n)
+        record_metrics(metrics, flows, decoded.dead_letters, out.records, now)
         if resolver.geoip_misses > misses_before:
             metrics.geoip_misses.inc(resolver.geoip_misses - misses_before)
     return out
+
+
+def record_metrics(
+    metrics: Metrics,
+    flows: Sequence[Flow],
+    dead_letters: Sequence[DeadLetter],
+    kinds: Counter[str],
+    now: float,
+) -> None:
+    """A batch's metrics, summed per label set first: one metric call per label set, not per record."""
+    for reason, n in Counter(d.reason for d in dead_letters).items():
+        metrics.dead_letters.labels(reason).inc(n)
+    for kind, n in kinds.items():
+        metrics.records_in.labels(kind).inc(n)
+        metrics.records_out.labels(kind).inc(n)
+    transfers: Counter[tuple[str | None, str | None, str]] = Counter()
+    carried: Counter[tuple[str | None, str | None]] = Counter()
+    sent: Counter[tuple[str | None, str | None]] = Counter()
+    for flow in flows:
+        r = flow.record
+        if flow.personal and r.kind != "consent":
+            pair = (flow.src_country, flow.dst_country)
+            for cat in personal_categories(r.data_categories):
+                transfers[(*pair, cat)] += 1
+            if r.records:
+                carried[pair] += r.records
+            if r.bytes:
+                sent[pair] += r.bytes
+    for (src, dst, cat), n in transfers.items():
+        metrics.transfers.labels(country_label(src), country_label(dst), cat).inc(n)
+    for (src, dst), n in carried.items():
+        metrics.personal_records.labels(country_label(src), country_label(dst)).inc(n)
+    for (src, dst), n in sent.items():
+        metrics.transfer_bytes.labels(country_label(src), country_label(dst)).inc(n)
+    observe_many(metrics.event_lag, [max(0.0, now - f.record.ts / 1000) for f in flows])
 
 
 def apply_routed(
