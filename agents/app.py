@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -26,7 +29,7 @@ import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 
 from agents import transport
-from agents.transport import Chunk, holding_changelogs, outputs_of
+from agents.transport import Chunk, holding_changelogs, outputs_of, send_held
 from monitor.alerts import AlertContext, AlertGrouper, build_alert
 from monitor.engine.state import owner_of
 from monitor.metrics import Metrics
@@ -66,34 +69,74 @@ class TableStore:
 SEEN_PREFIX = "seen:"
 
 
+def seen_scope(key: str) -> str:
+    """The scope of a seen entry's key (`seen:<scope>#<segment>`)."""
+    return key[len(SEEN_PREFIX) :].rsplit("#", 1)[0]
+
+
 def seen_owner(key: str) -> str:
     """The state key that owns a seen entry (for its partition)."""
-    return owner_of(key[len(SEEN_PREFIX) :])
+    return owner_of(seen_scope(key))
 
 
 class TableSeen:
-    """`SeenStore` in the same Faust table as the state it guards, valued with its expiry.
+    """`SeenStore` in the same Faust table as the state it guards: append-only segments.
 
-    Same table, so the same changelog partition: the state value and then its
-    seen entries are written in order (see AlertGrouper.add). Entries are
-    dropped by the sweep once their scope has closed (`sweep_seen`).
+    Each `add_many` writes one entry, `seen:<scope>#<n>` valued
+    `{"expires": ms, "ids": [...]}`, the scope's next segment: a window that
+    counts a batch of records costs one changelog write, not one per record.
+    Segments never change once written, so a per-scope set of their ids is
+    kept in memory and extended by probing the table for further segments
+    (written by this process, or restored from the changelog after a
+    rebalance). Same table, so the same changelog partition: the state value
+    and then its segment are written in order (see AlertGrouper._save).
+    Segments are dropped by the sweep once their scope has closed
+    (`sweep_seen`).
     """
+
+    MAX_SEGMENT = 20_000  # ids per entry: well under Kafka's default 1 MB message
 
     def __init__(self, table: Any) -> None:
         self.table = table
+        self._known: dict[str, tuple[int, set[int]]] = {}
 
     @staticmethod
-    def _key(scope: str, item: int) -> str:
-        return f"{SEEN_PREFIX}{scope}#{item:016x}"
+    def _key(scope: str, segment: int) -> str:
+        return f"{SEEN_PREFIX}{scope}#{segment}"
 
-    def contains(self, scope: str, item: int) -> bool:
-        return self._key(scope, item) in self.table
+    def _load(self, scope: str) -> tuple[int, set[int]]:
+        count, ids = self._known.get(scope) or (0, set())
+        while True:
+            value = self.table.get(self._key(scope, count))
+            if value is None:
+                break
+            ids.update(value["ids"])
+            count += 1
+        self._known[scope] = (count, ids)
+        return count, ids
 
-    def add(self, scope: str, item: int, expires: int) -> None:
-        self.table[self._key(scope, item)] = expires
+    def members(self, scope: str) -> AbstractSet[int]:
+        return self._load(scope)[1]
+
+    def add_many(self, scope: str, items: Collection[int], expires: int) -> None:
+        if not items:
+            return
+        count, ids = self._load(scope)
+        batch = list(items)
+        for start in range(0, len(batch), self.MAX_SEGMENT):
+            part = batch[start : start + self.MAX_SEGMENT]
+            self.table[self._key(scope, count)] = {"expires": expires, "ids": part}
+            count += 1
+        ids.update(batch)
+        self._known[scope] = (count, ids)
 
     def drop(self, scope: str) -> None:
-        """Nothing to do at once: the sweep removes entries when they expire."""
+        """Forget the scope's ids here; the sweep removes its entries when they expire."""
+        self._known.pop(scope, None)
+
+    def forget(self) -> None:
+        """Drop every cached set (partitions moved: the table is the truth)."""
+        self._known.clear()
 
 
 @dataclass
@@ -173,8 +216,17 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
     pack = runtime.pack
     resolver = runtime.resolver()
     context = AlertContext(pack.version, resolver.geoip_build)
-    grouper = AlertGrouper(pack, TableStore(groups_table), TableSeen(groups_table))
+    groups_seen = TableSeen(groups_table)
+    grouper = AlertGrouper(pack, TableStore(groups_table), groups_seen)
     state_store, state_seen = TableStore(state_table), TableSeen(state_table)
+
+    def forget_seen(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Partitions moved: tables may have changed without this process.
+        state_seen.forget()
+        groups_seen.forget()
+
+    app.on_partitions_assigned.connect(forget_seen)
+    app.on_partitions_revoked.connect(forget_seen)
     grace_ms = int(settings.state_grace * 1000)
     metrics.rules_info.labels(pack.version).set(1)
     if resolver.geoip_build:
@@ -287,13 +339,15 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             with holding_changelogs(app.producer) as changelog:
                 hits = apply_routed(items, pack, state_store, state_seen, n)
             await asyncio.gather(*await send_batches(hits_topic, hits))
-            for message in changelog:
-                app.producer.send_soon(message)
+            await send_held(app.producer, changelog)
             partition = event.message.partition
             if sweep_due("state", partition):
                 entries, seen = local(state_table, partition)
                 apply_sweep(state_table, *sweep_state(entries, pack, horizon("state", partition)))
-                apply_sweep(state_table, {}, sweep_seen(seen, horizon("state", partition)))
+                closed = sweep_seen(seen, horizon("state", partition))
+                apply_sweep(state_table, {}, closed)
+                for key in closed:
+                    state_seen.drop(seen_scope(key))
             metrics.processing.labels("state").observe(time.perf_counter() - started)
 
     async def emit(emission: Emission) -> Any:
@@ -344,9 +398,16 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                 apply_sweep(
                     groups_table, *sweep_groups(entries, grouper, horizon("group", partition))
                 )
-                apply_sweep(groups_table, {}, sweep_seen(seen, horizon("group", partition)))
+                closed = sweep_seen(seen, horizon("group", partition))
+                apply_sweep(groups_table, {}, closed)
+                for key in closed:
+                    groups_seen.drop(seen_scope(key))
                 metrics.open_groups.set(
-                    sum(len(v["groups"]) for v in groups_table.values() if isinstance(v, dict))
+                    sum(
+                        len(v["groups"])
+                        for k, v in groups_table.items()
+                        if not k.startswith(SEEN_PREFIX)
+                    )
                 )
             metrics.processing.labels("group").observe(time.perf_counter() - started)
 
@@ -521,8 +582,30 @@ def run_worker(settings: Settings) -> int:
     # faust.Worker handles SIGINT/SIGTERM itself: it stops agents, flushes the
     # producer and commits what was processed before exiting.
     fw = _Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)
+    profile = os.environ.get("XBORDER_PROFILE")
+    profiler = _start_profiler() if profile else None
     try:
         fw.execute_from_commandline()
     finally:
         runtime.close()
+        if profiler is not None and profile:
+            profiler.stop()
+            Path(profile).write_text(
+                profiler.output_text(
+                    show_all=bool(os.environ.get("XBORDER_PROFILE_ALL")), timeline=False
+                )
+            )
     return 0
+
+
+def _start_profiler() -> Any:
+    """A sampling profile of the worker's event loop, written at exit (XBORDER_PROFILE=path).
+
+    For measuring where time goes (docs/performance.md); needs pyinstrument,
+    a development dependency.
+    """
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    profiler.start()
+    return profiler

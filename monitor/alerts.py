@@ -174,7 +174,8 @@ class AlertGrouper:
         for g in groups:  # oldest anchor first
             scope = scope_of(key, g["anchor"])
             recent = g.get("recent", ())
-            if any(i in recent or self.seen.contains(scope, i) for i in hit["ids"]):
+            known = self.seen.members(scope)
+            if any(i in recent or i in known for i in hit["ids"]):
                 return None
             if target is None and _fits(g, hit, rule.group_window_ms):
                 target = g
@@ -199,8 +200,7 @@ class AlertGrouper:
         settle_recent(self.seen, scope, target.get("recent", ()), expires)
         target["recent"] = list(ids)
         self.store[key] = value
-        for i in ids:
-            self.seen.add(scope, i, expires)
+        self.seen.add_many(scope, ids, expires)
 
     def _add_part(
         self, rule: Rule, key: str, value: Any, part: str, hit: Hit

@@ -24,7 +24,7 @@ from monitor.decode import decode_messages
 from monitor.engine.model import Hit, RulePack
 from monitor.engine.state import SeenStore, Store
 from monitor.metrics import Metrics, country_label, observe_many, personal_categories
-from monitor.pipeline import evaluate_batch
+from monitor.pipeline import by_key, evaluate_batch
 from monitor.resolve import Flow, Resolver
 from monitor.schemas import DeadLetter, Source, dead_letter_json
 
@@ -135,11 +135,13 @@ def apply_routed(
 ) -> dict[int, list[Hit]]:
     """Apply routed items to stateful rules; their hits, by destination partition."""
     out: dict[int, list[Hit]] = defaultdict(list)
-    for msg in items:
-        rule = pack.by_id.get(msg["rule"])
+    routed = ((msg["rule"], msg["key"], msg["item"]) for msg in items)
+    # A key's items together: its state is read and written once per batch.
+    for (rule_id, key), batch in by_key(routed).items():
+        rule = pack.by_id.get(rule_id)
         if rule is None or rule.type is None:
-            continue  # a rule removed since the item was routed
-        for hit in rule.type.apply(store, seen, msg["key"], msg["item"]):
+            continue  # a rule removed since the items were routed
+        for hit in rule.type.apply_many(store, seen, key, batch):
             out[partition_for(group_key(rule, hit), partitions)].append(hit)
     return out
 
@@ -231,8 +233,17 @@ def sweep_groups(
 
 
 def sweep_seen(items: Iterable[tuple[str, Any]], watermark: int) -> list[str]:
-    """Seen-ids whose scope closed before the watermark (their value is the closing time)."""
-    return [key for key, expires in items if isinstance(expires, int) and expires < watermark]
+    """Seen-id entries whose scope closed before the watermark.
+
+    An entry's value is a segment `{"expires", "ids"}`, or (written by
+    earlier versions) the closing time alone.
+    """
+    out = []
+    for key, value in items:
+        expires = value.get("expires") if isinstance(value, dict) else value
+        if isinstance(expires, int) and expires < watermark:
+            out.append(key)
+    return out
 
 
 class UpdateLimiter:

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+import agents.app
 from agents.app import Worker, create_app
 from monitor.metrics import Metrics
 from monitor.runtime import load_runtime
@@ -82,6 +83,13 @@ def build_harness(**overrides: Any) -> Harness:
     worker.app.producer.send_soon = lambda fut: sent.append(  # type: ignore[method-assign]
         ("changelog", fut.message.key, fut.message.partition, fut.message.value)
     )
+
+    async def send_held(producer: Any, held: list[Any]) -> None:
+        # The batched path needs a running producer; here, the same messages in order.
+        for fut in held:
+            producer.send_soon(fut)
+
+    setattr(agents.app, "send_held", send_held)  # noqa: B010 (replaces an import)
     return Harness(worker, sent, registry)
 
 

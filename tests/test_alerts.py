@@ -374,6 +374,7 @@ def test_observe_many_gives_the_histogram_observe_gives() -> None:
         a.observe(v)
     observe_many(b, amounts)
     observe_many(b, [])
+
     def samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
         return [
             (s.name, s.labels, s.value)

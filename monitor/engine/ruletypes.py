@@ -114,9 +114,10 @@ def settle_recent(seen: SeenStore, scope: str, recent: Iterable[int], expires: i
     later (another copy of it, re-sent by a restarted upstream agent) would
     then be counted again.
     """
-    for i in recent:
-        if not seen.contains(scope, i):
-            seen.add(scope, i, expires)
+    known = seen.members(scope)
+    missing = [i for i in recent if i not in known]
+    if missing:
+        seen.add_many(scope, missing, expires)
 
 
 class RuleType:
@@ -243,9 +244,8 @@ class ThresholdRule(RuleType):
         scope = scope_of(key, start)
         agg = w["agg"]
         recent = w.get("recent", ())
-        new = [
-            (h, n, r) for h, n, r in item["ids"] if h not in recent and not seen.contains(scope, h)
-        ]
+        known = seen.members(scope)
+        new = [(h, n, r) for h, n, r in item["ids"] if h not in recent and h not in known]
         window_id = event_hash(key, f"window:{start}")
         if not new:
             # Redelivered records. Should the window's hit have been lost
@@ -268,8 +268,7 @@ class ThresholdRule(RuleType):
         settle_recent(seen, scope, recent, expires)
         w["recent"] = [h for h, _, _ in new]
         store[key] = value
-        for h, _, _ in new:
-            seen.add(scope, h, expires)
+        seen.add_many(scope, w["recent"], expires)
         return [window_hit(self.rule_id, window_id, agg, agg["evidence"])] if w["fired"] else []
 
     def expire(self, value: Any, watermark: int) -> Any:
@@ -352,6 +351,10 @@ class WindowBatch:
 
 def _sample_key(entry: tuple[int, str, Source]) -> tuple[int, str]:
     return entry[0], entry[1]
+
+
+def _consent_order(consent: Mapping[str, Any]) -> tuple[int, str]:
+    return consent["ts"], consent["event_id"]
 
 
 def _hop_time(hop: Mapping[str, Any]) -> int:
@@ -519,25 +522,44 @@ class ConsentRule(RuleType):
         ]
 
     def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
+        return self.apply_many(store, seen, key, (item,))
+
+    def apply_many(
+        self, store: Store, seen: SeenStore, key: str, items: Iterable[Mapping[str, Any]]
+    ) -> list[Hit]:
         value = store.get(key) or {"consents": [], "calls": []}
+        consents: list[dict[str, Any]] = value["consents"]
+        calls: list[dict[str, Any]] = value["calls"]
+        # Indexes for this call only: the stored value stays plain JSON.
+        consent_ids = {c["event_id"] for c in consents}
+        call_ids = {c["flow"]["event_id"] for c in calls}
         hits: list[Hit] = []
-        if item["role"] == "consent":
-            entry = {k: item[k] for k in ("event_id", "ts", "granted", "countries")}
-            if all(c["event_id"] != entry["event_id"] for c in value["consents"]):
-                value["consents"].append(entry)
-                value["consents"].sort(key=lambda c: (c["ts"], c["event_id"]))
-                # A late consent record can change the answer for calls already seen.
-                for call in value["calls"]:
-                    if not call["fired"] and self._withdrawn(value["consents"], call["flow"]):
+        for item in items:
+            if item["role"] == "consent":
+                entry = {k: item[k] for k in ("event_id", "ts", "granted", "countries")}
+                if entry["event_id"] in consent_ids:
+                    continue
+                consent_ids.add(entry["event_id"])
+                insort(consents, entry, key=_consent_order)
+                # A late consent record can change the answer for calls already
+                # seen: those at or after it in event time.
+                for call in calls:
+                    flow = call["flow"]
+                    if (
+                        not call["fired"]
+                        and flow["ts"] >= entry["ts"]
+                        and self._withdrawn(consents, flow)
+                    ):
                         call["fired"] = True
-                        hits.append(single_hit(self.rule_id, call["flow"]))
-        else:
-            flow = item["flow"]
-            fired = self._withdrawn(value["consents"], flow)
-            if fired:
-                hits.append(single_hit(self.rule_id, flow))
-            if all(c["flow"]["event_id"] != flow["event_id"] for c in value["calls"]):
-                value["calls"].append({"flow": flow, "fired": fired})
+                        hits.append(single_hit(self.rule_id, flow))
+            else:
+                flow = item["flow"]
+                fired = self._withdrawn(consents, flow)
+                if fired:
+                    hits.append(single_hit(self.rule_id, flow))
+                if flow["event_id"] not in call_ids:
+                    call_ids.add(flow["event_id"])
+                    calls.append({"flow": flow, "fired": fired})
         store[key] = value
         return hits
 

@@ -8,7 +8,8 @@ keys. `replay` backs this with dicts; the Faust worker backs it with tables
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 __all__ = [
@@ -49,9 +50,13 @@ class SeenStore(Protocol):
     time after which the scope is closed, so a store may forget it then.
     """
 
-    def contains(self, scope: str, item: int) -> bool: ...
+    def members(self, scope: str) -> AbstractSet[int]:
+        """The ids counted in the scope so far (read-only; valid until the next add)."""
+        ...
 
-    def add(self, scope: str, item: int, expires: int) -> None: ...
+    def add_many(self, scope: str, items: Collection[int], expires: int) -> None:
+        """Count these ids in the scope; a store may write them as one entry."""
+        ...
 
     def drop(self, scope: str) -> None: ...
 
@@ -60,15 +65,18 @@ class MemorySeen:
     def __init__(self) -> None:
         self.scopes: dict[str, set[int]] = {}
 
-    def contains(self, scope: str, item: int) -> bool:
-        found = self.scopes.get(scope)
-        return found is not None and item in found
+    def members(self, scope: str) -> AbstractSet[int]:
+        return self.scopes.get(scope, _EMPTY)
 
-    def add(self, scope: str, item: int, expires: int) -> None:
-        self.scopes.setdefault(scope, set()).add(item)
+    def add_many(self, scope: str, items: Collection[int], expires: int) -> None:
+        if items:
+            self.scopes.setdefault(scope, set()).update(items)
 
     def drop(self, scope: str) -> None:
         self.scopes.pop(scope, None)
+
+
+_EMPTY: frozenset[int] = frozenset()
 
 
 class MemoryStore(dict[str, Any]):
