@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format typecheck unit integration bench clean
+.PHONY: install system-deps demo test check lint format typecheck unit integration bench bench-install bench-more clean
 
 # The project and its tools in a local virtualenv; redone when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -53,7 +53,19 @@ unit: install
 integration: install system-deps
 	$(BIN)/python -m pytest -q -m integration
 
-bench: install
+# The data path against the consume limit and Quix Streams, in one run on one
+# Apache Kafka (docs/performance.md); BENCH_ARGS, e.g. --records 200000.
+bench: install system-deps bench-install
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+
+bench-install: $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: pyproject.toml $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,demo,bench]'
+	touch $@
+
+# Per-stage costs, kill -9 recovery series, state size per million items.
+bench-more: install
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.worker
 	$(BIN)/python -m benchmarks.state_size --n 50000

@@ -29,7 +29,7 @@ import orjson
 from prometheus_client import CollectorRegistry, start_http_server
 
 from agents import transport
-from agents.transport import Chunk, holding_changelogs, outputs_of, send_held
+from agents.transport import Chunk, holding_changelogs, outputs_of, send_held, send_rows
 from monitor.alerts import AlertContext, AlertGrouper, build_alert
 from monitor.engine.state import owner_of
 from monitor.metrics import Metrics
@@ -54,16 +54,33 @@ log = logging.getLogger("xborder.worker")
 
 
 class TableStore:
-    """`Store` over a Faust table (values JSON-ready dicts)."""
+    """`Store` over a Faust table (values JSON-ready dicts).
 
-    def __init__(self, table: Any) -> None:
+    `direct`: a write goes to the table's store and to `rows`, whose
+    changelog messages the agent sends itself in batches (`send_rows`);
+    Faust's own write builds and buffers a message per write, the largest
+    cost of the state stage. Not under exactly-once, where a write must
+    join the transaction.
+    """
+
+    def __init__(self, table: Any, direct: bool = False) -> None:
         self.table = table
+        self.direct = direct
+        self.rows: list[tuple[str, Any]] = []
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.table.get(key, default)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.table[key] = value
+        if self.direct:
+            self.table.data[key] = value
+            self.rows.append((key, value))
+        else:
+            self.table[key] = value
+
+    def take_rows(self) -> list[tuple[str, Any]]:
+        rows, self.rows = self.rows, []
+        return rows
 
 
 SEEN_PREFIX = "seen:"
@@ -212,13 +229,15 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
         return app.Table(name, default=None, partitions=n, schema=schema)
 
     state_table, groups_table = table("state"), table("groups")
+    state_changelog = state_table.changelog_topic.get_topic_name()
 
     pack = runtime.pack
     resolver = runtime.resolver()
     context = AlertContext(pack.version, resolver.geoip_build)
     groups_seen = TableSeen(groups_table)
     grouper = AlertGrouper(pack, TableStore(groups_table), groups_seen)
-    state_store, state_seen = TableStore(state_table), TableSeen(state_table)
+    state_store = TableStore(state_table, direct=settings.processing_guarantee != "exactly_once")
+    state_seen = TableSeen(state_store)
 
     def forget_seen(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Partitions moved: tables may have changed without this process.
@@ -336,11 +355,13 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             # record, then a duplicate, would emit nothing: the hits lost for
             # good. So the changelog goes out once the hits are on the broker.
             # State behind its hits is redone on redelivery; hits are idempotent.
+            partition = event.message.partition
             with holding_changelogs(app.producer) as changelog:
                 hits = apply_routed(items, pack, state_store, state_seen, n)
+            rows = state_store.take_rows()
             await asyncio.gather(*await send_batches(hits_topic, hits))
             await send_held(app.producer, changelog)
-            partition = event.message.partition
+            await send_rows(app.producer, state_changelog, partition, rows)
             if sweep_due("state", partition):
                 entries, seen = local(state_table, partition)
                 apply_sweep(state_table, *sweep_state(entries, pack, horizon("state", partition)))

@@ -99,12 +99,13 @@ def simulated(n: int) -> tuple[list[tuple[str, bytes]], int]:
 
 
 def topics_for(prefix: str) -> Topics:
+    # Short names: Quix Streams names its internal topics after every input.
     return Topics(
-        egress=f"{prefix}.telemetry.egress",
-        api=f"{prefix}.telemetry.api",
-        consent=f"{prefix}.telemetry.consent",
-        alerts=f"{prefix}.monitor.alerts",
-        dead_letters=f"{prefix}.monitor.dead-letters",
+        egress=f"{prefix}.egress",
+        api=f"{prefix}.api",
+        consent=f"{prefix}.consent",
+        alerts=f"{prefix}.alerts",
+        dead_letters=f"{prefix}.dead-letters",
     )
 
 
@@ -142,7 +143,7 @@ def preload(bootstrap: str, topics: Topics, items: list[tuple[str, bytes]], shap
     return messages
 
 
-def limit(bootstrap: str, topics: Topics, messages: int) -> Figure:
+def limit(bootstrap: str, topics: Topics, messages: int, shape: int) -> Figure:
     """(a) aiokafka reading every message from the beginning, each value through orjson."""
     from aiokafka import AIOKafkaConsumer
 
@@ -177,21 +178,26 @@ def limit(bootstrap: str, topics: Topics, messages: int) -> Figure:
             await consumer.stop()
 
     records, seconds, cpu = asyncio.run(run())
-    return Figure("limit", 0, records, seconds, cpu)
+    return Figure("limit", shape, records, seconds, cpu)
 
 
 class InternalCount:
-    """Messages written to the worker's internal topics, counted by end offsets."""
+    """Messages written to the worker's internal topics, and whether its group has read them all."""
 
-    def __init__(self, bootstrap: str, app_id: str) -> None:
+    def __init__(self, bootstrap: str, app_id: str, inputs: tuple[str, ...]) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        # Reads the worker group's committed offsets; never joins the group.
+        self.group = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=app_id, enable_auto_commit=False
+        )
         self.tps = [
             TopicPartition(f"{app_id}-{name}", p)
             for name in ("state", "hits")
             for p in range(PARTITIONS)
         ]
+        self.inputs = [TopicPartition(t, p) for t in inputs for p in range(PARTITIONS)]
 
     def written(self) -> int:
         try:
@@ -199,8 +205,18 @@ class InternalCount:
         except Exception:  # topics not created yet
             return -1
 
+    def all_committed(self) -> bool:
+        """The group committed every internal message (with two workers, some are read twice
+        across a rebalance, so counting what each consumed cannot say)."""
+        try:
+            ends = self.consumer.end_offsets(self.tps + self.inputs)
+            return all((self.group.committed(tp) or 0) >= end for tp, end in ends.items())
+        except Exception:
+            return False
+
     def close(self) -> None:
         self.consumer.close()
+        self.group.close()
 
 
 def worker(
@@ -212,8 +228,14 @@ def worker(
     shape: int,
     processes: int = 1,
     label: str = "worker",
+    items: list[tuple[str, bytes]] | None = None,
 ) -> Figure:
-    """(b) end to end: every item ingested (record or dead letter), every internal message consumed."""
+    """(b) end to end: every item ingested (record or dead letter), every internal message consumed.
+
+    With `items`, the topics start empty and the items are written once the
+    workers have settled into one group: with several workers starting
+    together, reading preloaded topics would measure their rebalances.
+    """
     app_id = f"xb-{uuid.uuid4().hex[:8]}"
     env = {
         "XBORDER_TOPIC_EGRESS": topics.egress,
@@ -228,10 +250,17 @@ def worker(
         WorkerRun(bootstrap, db, work / f"{app_id}-{i}", app_id, PARTITIONS, env)
         for i in range(processes)
     ]
+    # Created before anything asks for their offsets: a metadata request for a
+    # missing topic has the broker create it with one partition.
+    create_topics(bootstrap, [f"{app_id}-state", f"{app_id}-hits"], PARTITIONS)
     launched = time.perf_counter()
     for run in runs:
         run.start()
-    internal = InternalCount(bootstrap, app_id)
+    internal = InternalCount(bootstrap, app_id, topics.inputs)
+    if items is not None:
+        _settle(bootstrap, topics, runs)
+        launched = time.perf_counter()
+        preload(bootstrap, topics, items, shape)
     first = cpu_first = None
     try:
         while True:
@@ -250,7 +279,8 @@ def worker(
                 for t in texts
                 for stage in ("state", "group")
             )
-            if seen >= total and consumed == internal.written():
+            settled = consumed == internal.written() if processes == 1 else internal.all_committed()
+            if seen >= total and settled:
                 if os.environ.get("XB_BENCH_DEBUG"):
                     for stage in ("ingest", "state", "group"):
                         busy = sum(
@@ -272,6 +302,22 @@ def worker(
             run.stop()
 
 
+def _settle(bootstrap: str, topics: Topics, runs: list[WorkerRun], quiet: float = 10.0) -> None:
+    """Until every worker has ingested a warm-up record and no rebalance happened for a while."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for partition in range(PARTITIONS):
+            p.produce(topics.api, _probe(f"warm-{uuid.uuid4().hex[:6]}"), partition=partition)
+        p.flush()
+        time.sleep(1)
+        if all(metric_value(_metrics(r), "xborder_records_in_total") > 0 for r in runs):
+            break
+    time.sleep(quiet)
+
+
 def _metrics(run: WorkerRun) -> str:
     try:
         return run.metrics()
@@ -286,7 +332,7 @@ def quix(bootstrap: str, db: Path, work: Path, topics: Topics, total: int, shape
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "benchmarks.quix_job", "--bootstrap", bootstrap,
-            "--geoip", str(db), "--prefix", topics.egress.split(".")[0],
+            "--geoip", str(db), "--prefix", topics.egress.rsplit(".", 1)[0],
             "--total", str(total), "--status", str(status), "--state-dir", str(work / "quix"),
         ],
         stdout=subprocess.DEVNULL,
@@ -495,6 +541,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--shapes", default="100,1", help="records per message, comma-separated")
     parser.add_argument("--skip", default="", help="paths to leave out: quix,latency,scale")
+    parser.add_argument(
+        "--quix-records",
+        type=int,
+        default=100_000,
+        help="items Quix Streams is timed on, from the start of the same topics (it runs "
+        "about 1,000 one-record messages per second: 1M would take a quarter of an hour)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -525,18 +578,29 @@ def main() -> None:
         )
         with ApacheKafka(log_path=work / "kafka.log", heap="1g") as kafka:
             for shape in shapes:
-                topics = topics_for(f"bench{shape}-{uuid.uuid4().hex[:6]}")
+                topics = topics_for(f"b{shape}-{uuid.uuid4().hex[:6]}")
                 messages = preload(kafka.bootstrap, topics, items, shape)
-                note(limit(kafka.bootstrap, topics, messages))
+                note(limit(kafka.bootstrap, topics, messages, shape))
                 note(worker(kafka.bootstrap, db, work, topics, len(items), shape))
                 if "quix" not in skip:
-                    note(quix(kafka.bootstrap, db, work, topics, len(items), shape))
+                    n = min(args.quix_records, len(items))
+                    note(quix(kafka.bootstrap, db, work, topics, n, shape))
                 if "scale" not in skip and shape == shapes[0]:
-                    two = worker(
-                        kafka.bootstrap, db, work, topics, len(items), shape, 2, "worker x2"
+                    # Both on topics written after the workers settled.
+                    fresh = [topics_for(f"s{n}-{uuid.uuid4().hex[:6]}") for n in (1, 2)]
+                    for t in fresh:
+                        create_topics(
+                            kafka.bootstrap, [*t.inputs, t.alerts, t.dead_letters], PARTITIONS
+                        )
+                    total = len(items) + PARTITIONS  # and a warm-up record per partition
+                    one = worker(
+                        kafka.bootstrap, db, work, fresh[0], total, shape, 1, "worker x1", items
                     )
+                    two = worker(
+                        kafka.bootstrap, db, work, fresh[1], total, shape, 2, "worker x2", items
+                    )
+                    note(one)
                     note(two)
-                    one = next(f for f in figures if f.path == "worker" and f.shape == shape)
                     extra[f"two workers vs one ({shape}/msg)"] = f"{two.rate / one.rate:.2f}x"
             note(replay(db, work, items, valid))
             if "latency" not in skip:

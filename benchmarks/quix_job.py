@@ -3,13 +3,13 @@
     .venv/bin/python -m benchmarks.quix_job --bootstrap HOST:PORT --geoip DB --prefix P \\
         --total N --status FILE --state-dir DIR
 
-Reads the three telemetry topics `<P>.telemetry.*` from the beginning and
+Reads the three telemetry topics `<P>.egress|api|consent` from the beginning and
 runs what `xborder worker` runs, message by message: the project's ingest
 (decode, resolve, rules) on each message; routed items repartitioned by
 state key (`group_by`) to the stateful rules with their state in Quix State
 (RocksDB, changelog topics); hits repartitioned by alert group key to the
-alert grouper, whose alerts go to `<P>.monitor.alerts.quix`; dead letters
-to `<P>.monitor.dead-letters.quix`. Only the stream framework around the
+alert grouper, whose alerts go to `<P>.alerts.quix`; dead letters to
+`<P>.dead-letters.quix`. Only the stream framework around the
 core differs from the worker, so the ratio of the two measures it.
 
 Progress goes to `--status` as JSON ({"seen", "done"}): done once every
@@ -88,11 +88,11 @@ def main() -> None:
         processing_guarantee="at-least-once",
     )
     inputs = [
-        app.topic(f"{args.prefix}.telemetry.{name}", value_deserializer="bytes")
+        app.topic(f"{args.prefix}.{name}", value_deserializer="bytes")
         for name in ("egress", "api", "consent")
     ]
-    dead_letters = app.topic(f"{args.prefix}.monitor.dead-letters.quix", value_serializer="json")
-    alerts = app.topic(f"{args.prefix}.monitor.alerts.quix", value_serializer="json")
+    dead_letters = app.topic(f"{args.prefix}.dead-letters.quix", value_serializer="json")
+    alerts = app.topic(f"{args.prefix}.alerts.quix", value_serializer="json")
 
     def ingest_message(value: bytes, key: Any, ts: int, headers: Any) -> list[dict[str, Any]]:
         out = ingest([(value, {"topic": "quix"})], pack, resolver, 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from monitor.alerts import AlertContext, AlertGrouper, build_alert
 from monitor.engine.model import Hit, Rule, RulePack
@@ -37,37 +37,34 @@ def evaluate_batch(pack: RulePack, flows: Iterable[Flow]) -> tuple[list[Hit], li
     hits: list[Hit] = []
     routed: list[Routed] = []
     windows: dict[str, dict[tuple[Any, int], WindowBatch]] = {}
-    plans: dict[str, tuple[Callable[[Flow], tuple[Any, ...]], list[tuple[int, Rule, int]]]] = {}
+    plans: dict[str, _Plan] = {}
     for kind, matcher in pack.matchers.items():
-        plan = []
+        plan = _Plan(matcher.match)
         for i, rule in enumerate(matcher.rules):
-            role = _STATELESS if rule.type is None else _OTHER
-            if isinstance(rule.type, ThresholdRule):
-                role = _WINDOW
-                windows.setdefault(rule.id, {})
-            plan.append((i, rule, role))
-        plans[kind] = (matcher.match, plan)
+            if rule.type is None:
+                plan.stateless.append((i, rule.id))
+            elif isinstance(rule.type, ThresholdRule):
+                plan.windows.append((i, rule.type, windows.setdefault(rule.id, {})))
+            else:
+                plan.others.append((i, rule.id, rule.type))
+        plans[kind] = plan
     for flow in flows:
-        match, plan = plans[flow.record.kind]
-        got = match(flow)
+        r = flow.record
+        plan = plans[r.kind]
+        got = plan.match(flow)
         flow.personal = bool(got[-1])
         state: dict[str, Any] | None = None
-        for i, rule, role in plan:
-            matched = got[i]
-            if role is _STATELESS:
-                if matched:
-                    if state is None:
-                        state = flow.to_state()
-                    hits.append(single_hit(rule.id, state))
-            elif role is _WINDOW:
-                if matched:
-                    cast(ThresholdRule, rule.type).accumulate(windows[rule.id], flow)
-            else:
-                rtype = cast(RuleType, rule.type)
-                if rtype.concerns(flow.record):
-                    routed.extend(
-                        (rule.id, key, item) for key, item in rtype.route(flow, bool(matched))
-                    )
+        for i, rule_id in plan.stateless:
+            if got[i]:
+                if state is None:
+                    state = flow.to_state()
+                hits.append(single_hit(rule_id, state))
+        for i, threshold, batch in plan.windows:
+            if got[i]:
+                threshold.accumulate(batch, flow)
+        for i, rule_id, rtype in plan.others:
+            if rtype.concerns(r):
+                routed.extend((rule_id, key, item) for key, item in rtype.route(flow, bool(got[i])))
     for rule in pack.stateful:
         if rule.id in windows:
             threshold = cast(ThresholdRule, rule.type)
@@ -75,9 +72,16 @@ def evaluate_batch(pack: RulePack, flows: Iterable[Flow]) -> tuple[list[Hit], li
     return hits, routed
 
 
-_STATELESS: Final = 0
-_WINDOW: Final = 1
-_OTHER: Final = 2
+@dataclass
+class _Plan:
+    """A kind's rules by role, each with its position in the matcher's answer."""
+
+    match: Callable[[Flow], tuple[Any, ...]]
+    stateless: list[tuple[int, str]] = field(default_factory=list)
+    windows: list[tuple[int, ThresholdRule, dict[tuple[Any, int], WindowBatch]]] = field(
+        default_factory=list
+    )
+    others: list[tuple[int, str, RuleType]] = field(default_factory=list)
 
 
 def by_key(routed: Iterable[Routed]) -> dict[tuple[str, str], list[dict[str, Any]]]:

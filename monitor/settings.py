@@ -60,7 +60,10 @@ class Settings:
     state_dir: Path | None = None
     batch_size: int = 500
     batch_timeout: float = 0.01
-    fetch_max_wait_ms: int = 10
+    # The broker holds a fetch of a quiet partition this long: lower is faster
+    # alerts on quiet topics, higher is less CPU spent polling (an idle worker
+    # used 16% of a core at 10 ms, 7% at 50 ms).
+    fetch_max_wait_ms: int = 50
     session_timeout: float = 30.0
     processing_guarantee: str = "at_least_once"
     alert_update_interval: float = 60.0  # seconds between two updates of one alert

@@ -104,21 +104,26 @@ def record_metrics(
     for kind, n in kinds.items():
         metrics.records_in.labels(kind).inc(n)
         metrics.records_out.labels(kind).inc(n)
-    transfers: Counter[tuple[str | None, str | None, str]] = Counter()
+    flows_by: Counter[tuple[str | None, str | None, tuple[str, ...]]] = Counter()
     carried: Counter[tuple[str | None, str | None]] = Counter()
     sent: Counter[tuple[str | None, str | None]] = Counter()
     for flow in flows:
-        r = flow.record
-        if flow.personal and r.kind != "consent":
+        if flow.personal:
+            r = flow.record
+            if r.kind == "consent":
+                continue
             pair = (flow.src_country, flow.dst_country)
-            for cat in personal_categories(r.data_categories):
-                transfers[(*pair, cat)] += 1
+            flows_by[(*pair, r.data_categories)] += 1
             if r.records:
                 carried[pair] += r.records
             if r.bytes:
                 sent[pair] += r.bytes
-    for (src, dst, cat), n in transfers.items():
-        metrics.transfers.labels(country_label(src), country_label(dst), cat).inc(n)
+    transfers: Counter[tuple[str, str, str]] = Counter()
+    for (src, dst, labels), n in flows_by.items():
+        for cat in personal_categories(labels):
+            transfers[(country_label(src), country_label(dst), cat)] += n
+    for labels_of, n in transfers.items():
+        metrics.transfers.labels(*labels_of).inc(n)
     for (src, dst), n in carried.items():
         metrics.personal_records.labels(country_label(src), country_label(dst)).inc(n)
     for (src, dst), n in sent.items():

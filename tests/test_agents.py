@@ -89,7 +89,12 @@ def build_harness(**overrides: Any) -> Harness:
         for fut in held:
             producer.send_soon(fut)
 
+    async def send_rows(producer: Any, topic: str, partition: int, rows: list[Any]) -> None:
+        for key, value in rows:
+            sent.append(("changelog", orjson.dumps(key), partition, orjson.dumps(value)))
+
     setattr(agents.app, "send_held", send_held)  # noqa: B010 (replaces an import)
+    setattr(agents.app, "send_rows", send_rows)  # noqa: B010
     return Harness(worker, sent, registry)
 
 
