@@ -3,10 +3,10 @@
 Faust 0.15 builds its worker consumer with `fetch_max_wait_ms=1500`: the
 broker then holds a fetch for up to 1.5 s when a partition is quiet, which
 alone put alert latency p99 at 760 ms in our measurement. A 10 ms wait
-brought it to 14 ms, but an idle worker then spent 16% of a core polling;
-the default is 50 ms (7%), `XBORDER_FETCH_MAX_WAIT_MS` sets it. Faust has no
-setting for it, so this transport sets the value on the consumer before it
-starts. Registered under the URL scheme
+brought it to 14 ms (and under half load, to 276 ms where 50 ms gave
+1,036 ms), at a cost: an idle worker spends 16% of a core polling (7% at
+50 ms). `XBORDER_FETCH_MAX_WAIT_MS` sets it; Faust has no setting for it,
+so this transport sets the value on the consumer before it starts. Registered under the URL scheme
 `xkafka://` (and as the `faust.transports` entry point `xkafka`).
 
 Under `exactly_once`, Faust keeps one transaction per partition number and
@@ -224,7 +224,7 @@ class TransactionManager(base_consumer.TransactionManager):
 
 SCHEME = "xkafka"
 # Set by the app factory before the consumer starts; one value per process.
-FETCH_MAX_WAIT_MS = {"value": 50}
+FETCH_MAX_WAIT_MS = {"value": 10}
 # Topics whose fetched records reach their stream a partition's run at a time.
 BATCHED_TOPICS: set[str] = set()
 

@@ -95,6 +95,8 @@ def main() -> None:
     alerts = app.topic(f"{args.prefix}.alerts.quix", value_serializer="json")
 
     def ingest_message(value: bytes, key: Any, ts: int, headers: Any) -> list[dict[str, Any]]:
+        if progress.seen >= args.total:
+            return []  # timed on the first `total` items: let the pipeline drain
         out = ingest([(value, {"topic": "quix"})], pack, resolver, 1)
         progress.seen += sum(out.records.values()) + len(out.dead_letters)
         items: list[dict[str, Any]] = [{"t": "dead", "v": d} for d in out.dead_letters]
