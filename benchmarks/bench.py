@@ -267,7 +267,6 @@ def worker(
     internal = InternalCount(bootstrap, app_id, topics.inputs)
     if items is not None:
         _settle(bootstrap, topics, runs)
-        launched = time.perf_counter()
         preload(bootstrap, topics, items, shape)
     first = cpu_first = None
     try:
@@ -303,7 +302,9 @@ def worker(
                 raise RuntimeError(runs[0].failure("worker exited"))
             time.sleep(0.2)  # scraping costs the worker CPU too
         assert first is not None and cpu_first is not None
-        return Figure(label, shape, total, end - first, cpu_end - cpu_first, first - launched)
+        # Start-up is only meaningful when the workers start on waiting records.
+        startup = first - launched if items is None else None
+        return Figure(label, shape, total, end - first, cpu_end - cpu_first, startup)
     finally:
         internal.close()
         for run in runs:
