@@ -117,6 +117,19 @@ def topics_for(prefix: str) -> Topics:
     )
 
 
+def worker_env(topics: Topics) -> dict[str, str]:
+    """A benchmarked worker's settings: these topics, production defaults, quiet logs."""
+    return {
+        **PRODUCTION,
+        "XBORDER_TOPIC_EGRESS": topics.egress,
+        "XBORDER_TOPIC_API": topics.api,
+        "XBORDER_TOPIC_CONSENT": topics.consent,
+        "XBORDER_TOPIC_ALERTS": topics.alerts,
+        "XBORDER_TOPIC_DEAD_LETTERS": topics.dead_letters,
+        "XBORDER_LOG_LEVEL": "warning",
+    }
+
+
 def preload(bootstrap: str, topics: Topics, items: list[tuple[str, bytes]], shape: int) -> int:
     """Write the items to their kind's topic, `shape` per message; the number of messages."""
     from confluent_kafka import Producer
@@ -245,15 +258,7 @@ def worker(
     together, reading preloaded topics would measure their rebalances.
     """
     app_id = f"xb-{uuid.uuid4().hex[:8]}"
-    env = {
-        "XBORDER_TOPIC_EGRESS": topics.egress,
-        "XBORDER_TOPIC_API": topics.api,
-        "XBORDER_TOPIC_CONSENT": topics.consent,
-        "XBORDER_TOPIC_ALERTS": topics.alerts,
-        "XBORDER_TOPIC_DEAD_LETTERS": topics.dead_letters,
-        "XBORDER_LOG_LEVEL": "warning",
-        **PRODUCTION,
-    }
+    env = worker_env(topics)
     runs = [
         WorkerRun(bootstrap, db, work / f"{app_id}-{i}", app_id, PARTITIONS, env)
         for i in range(processes)
@@ -414,16 +419,7 @@ def latency(
     prefix = f"lat-{uuid.uuid4().hex[:6]}"
     topics = topics_for(prefix)
     create_topics(bootstrap, [*topics.inputs, topics.alerts, topics.dead_letters], PARTITIONS)
-    env = {
-        **PRODUCTION,
-        "XBORDER_TOPIC_EGRESS": topics.egress,
-        "XBORDER_TOPIC_API": topics.api,
-        "XBORDER_TOPIC_CONSENT": topics.consent,
-        "XBORDER_TOPIC_ALERTS": topics.alerts,
-        "XBORDER_TOPIC_DEAD_LETTERS": topics.dead_letters,
-        "XBORDER_LOG_LEVEL": "warning",
-    }
-    run = WorkerRun(bootstrap, db, work, partitions=PARTITIONS, extra_env=env)
+    run = WorkerRun(bootstrap, db, work, partitions=PARTITIONS, extra_env=worker_env(topics))
     run.start()
     # Lawful background traffic at the paced rate, event time now.
     background, _ = simulated(int(rate * (seconds + warmup)) + 1000)

@@ -275,3 +275,22 @@ def test_internal_batches_are_chunked_under_the_message_limit() -> None:
     assert all(len(c) <= 10_000 for c in chunks) and len(chunks) > 10
     assert [x for c in chunks for x in orjson.loads(c)] == items
     assert list(chunk_json([])) == []
+
+
+def test_seen_ids_are_written_one_segment_per_add_and_read_back_by_a_fresh_process() -> None:
+    from agents.app import TableSeen
+
+    table: dict[str, Any] = {}
+    seen = TableSeen(table)
+    seen.add_many("k\x1e1", [1, 2, 3], expires=99)
+    seen.add_many("k\x1e1", [4], expires=99)
+    seen.add_many("k\x1e1", [], expires=99)
+    assert sorted(table) == ["seen:k\x1e1#0", "seen:k\x1e1#1"]
+    assert table["seen:k\x1e1#0"] == {"expires": 99, "ids": [1, 2, 3]}
+    # Another process (after a rebalance) reads the same segments; more come in order.
+    other = TableSeen(table)
+    assert set(other.members("k\x1e1")) == {1, 2, 3, 4}
+    seen.add_many("k\x1e1", range(TableSeen.MAX_SEGMENT + 1), expires=99)
+    assert len(table) == 4  # over MAX_SEGMENT ids: two segments
+    assert TableSeen.MAX_SEGMENT in other.members("k\x1e1")
+    assert other.members("other") == set()

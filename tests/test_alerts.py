@@ -385,3 +385,34 @@ def test_observe_many_gives_the_histogram_observe_gives() -> None:
 
     assert samples(one) == samples(many)
     assert ("lag_count", {}, len(amounts)) in samples(many)
+
+
+def test_a_large_batch_of_one_bulk_window_travels_in_messages_kafka_accepts() -> None:
+    """12,000 records of one window in one batch: items of bounded size, each counted once."""
+    from agents.app import MAX_BATCH_BYTES, chunk_json
+    from monitor.alerts import AlertGrouper
+    from monitor.engine.state import MemorySeen, MemoryStore
+
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    n = 12_000
+    messages = [
+        (
+            orjson.dumps(api(f"big-{i}", T0 + i, legal_basis="contract", records=10)),
+            {"topic": "t", "partition": 0, "offset": i},
+        )
+        for i in range(n)
+    ]
+    out = ingest(messages, PACK, resolver, 1)
+    items = [m for m in out.routed[0] if m["rule"] == BULK]
+    assert len(items) == 3  # 5,000 ids per item at most
+    assert all(len(chunk) <= MAX_BATCH_BYTES for chunk in chunk_json(out.routed[0]))
+    seen = MemorySeen()
+    hits = apply_routed(out.routed[0], PACK, MemoryStore(), seen, 1)[0]
+    # Redelivered, the same items change nothing.
+    hits += apply_routed(out.routed[0], PACK, MemoryStore(), seen, 1)[0]
+    grouper = AlertGrouper(PACK, MemoryStore(), seen)
+    emissions = group_hits(
+        [h for h in hits if h["rule"] == BULK], PACK, grouper, AlertContext("v", None)
+    )
+    (alert,) = {e.alert_id: e.alert for e in emissions}.values()
+    assert alert["event_count"] == n and alert["records"] == 10 * n

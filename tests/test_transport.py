@@ -69,3 +69,18 @@ def test_partitions_never_committed_restart_from_the_beginning_but_changelogs_do
     changelog = TP("app-state-changelog", 0)
     committed = {A: None, B: 0, C: 12, changelog: None}
     assert never_committed(committed) == [A, B]
+
+
+def test_a_run_of_records_becomes_one_message_with_the_last_offset_and_every_value() -> None:
+    from faust.types.tuples import ConsumerMessage
+
+    from agents.transport import Chunk, chunk_message
+
+    run = [
+        ConsumerMessage("in", 1, offset, 1.0, 0, None, None, f"v{offset}".encode(), None, 0, 2, B)
+        for offset in (7, 8, 10)
+    ]
+    message = chunk_message(B, run)
+    assert message.offset == 10 and message.tp == B
+    assert isinstance(message.value, Chunk) and message.value.messages == run
+    assert message.serialized_value_size == 6

@@ -211,11 +211,11 @@ class ThresholdRule(RuleType):
         acc.add(r, flow.source)
 
     def drain(self, batch: dict[tuple[Any, int], WindowBatch]) -> list[tuple[str, dict[str, Any]]]:
-        out = []
+        out: list[tuple[str, dict[str, Any]]] = []
         for (values, start), acc in batch.items():
             parts = values if len(self.per) > 1 else (values,)
             key = "|".join([self.rule_id, *(str(v) for v in parts)])
-            out.append((key, acc.item(start)))
+            out.extend((key, item) for item in acc.items(start))
         batch.clear()
         return out
 
@@ -337,16 +337,35 @@ class WindowBatch:
             insort(sample, (ts, r.event_id, source), key=_sample_key)
             del sample[MAX_EVIDENCE:]
 
-    def item(self, start: int) -> dict[str, Any]:
-        return {
-            "window": start,
-            "fields": self.fields,
-            "ids": [[h, n, r] for h, (n, r) in self.ids.items()],
-            "first_seen": self.first,
-            "last_seen": self.last,
-            "categories": sorted(self.categories),
-            "evidence": [{"event_id": e, "ts": ts, "source": src} for ts, e, src in self.sample],
-        }
+    # Ids per item: an item travels in one Kafka message (1 MB by default)
+    # and its ids become one seen segment; 5,000 ids are about 200 KB.
+    MAX_IDS = 5_000
+
+    def items(self, start: int) -> list[dict[str, Any]]:
+        """The window's items for this batch: one, or one per MAX_IDS ids.
+
+        Later items carry no categories or evidence (the first has them; both
+        merge idempotently) and the batch's first and last event time.
+        """
+        ids = [[h, n, r] for h, (n, r) in self.ids.items()]
+        out = []
+        for i in range(0, len(ids), self.MAX_IDS):
+            out.append(
+                {
+                    "window": start,
+                    "fields": self.fields,
+                    "ids": ids[i : i + self.MAX_IDS],
+                    "first_seen": self.first,
+                    "last_seen": self.last,
+                    "categories": sorted(self.categories) if i == 0 else [],
+                    "evidence": [
+                        {"event_id": e, "ts": ts, "source": src} for ts, e, src in self.sample
+                    ]
+                    if i == 0
+                    else [],
+                }
+            )
+        return out
 
 
 def _sample_key(entry: tuple[int, str, Source]) -> tuple[int, str]:
