@@ -30,17 +30,20 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from agents import transport
 from agents.transport import Chunk, holding_changelogs, outputs_of, send_held, send_rows
-from monitor.alerts import AlertContext, AlertGrouper, build_alert
+from monitor.alerts import AlertContext, AlertGrouper, build_alert, iso_ms
 from monitor.engine.state import owner_of
 from monitor.metrics import Metrics
+from monitor.pipeline import PROCESSING_ERROR
 from monitor.runtime import Runtime, load_runtime
+from monitor.schemas import Source, dead_letter_json
 from monitor.settings import Settings
 from monitor.stages import (
     Emission,
+    Failures,
     UpdateLimiter,
     apply_routed,
     group_hits,
-    ingest,
+    ingest_guarded,
     item_time,
     partition_for,
     sweep_groups,
@@ -186,6 +189,11 @@ def chunk_json(items: list[Any], limit: int = MAX_BATCH_BYTES) -> Iterator[bytes
         yield b"[" + b",".join(parts) + b"]"
 
 
+def source_of(message: Any) -> Source:
+    """Where an internal message is: the source of dead letters that name no record."""
+    return {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+
+
 def _batches(payload: bytes) -> Iterator[dict[str, Any]]:
     items = orjson.loads(payload)
     yield from items
@@ -247,6 +255,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
     app.on_partitions_assigned.connect(forget_seen)
     app.on_partitions_revoked.connect(forget_seen)
     grace_ms = int(settings.state_grace * 1000)
+    skew_ms = int(settings.max_clock_skew * 1000)
     metrics.rules_info.labels(pack.version).set(1)
     if resolver.geoip_build:
         metrics.geoip_build.labels(resolver.geoip_build).set(1)
@@ -291,7 +300,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                 messages.append((m.value, source))
         for topic, count in counts.items():
             metrics.messages_in.labels(topic).inc(count)
-        out = ingest(messages, pack, resolver, n, metrics)
+        out = ingest_guarded(messages, pack, resolver, n, metrics, max_skew_ms=skew_ms)
         for letter in out.dead_letters:
             await dead_letters.send(value=orjson.dumps(letter))
         await send_batches(hits_topic, out.hits)
@@ -356,9 +365,11 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             # good. So the changelog goes out once the hits are on the broker.
             # State behind its hits is redone on redelivery; hits are idempotent.
             partition = event.message.partition
+            failures = Failures(source_of(event.message))
             with holding_changelogs(app.producer) as changelog:
-                hits = apply_routed(items, pack, state_store, state_seen, n)
+                hits = apply_routed(items, pack, state_store, state_seen, n, failures)
             rows = state_store.take_rows()
+            await send_failures("state", failures)
             await asyncio.gather(*await send_batches(hits_topic, hits))
             await send_held(app.producer, changelog)
             await send_rows(app.producer, state_changelog, partition, rows)
@@ -370,6 +381,16 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                 for key in closed:
                     state_seen.drop(seen_scope(key))
             metrics.processing.labels("state").observe(time.perf_counter() - started)
+
+    async def send_failures(stage: str, failures: Failures) -> None:
+        """Dead letters of items a stage raised on; the stream goes on without them."""
+        if not failures.letters:
+            return
+        received_at = iso_ms(int(time.time() * 1000))
+        for letter in failures.letters:
+            await dead_letters.send(value=orjson.dumps(dead_letter_json(letter, received_at)))
+        metrics.dead_letters.labels(PROCESSING_ERROR).inc(len(failures.letters))
+        metrics.processing_errors.labels(stage).inc(len(failures.letters))
 
     async def emit(emission: Emission) -> Any:
         """Send an alert; returns the future of its delivery."""
@@ -395,7 +416,10 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             advance("group", event.message.partition, hits)
             now = time.time()
             sent = []
-            for emission in group_hits(hits, pack, grouper, context, now):
+            failures = Failures(source_of(event.message))
+            emissions = group_hits(hits, pack, grouper, context, now, failures)
+            await send_failures("group", failures)
+            for emission in emissions:
                 if limiter.admit(emission.alert_id, emission.group_key, emission.is_new, now):
                     sent.append((emission, await emit(emission)))
             if sent:

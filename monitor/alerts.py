@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from monitor import bounds
 from monitor.engine.model import Hit, Rule, RulePack
 from monitor.engine.ruletypes import MAX_EVIDENCE, settle_recent
 from monitor.engine.state import SeenStore, Store, scope_of
@@ -90,8 +91,10 @@ def _open(groups: list[dict[str, Any]], rule: Rule, key: str, hit: Hit) -> dict[
 
 def _merge(group: dict[str, Any], hit: Hit) -> None:
     group["event_count"] += hit["event_count"]
-    group["bytes"] += hit["bytes"]
-    group["records"] += hit["records"]
+    group["bytes"] = bounds.add(group["bytes"], hit["bytes"])
+    group["records"] = bounds.add(group["records"], hit["records"])
+    if bounds.COUNT_MAX in (group["bytes"], group["records"]):
+        group["truncated"] = True
     _widen(group, hit)
     group["revision"] += 1
 
@@ -102,16 +105,25 @@ def _widen(group: dict[str, Any], hit: Hit) -> bool:
     Idempotent (minimum, maximum, union): a window's totals may repeat records
     the group already has.
     """
-    before = (group["first_seen"], group["last_seen"], group["categories"], group["evidence"])
+    before = _widened(group)
     group["first_seen"] = min(group["first_seen"], hit["first_seen"])
     group["last_seen"] = max(group["last_seen"], hit["last_seen"])
-    if not set(hit["categories"]) <= set(group["categories"]):
-        group["categories"] = sorted(set(group["categories"]) | set(hit["categories"]))
+    bounds.fold_categories(group, hit)
     if hit["evidence"]:
         evidence = {(e["ts"], e["event_id"]): e for e in group["evidence"] + hit["evidence"]}
         group["evidence"] = [evidence[k] for k in sorted(evidence)][:MAX_EVIDENCE]
-    after = (group["first_seen"], group["last_seen"], group["categories"], group["evidence"])
-    return after != before
+    return _widened(group) != before
+
+
+def _widened(group: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What `_widen` may change."""
+    return (
+        group["first_seen"],
+        group["last_seen"],
+        group["categories"],
+        group["evidence"],
+        group.get("truncated", False),
+    )
 
 
 def build_alert(
@@ -147,6 +159,8 @@ def build_alert(
             for e in group["evidence"]
         ],
         "revision": group["revision"],
+        # A bound of monitor.bounds was reached: counts saturated or labels cut.
+        "truncated": bool(group.get("truncated", False)),
         "rules_version": ctx.rules_version,
         "geoip_build": ctx.geoip_build,
         "emitted_at": iso_ms(now_ms),

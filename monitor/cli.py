@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +32,16 @@ def _config_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--home-region", help="country whose residents' data is protected (KR)")
 
 
+def _skew_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-clock-skew",
+        type=float,
+        metavar="SECONDS",
+        help="dead-letter records stamped further ahead of the wall clock "
+        "(default: XBORDER_MAX_CLOCK_SKEW or 3600)",
+    )
+
+
 def _kafka_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bootstrap-servers",
@@ -54,6 +65,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ("processing_guarantee", "processing_guarantee"),
         ("state_dir", "state_dir"),
         ("partitions", "partitions"),
+        ("max_clock_skew", "max_clock_skew"),
     ):
         value = getattr(args, arg, None)
         if value is not None:
@@ -73,8 +85,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     runtime = load_runtime(settings_from(args))
     args.alerts_out.parent.mkdir(parents=True, exist_ok=True)
     args.dead_letters_out.parent.mkdir(parents=True, exist_ok=True)
+    skew_ms = int(runtime.settings.max_clock_skew * 1000)
     with args.alerts_out.open("wb") as alerts, args.dead_letters_out.open("wb") as dead:
-        summary = replay(args.files, runtime.pack, runtime.resolver(), alerts, dead)
+        summary = replay(
+            args.files, runtime.pack, runtime.resolver(), alerts, dead, max_skew_ms=skew_ms
+        )
     runtime.close()
     print(summary.render())
     print(f"alerts written to {args.alerts_out}, dead letters to {args.dead_letters_out}")
@@ -142,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--alerts-out", type=Path, default=Path("alerts.jsonl"))
     p.add_argument("--dead-letters-out", type=Path, default=Path("dead-letters.jsonl"))
+    _skew_option(p)
     _config_options(p)
     p.set_defaults(func=cmd_replay)
 
@@ -178,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-id", help="consumer group / application id")
     p.add_argument("--partitions", type=int, help="partitions of internal topics")
     p.add_argument("--state-dir", type=Path, help="folder for local table state")
+    _skew_option(p)
     p.add_argument(
         "--processing-guarantee", choices=("at_least_once", "exactly_once"), default=None
     )
@@ -231,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the like: the reader left, nothing to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

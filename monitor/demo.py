@@ -104,6 +104,9 @@ def run_demo(args: argparse.Namespace) -> int:
         # Tansu answers a new group's first join after half the session timeout.
         env.setdefault("XBORDER_SESSION_TIMEOUT", "6")
         env.setdefault("XBORDER_APP_ID", f"xborder-demo-{int(time.time())}")
+        # Simulated event time runs about ten times faster than the wall clock
+        # (10 events per simulated second, sent at --rate per real second).
+        env.setdefault("XBORDER_MAX_CLOCK_SKEW", str(30 * 86400))
         worker = _spawn([*xborder, "worker"], workdir / "worker.log", env)
         _say(f"worker started (log: {workdir / 'worker.log'})")
         _say(f"metrics: http://127.0.0.1:{args.metrics_port}/metrics")

@@ -13,7 +13,10 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from monitor.bounds import BOUND_NAMES, REACHED
 from monitor.countries import ISO_ALPHA2
 
 __all__ = [
@@ -70,6 +73,23 @@ def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
 def personal_categories(labels: Iterable[str]) -> set[str]:
     """The category labels of a record's personal (user.*) data, cut to the taxonomy."""
     return {category_label(c) for c in labels if c == "user" or c.startswith("user.")}
+
+
+class BoundsCollector(Collector):
+    """`xborder_bounds_reached_total{bound}`: read from monitor.bounds when scraped.
+
+    The core counts in a plain Counter (no metric call on the data path).
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "xborder_bounds_reached",
+            "Times a bound of monitor.bounds was reached (sum saturated, list cut)",
+            labels=["bound"],
+        )
+        for name in BOUND_NAMES:
+            family.add_metric([name], REACHED[name])
+        return [family]
 
 
 class Metrics:
@@ -151,3 +171,10 @@ class Metrics:
             "Alert groups currently open in this worker",
             registry=registry,
         )
+        self.processing_errors = Counter(
+            "xborder_processing_errors",
+            "Records or items a stage raised on, dead-lettered as processing_error",
+            ["stage"],
+            registry=registry,
+        )
+        registry.register(BoundsCollector())

@@ -8,21 +8,70 @@ examples use it; the Faust worker runs the same steps across agents.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
+
+import msgspec
 
 from monitor.alerts import AlertContext, AlertGrouper, build_alert
 from monitor.engine.model import Hit, Rule, RulePack
 from monitor.engine.ruletypes import RuleType, ThresholdRule, WindowBatch, single_hit
 from monitor.engine.state import MemorySeen, MemoryStore
 from monitor.resolve import Flow, Resolver
-from monitor.schemas import Record, Source
+from monitor.schemas import DeadLetter, Record, Source
 
-__all__ = ["LocalDetector", "Routed", "by_key", "evaluate", "evaluate_batch"]
+__all__ = [
+    "DEFAULT_MAX_SKEW_MS",
+    "PROCESSING_ERROR",
+    "LocalDetector",
+    "Routed",
+    "by_key",
+    "evaluate",
+    "evaluate_batch",
+    "failed",
+    "split_ahead",
+]
 
 Routed = tuple[str, str, dict[str, Any]]  # (rule id, state key, item)
+PROCESSING_ERROR = "processing_error"
+DEFAULT_MAX_SKEW_MS = 3_600_000  # how far ahead of the wall clock event time may be
+log = logging.getLogger(__name__)
+
+
+def failed(stage: str, error: BaseException, source: Source, raw: bytes) -> DeadLetter:
+    """The dead letter of a record (or item) a stage raised on; logged without its content."""
+    detail = f"{stage}: {type(error).__name__}"
+    log.error("processing error at %s (%s), dead-lettered", source, detail)
+    return DeadLetter(PROCESSING_ERROR, source, raw, detail)
+
+
+def split_ahead(
+    records: Sequence[Record], sources: Sequence[Source], limit_ms: int
+) -> tuple[list[Record], list[Source], list[DeadLetter]]:
+    """Records up to `limit_ms` of event time, and dead letters of those beyond it.
+
+    Stream time is the newest event time seen, and state expires behind it:
+    one record stamped in the year 9999 would expire every window, first hop
+    and group of its partition. A record further ahead of the wall clock than
+    the allowed skew is dead-lettered (`processing_error`) instead; its raw
+    text is the record as validated (its source locates the original).
+    """
+    if not records or max(r.ts for r in records) <= limit_ms:
+        return list(records), list(sources), []
+    kept: list[Record] = []
+    kept_at: list[Source] = []
+    letters: list[DeadLetter] = []
+    for r, s in zip(records, sources, strict=True):
+        if r.ts <= limit_ms:
+            kept.append(r)
+            kept_at.append(s)
+        else:
+            detail = "ts: ahead of the clock by more than the allowed skew"
+            letters.append(DeadLetter(PROCESSING_ERROR, s, msgspec.json.encode(r), detail))
+    return kept, kept_at, letters
 
 
 def evaluate_batch(pack: RulePack, flows: Iterable[Flow]) -> tuple[list[Hit], list[Routed]]:
@@ -144,6 +193,28 @@ class LocalDetector:
             if out is not None:
                 changed.append(out)
         return changed
+
+    def process_guarded(
+        self, records: Sequence[Record], sources: Sequence[Source]
+    ) -> tuple[list[tuple[Rule, dict[str, Any]]], list[DeadLetter]]:
+        """`process_batch`, where a record that makes a stage raise becomes a dead letter.
+
+        After an error the batch is redone a record at a time: every stateful
+        step ignores records it has already counted (as for redelivery), so
+        the part of the batch applied before the error is not counted twice.
+        """
+        try:
+            return self.process_batch(records, sources), []
+        except Exception:  # any error of the monitor; isolated below
+            pass
+        changed: list[tuple[Rule, dict[str, Any]]] = []
+        letters: list[DeadLetter] = []
+        for r, s in zip(records, sources, strict=True):
+            try:
+                changed.extend(self.process_batch([r], [s]))
+            except Exception as e:  # dead-lettered and counted
+                letters.append(failed("evaluate", e, s, msgspec.json.encode(r)))
+        return changed, letters
 
     def alert(self, rule: Rule, group: dict[str, Any]) -> dict[str, Any]:
         return build_alert(rule, group, self.context, int(self.clock() * 1000))

@@ -21,7 +21,7 @@ import orjson
 from monitor.alerts import iso_ms
 from monitor.decode import decode_many
 from monitor.engine.model import Rule, RulePack
-from monitor.pipeline import LocalDetector
+from monitor.pipeline import DEFAULT_MAX_SKEW_MS, LocalDetector, split_ahead
 from monitor.resolve import Resolver
 from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, Record, Source, dead_letter_json
 
@@ -131,7 +131,9 @@ def replay(
     alerts_out: IO[bytes],
     dead_letters_out: IO[bytes],
     clock: Callable[[], float] = time.time,
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
 ) -> ReplaySummary:
+    """Replay the files; records more than `max_skew_ms` ahead of `clock` are dead-lettered."""
     detector = LocalDetector(pack, resolver, clock)
     summary = ReplaySummary()
     started = time.perf_counter()
@@ -144,9 +146,24 @@ def replay(
     records: list[Record] = []
     sources: list[Source] = []
 
+    def write_letter(letter: DeadLetter) -> None:
+        summary.dead_letters[letter.reason] += 1
+        dead_letters_out.write(
+            orjson.dumps(dead_letter_json(letter, iso_ms(int(clock() * 1000)))) + b"\n"
+        )
+
     def run_batch() -> None:
         nonlocal since_expire
-        detector.process_batch(records, sources)
+        limit = int(clock() * 1000) + max_skew_ms
+        kept, kept_at, ahead = split_ahead(records, sources, limit)
+        _, failures = detector.process_guarded(kept, kept_at)
+        lost = {id(letter.source) for letter in failures}
+        for record, source in zip(kept, kept_at, strict=True):
+            if id(source) not in lost:
+                summary.records += 1
+                summary.by_kind[record.kind] += 1
+        for letter in ahead + failures:
+            write_letter(letter)
         since_expire += len(records)
         records.clear()
         sources.clear()
@@ -168,14 +185,8 @@ def replay(
                     if too_large:
                         got = "too_large"
                     if isinstance(got, str):
-                        summary.dead_letters[got] += 1
-                        letter = dead_letter_json(
-                            DeadLetter(got, source, raw), iso_ms(int(clock() * 1000))
-                        )
-                        dead_letters_out.write(orjson.dumps(letter) + b"\n")
+                        write_letter(DeadLetter(got, source, raw))
                         continue
-                    summary.records += 1
-                    summary.by_kind[got.kind] += 1
                     records.append(got)
                     sources.append(source)
                 run_batch()

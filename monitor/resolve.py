@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from monitor.bounds import MAX_RECORD_CATEGORIES, categories
 from monitor.disclosures import EndpointRegistry, host_of
 from monitor.schemas import Record, Source
 
@@ -59,9 +60,14 @@ class Flow:
     personal: bool = False
 
     def to_state(self) -> dict[str, Any]:
-        """The fields stateful rules and alert groups need, JSON-ready (no personal data)."""
+        """The fields stateful rules and alert groups need, JSON-ready (no personal data).
+
+        Its labels are bounded (monitor.bounds): one call naming 1,000
+        subjects becomes 1,000 such values.
+        """
         r = self.record
-        return {
+        labels, cut = categories(r.data_categories, MAX_RECORD_CATEGORIES)
+        state = {
             "kind": r.kind,
             "event_id": r.event_id,
             "ts": r.ts,
@@ -72,9 +78,12 @@ class Flow:
             "dataset_id": r.dataset_id,
             "bytes": r.bytes or 0,
             "records": r.records or 0,
-            "data_categories": list(r.data_categories),
+            "data_categories": labels,
             "source": self.source,
         }
+        if cut:
+            state["truncated"] = True
+        return state
 
 
 class Resolver:

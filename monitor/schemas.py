@@ -192,6 +192,9 @@ class DeadLetter:
     reason: str
     source: Source
     raw: bytes
+    # What failed, for `processing_error` (a stage and an error type, or the
+    # bound passed): never the error's text, which may quote the record.
+    detail: str | None = None
 
 
 # A dead letter must fit in one Kafka message (1 MB by default), so raw bytes
@@ -216,6 +219,8 @@ def dead_letter_json(dl: DeadLetter, received_at: str) -> dict[str, Any]:
             continue
     else:
         out["raw_base64"] = base64.b64encode(raw).decode("ascii")
+    if dl.detail is not None:
+        out["detail"] = dl.detail
     out["received_at"] = received_at
     return out
 

@@ -70,6 +70,9 @@ class Settings:
     alert_update_interval: float = 60.0  # seconds between two updates of one alert
     sweep_interval: float = 30.0  # seconds between expiry sweeps of a table partition
     state_grace: float = 86400.0  # seconds of event time state outlives its rule's horizon
+    # Records stamped further ahead of the wall clock are dead-lettered: one
+    # would move stream time and expire everyone's state (monitor.pipeline).
+    max_clock_skew: float = 3600.0
     log_level: str = "info"
 
     @property
@@ -158,5 +161,6 @@ class Settings:
             ),
             sweep_interval=number("XBORDER_SWEEP_INTERVAL", base.sweep_interval),
             state_grace=number("XBORDER_STATE_GRACE", base.state_grace),
+            max_clock_skew=number("XBORDER_MAX_CLOCK_SKEW", base.max_clock_skew),
             log_level=get("XBORDER_LOG_LEVEL") or base.log_level,
         )

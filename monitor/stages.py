@@ -19,22 +19,34 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from monitor.alerts import AlertContext, AlertGrouper, build_alert, group_key, iso_ms
 from monitor.decode import decode_messages
 from monitor.engine.model import Hit, RulePack
 from monitor.engine.state import SeenStore, Store
 from monitor.metrics import Metrics, country_label, observe_many, personal_categories
-from monitor.pipeline import by_key, evaluate_batch
+from monitor.pipeline import (
+    DEFAULT_MAX_SKEW_MS,
+    PROCESSING_ERROR,
+    by_key,
+    evaluate_batch,
+    failed,
+    split_ahead,
+)
 from monitor.resolve import Flow, Resolver
 from monitor.schemas import DeadLetter, Source, dead_letter_json
 
 __all__ = [
     "Emission",
+    "Failures",
     "IngestOutput",
     "UpdateLimiter",
     "apply_routed",
     "group_hits",
     "ingest",
+    "ingest_guarded",
+    "item_source",
     "item_time",
     "partition_for",
     "sweep_groups",
@@ -63,6 +75,7 @@ def ingest(
     partitions: int,
     metrics: Metrics | None = None,
     now: float | None = None,
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
 ) -> IngestOutput:
     """Decode, validate, resolve and evaluate a batch of message values, all at once."""
     now = time.time() if now is None else now
@@ -70,10 +83,14 @@ def ingest(
     out = IngestOutput()
     misses_before = resolver.geoip_misses
     decoded = decode_messages(messages)
-    for letter in decoded.dead_letters:
+    records, sources, ahead = split_ahead(
+        decoded.records, decoded.sources, int(now * 1000) + max_skew_ms
+    )
+    letters = decoded.dead_letters + ahead
+    for letter in letters:
         out.dead_letters.append(dead_letter_json(letter, received_at))
     resolve = resolver.resolve
-    flows = [resolve(r, at) for r, at in zip(decoded.records, decoded.sources, strict=True)]
+    flows = [resolve(r, at) for r, at in zip(records, sources, strict=True)]
     hits, routed = evaluate_batch(pack, flows)
     by_id = pack.by_id
     for hit in hits:
@@ -83,11 +100,50 @@ def ingest(
         out.routed[partition_for(key, partitions)].append(
             {"rule": rule_id, "key": key, "item": item}
         )
-    out.records.update(r.kind for r in decoded.records)
+    out.records.update(r.kind for r in records)
     if metrics is not None:
-        record_metrics(metrics, flows, decoded.dead_letters, out.records, now)
+        record_metrics(metrics, flows, letters, out.records, now)
         if resolver.geoip_misses > misses_before:
             metrics.geoip_misses.inc(resolver.geoip_misses - misses_before)
+    return out
+
+
+def ingest_guarded(
+    messages: Sequence[tuple[bytes | None, Source]],
+    pack: RulePack,
+    resolver: Resolver,
+    partitions: int,
+    metrics: Metrics | None = None,
+    now: float | None = None,
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+) -> IngestOutput:
+    """`ingest`, where a message that makes it raise becomes a `processing_error` dead letter.
+
+    Ingest keeps no state, so after an error the batch is simply redone a
+    message at a time, and only the message that raises is set aside.
+    """
+    try:
+        return ingest(messages, pack, resolver, partitions, metrics, now, max_skew_ms)
+    except Exception:  # any error of the monitor; isolated below
+        pass
+    now = time.time() if now is None else now
+    out = IngestOutput()
+    for value, source in messages:
+        try:
+            one = ingest([(value, source)], pack, resolver, partitions, metrics, now, max_skew_ms)
+        except Exception as e:  # dead-lettered and counted
+            letter = failed("ingest", e, source, value or b"")
+            out.dead_letters.append(dead_letter_json(letter, iso_ms(int(now * 1000))))
+            if metrics is not None:
+                metrics.dead_letters.labels(PROCESSING_ERROR).inc()
+                metrics.processing_errors.labels("ingest").inc()
+            continue
+        out.dead_letters += one.dead_letters
+        for p, hits in one.hits.items():
+            out.hits[p] += hits
+        for p, routed in one.routed.items():
+            out.routed[p] += routed
+        out.records += one.records
     return out
 
 
@@ -137,8 +193,14 @@ def apply_routed(
     store: Store,
     seen: SeenStore,
     partitions: int,
+    failures: Failures | None = None,
 ) -> dict[int, list[Hit]]:
-    """Apply routed items to stateful rules; their hits, by destination partition."""
+    """Apply routed items to stateful rules; their hits, by destination partition.
+
+    With `failures` (a list and the source of the batch), a key whose items
+    make its rule raise is set aside as dead letters of those items, and the
+    other keys go on; without, the error propagates.
+    """
     out: dict[int, list[Hit]] = defaultdict(list)
     routed = ((msg["rule"], msg["key"], msg["item"]) for msg in items)
     # A key's items together: its state is read and written once per batch.
@@ -146,9 +208,47 @@ def apply_routed(
         rule = pack.by_id.get(rule_id)
         if rule is None or rule.type is None:
             continue  # a rule removed since the items were routed
-        for hit in rule.type.apply_many(store, seen, key, batch):
+        try:
+            hits = rule.type.apply_many(store, seen, key, batch)
+        except Exception as e:
+            if failures is None:
+                raise
+            for item in batch:
+                failures.add("state", e, item, {"rule": rule_id, "key": key, "item": item})
+            continue
+        for hit in hits:
             out[partition_for(group_key(rule, hit), partitions)].append(hit)
     return out
+
+
+@dataclass
+class Failures:
+    """Dead letters of items a stage raised on; `batch` locates the internal message."""
+
+    batch: Source
+    letters: list[DeadLetter] = field(default_factory=list)
+
+    def add(self, stage: str, error: BaseException, item: Any, whole: Any) -> None:
+        self.letters.append(failed(stage, error, item_source(item) or self.batch, _raw(whole)))
+
+
+def _raw(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(type(value)).encode()
+
+
+def item_source(item: Any) -> Source | None:
+    """Where the record behind a routed item or a hit came from, when it says."""
+    if not isinstance(item, dict):
+        return None
+    flow = item.get("flow")
+    source: Any = flow.get("source") if isinstance(flow, dict) else None
+    evidence = item.get("evidence")
+    if source is None and isinstance(evidence, list) and evidence:
+        source = evidence[0].get("source") if isinstance(evidence[0], dict) else None
+    return source if isinstance(source, dict) else None
 
 
 @dataclass(frozen=True)
@@ -167,15 +267,26 @@ def group_hits(
     grouper: AlertGrouper,
     context: AlertContext,
     now: float | None = None,
+    failures: Failures | None = None,
 ) -> list[Emission]:
-    """Fold hits into alert groups; one emission per group changed by this batch."""
+    """Fold hits into alert groups; one emission per group changed by this batch.
+
+    With `failures`, a hit that makes the grouper raise becomes a dead letter
+    and the others go on; without, the error propagates.
+    """
     now = time.time() if now is None else now
     changed: dict[str, tuple[Any, dict[str, Any], bool, str]] = {}
     for hit in hits:
         rule = pack.by_id.get(hit["rule"])
         if rule is None:
             continue
-        got = grouper.add(hit)
+        try:
+            got = grouper.add(hit)
+        except Exception as e:
+            if failures is None:
+                raise
+            failures.add("group", e, hit, hit)
+            continue
         if got is not None:
             rule, group = got
             # New when this batch opened it: its first merge made revision 1.

@@ -363,6 +363,7 @@ def test_every_setting_changes_something() -> None:
         "_TIMEOUT",
         "_INTERVAL",
         "_GRACE",
+        "_SKEW",
     )
     for name in env_example_entries():
         value = "7" if name.endswith(numeric) else "/marker"

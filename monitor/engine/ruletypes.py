@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from operator import attrgetter
 from typing import Any, ClassVar
 
+from monitor import bounds
 from monitor.engine.conditions import Predicate
 from monitor.engine.model import Hit
 from monitor.engine.state import SeenStore, Store, event_hash, scope_of, subject_hash
@@ -74,6 +75,7 @@ def single_hit(
         "records": state["records"],
         "categories": sorted(state["data_categories"]),
         "evidence": [evidence_of(state, first_hop)],
+        "truncated": state.get("truncated", False),
     }
 
 
@@ -102,6 +104,7 @@ def window_hit(
         "records": agg["records"],
         "categories": list(agg["categories"]),
         "evidence": evidence,
+        "truncated": agg.get("truncated", False),
     }
 
 
@@ -253,13 +256,14 @@ class ThresholdRule(RuleType):
             # alert group ignores totals it already has).
             return [window_hit(self.rule_id, window_id, agg, agg["evidence"])] if w["fired"] else []
         agg["event_count"] += len(new)
-        agg["bytes"] += sum(n for _, n, _ in new)
-        agg["records"] += sum(r for _, _, r in new)
+        agg["bytes"] = bounds.add(agg["bytes"], sum(n for _, n, _ in new))
+        agg["records"] = bounds.add(agg["records"], sum(r for _, _, r in new))
+        if bounds.COUNT_MAX in (agg["bytes"], agg["records"]):
+            agg["truncated"] = True
         # Repeated records may ride along below: min, max and unions are idempotent.
         agg["first_seen"] = min(agg["first_seen"], item["first_seen"])
         agg["last_seen"] = max(agg["last_seen"], item["last_seen"])
-        if not set(item["categories"]) <= set(agg["categories"]):
-            agg["categories"] = sorted(set(agg["categories"]) | set(item["categories"]))
+        bounds.fold_categories(agg, item)
         agg["evidence"] = earliest(agg["evidence"] + item["evidence"])
         w["fired"] = w["fired"] or agg[self.field] >= self.threshold
         # The window (naming these records in `recent`) is written before their
@@ -348,6 +352,7 @@ class WindowBatch:
         merge idempotently) and the batch's first and last event time.
         """
         ids = [[h, n, r] for h, (n, r) in self.ids.items()]
+        labels, cut = bounds.categories(self.categories)
         out = []
         for i in range(0, len(ids), self.MAX_IDS):
             out.append(
@@ -357,7 +362,8 @@ class WindowBatch:
                     "ids": ids[i : i + self.MAX_IDS],
                     "first_seen": self.first,
                     "last_seen": self.last,
-                    "categories": sorted(self.categories) if i == 0 else [],
+                    "categories": sorted(labels) if i == 0 else [],
+                    "truncated": cut,
                     "evidence": [
                         {"event_id": e, "ts": ts, "source": src} for ts, e, src in self.sample
                     ]
@@ -374,6 +380,10 @@ def _sample_key(entry: tuple[int, str, Source]) -> tuple[int, str]:
 
 def _consent_order(consent: Mapping[str, Any]) -> tuple[int, str]:
     return consent["ts"], consent["event_id"]
+
+
+def _call_order(call: Mapping[str, Any]) -> tuple[int, str]:
+    return call["flow"]["ts"], call["flow"]["event_id"]
 
 
 def _hop_time(hop: Mapping[str, Any]) -> int:
@@ -560,6 +570,13 @@ class ConsentRule(RuleType):
                     continue
                 consent_ids.add(entry["event_id"])
                 insort(consents, entry, key=_consent_order)
+                if len(consents) > bounds.MAX_CONSENTS_PER_SUBJECT:
+                    # The newest decide for calls to come; a call older than
+                    # every kept record can no longer be judged (counted).
+                    bounds.REACHED["consents"] += 1
+                    for old in consents[: -bounds.MAX_CONSENTS_PER_SUBJECT]:
+                        consent_ids.discard(old["event_id"])
+                    del consents[: -bounds.MAX_CONSENTS_PER_SUBJECT]
                 # A late consent record can change the answer for calls already
                 # seen: those at or after it in event time.
                 for call in calls:
@@ -579,6 +596,13 @@ class ConsentRule(RuleType):
                 if flow["event_id"] not in call_ids:
                     call_ids.add(flow["event_id"])
                     calls.append({"flow": flow, "fired": fired})
+                    if len(calls) > bounds.MAX_CALLS_PER_SUBJECT:
+                        # A late withdrawal can still fire for the newest calls.
+                        bounds.REACHED["calls"] += 1
+                        calls.sort(key=_call_order)
+                        for old in calls[: -bounds.MAX_CALLS_PER_SUBJECT]:
+                            call_ids.discard(old["flow"]["event_id"])
+                        del calls[: -bounds.MAX_CALLS_PER_SUBJECT]
         store[key] = value
         return hits
 

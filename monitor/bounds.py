@@ -1,0 +1,82 @@
+"""The monitor's own limits on what it builds from many records.
+
+The contract bounds each record (1 MiB, 1,000 subject ids, integers up to
+2^64-1); what the monitor derives from many of them is bounded here, so no
+run of valid records can grow a sum past what JSON encoders take, or a
+value past what a Kafka message, a table entry or an alert may hold.
+
+Reaching a bound never fails: a sum saturates at `COUNT_MAX`, a list keeps
+a deterministic part of itself, the value is marked (`truncated` in state
+and alerts) and the event is counted in `REACHED`, which the worker exports
+as `xborder_bounds_reached_total{bound}`. The bounds are chosen so the cut
+does not depend on the order records arrive in: the same records give the
+same kept labels whichever merges first.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Mapping, MutableMapping
+from typing import Any, Final
+
+__all__ = [
+    "BOUND_NAMES",
+    "COUNT_MAX",
+    "MAX_CALLS_PER_SUBJECT",
+    "MAX_CATEGORIES",
+    "MAX_CONSENTS_PER_SUBJECT",
+    "MAX_LABEL",
+    "MAX_RECORD_CATEGORIES",
+    "REACHED",
+    "add",
+    "categories",
+    "fold_categories",
+]
+
+COUNT_MAX: Final = (1 << 64) - 1  # the contract's largest count; sums stay here
+MAX_LABEL: Final = 128  # a longer label matches rules but is not kept in state or alerts
+MAX_CATEGORIES: Final = 64  # labels kept per window, alert group and alert
+MAX_RECORD_CATEGORIES: Final = 32  # labels kept of one record in state items (x 1,000 subjects)
+MAX_CALLS_PER_SUBJECT: Final = 256  # consent rule: calls kept per subject (newest)
+MAX_CONSENTS_PER_SUBJECT: Final = 64  # consent rule: consent records kept per subject (newest)
+
+# Times each bound was reached, by name; read by the metrics collector.
+REACHED: Counter[str] = Counter()
+BOUND_NAMES: Final = ("count", "categories", "calls", "consents")
+
+
+def add(a: int, b: int) -> int:
+    """A sum of counts, saturating at COUNT_MAX."""
+    total = a + b
+    if total > COUNT_MAX:
+        REACHED["count"] += 1
+        return COUNT_MAX
+    return total
+
+
+def categories(labels: Collection[str], limit: int = MAX_CATEGORIES) -> tuple[list[str], bool]:
+    """The labels a value keeps, and whether any were cut.
+
+    Within the bounds the labels are kept as given. Beyond them: the first
+    `limit` of the distinct labels of at most MAX_LABEL characters, sorted. A
+    sorted prefix of fixed length makes the cut order-free: bounding a union
+    of bounded sets keeps what bounding the whole union would.
+    """
+    if len(labels) <= limit and max(map(len, labels), default=0) <= MAX_LABEL:
+        return list(labels), False
+    kept = sorted({label for label in labels if len(label) <= MAX_LABEL})[:limit]
+    if len(kept) < len(set(labels)):
+        REACHED["categories"] += 1
+        return kept, True
+    return kept, False
+
+
+def fold_categories(value: MutableMapping[str, Any], other: Mapping[str, Any]) -> None:
+    """Union `other`'s categories into `value`'s within the bound; carry `truncated` over."""
+    if not set(other["categories"]) <= set(value["categories"]):
+        labels, cut = categories(set(value["categories"]) | set(other["categories"]))
+        value["categories"] = sorted(labels)
+        if cut:
+            value["truncated"] = True
+    if other.get("truncated"):
+        value["truncated"] = True
