@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from monitor import __version__
-from monitor.errors import ConfigErrors, XborderError
+from monitor.errors import BrokerUnavailable, ConfigErrors, XborderError
 from monitor.settings import Settings
 
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: a service it needs is not there
 
 
 def _config_options(p: argparse.ArgumentParser) -> None:
@@ -243,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for err in e.errors:
             print(f"  {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokerUnavailable as e:
+        print(f"xborder: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except XborderError as e:
         print(f"xborder: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BrokerUnavailable",
     "ConfigError",
     "ConfigErrors",
     "GeoIPDatabaseError",
@@ -47,6 +48,10 @@ class ConfigErrors(XborderError):
     def __init__(self, errors: list[ConfigError]) -> None:
         self.errors = errors
         super().__init__("\n".join(str(e) for e in errors))
+
+
+class BrokerUnavailable(XborderError):
+    """Kafka could not be reached: names the servers tried (exit status 69, EX_UNAVAILABLE)."""
 
 
 class GeoIPDatabaseError(XborderError):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from kafka import KafkaAdminClient
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, MetadataEmptyBrokerList
 
-from monitor.errors import XborderError
+from monitor.errors import BrokerUnavailable, XborderError
 
 __all__ = ["create_topics"]
 
@@ -30,12 +31,18 @@ def create_topics(
     wanted = {name: dict(spec) for name in names}
     if not wanted:
         return
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="xborder-admin",
-        bootstrap_timeout_ms=int(timeout * 1000),
-        request_timeout_ms=int(timeout * 1000),
-    )
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="xborder-admin",
+            bootstrap_timeout_ms=int(timeout * 1000),
+            request_timeout_ms=int(timeout * 1000),
+        )
+    except (KafkaTimeoutError, KafkaConnectionError, MetadataEmptyBrokerList) as e:
+        raise BrokerUnavailable(
+            f"cannot reach Kafka at {bootstrap} within {timeout:.0f} s ({type(e).__name__}); "
+            "is it running, and is KAFKA_BOOTSTRAP_SERVERS right?"
+        ) from None
     try:
         result = admin.create_topics(wanted, raise_errors=False)
         failed = [

@@ -44,7 +44,8 @@ def poison_and_valid() -> list[tuple[str, bytes]]:
     send(api("o1", T0, platform="overflow", dst_ip=CN, records=COUNT_MAX))
     send(api("o2", T0 + 1000, platform="overflow", dst_ip=CN, records=1))
     # 200 KB of control bytes: escaped 6x in its dead letter.
-    out.append(("control", bytes(range(1, 32)) * 6600))
+    control = bytes(b for b in range(1, 32) if b not in b"\r\n")  # one line, not JSON Lines
+    out.append(("control", control * 7000))
     # One call naming 1,000 subjects with many labels.
     subjects = [f"subject-{i:04d}" for i in range(1000)]
     send(
