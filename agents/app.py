@@ -611,7 +611,7 @@ def run_worker(settings: Settings) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    runtime = load_runtime(settings)
+    runtime = load_runtime(settings, require_subject_key=True)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)

@@ -237,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     gc.set_threshold(*_GC_THRESHOLD)
+    # What it writes (alerts, dead letters with raw records, logs, keys, state)
+    # is about people: readable by its owner alone, whatever the caller's umask.
+    os.umask(0o077)
     try:
         code: int = args.func(args)
     except ConfigErrors as e:

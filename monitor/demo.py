@@ -20,6 +20,7 @@ from pathlib import Path
 
 from monitor.alerts_cli import format_alert, read_alerts
 from monitor.settings import Settings
+from monitor.subject_key import random_key
 
 __all__ = ["register", "run_demo"]
 
@@ -57,6 +58,16 @@ def _broker(bootstrap: str | None, workdir: Path) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+def _demo_key(workdir: Path) -> Path:
+    """The demo's subject key: made once, readable by its owner alone."""
+    path = workdir / "subject.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(random_key().hex().encode())
+    return path
 
 
 def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -107,6 +118,8 @@ def run_demo(args: argparse.Namespace) -> int:
         # Simulated event time runs about ten times faster than the wall clock
         # (10 events per simulated second, sent at --rate per real second).
         env.setdefault("XBORDER_MAX_CLOCK_SKEW", str(30 * 86400))
+        if "XBORDER_SUBJECT_KEY" not in env:
+            env.setdefault("XBORDER_SUBJECT_KEY_FILE", str(_demo_key(workdir)))
         worker = _spawn([*xborder, "worker"], workdir / "worker.log", env)
         _say(f"worker started (log: {workdir / 'worker.log'})")
         _say(f"metrics: http://127.0.0.1:{args.metrics_port}/metrics")

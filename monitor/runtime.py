@@ -8,11 +8,13 @@ from typing import Any
 from monitor.disclosures import Disclosures, EndpointRegistry, load_disclosures, load_endpoints
 from monitor.engine.loader import load_pack
 from monitor.engine.model import RulePack
+from monitor.engine.ruletypes import ConsentRule
 from monitor.errors import ConfigError
 from monitor.resolve import CountryLookup, Resolver
 from monitor.settings import Settings
+from monitor.subject_key import random_key, subject_key
 
-__all__ = ["Runtime", "load_config", "load_runtime"]
+__all__ = ["Runtime", "key_subjects", "load_config", "load_runtime"]
 
 
 @dataclass
@@ -49,8 +51,25 @@ def load_config(settings: Settings) -> tuple[RulePack, Disclosures, EndpointRegi
     return pack, disclosures, endpoints
 
 
-def load_runtime(settings: Settings) -> Runtime:
+def key_subjects(pack: RulePack, key: bytes) -> None:
+    """Key the subject hashes of the pack's consent state with `key`."""
+    for rule in pack.stateful:
+        if isinstance(rule.type, ConsentRule):
+            rule.type.subject_key = key
+
+
+def load_runtime(settings: Settings, require_subject_key: bool = False) -> Runtime:
+    """Everything detection needs; `require_subject_key` where state outlives the process."""
     pack, disclosures, endpoints = load_config(settings)
+    key = subject_key(settings)
+    if key is None and require_subject_key:
+        raise ConfigError(
+            "no subject key: set XBORDER_SUBJECT_KEY_FILE (or XBORDER_SUBJECT_KEY) to a secret "
+            "of at least 16 bytes shared by every worker, e.g. from "
+            "`head -c 32 /dev/urandom > subject.key`"
+        )
+    # Replay's state lives for one run: a random key keeps it unlinkable.
+    key_subjects(pack, key if key is not None else random_key())
     geoip: CountryLookup | None = None
     if settings.use_geoip:
         from monitor.geoip import GeoIP

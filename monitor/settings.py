@@ -73,6 +73,10 @@ class Settings:
     # Records stamped further ahead of the wall clock are dead-lettered: one
     # would move stream time and expire everyone's state (monitor.pipeline).
     max_clock_skew: float = 3600.0
+    # The secret keying data subjects' state keys (monitor.subject_key): the
+    # secret itself, or a file holding it. Never printed.
+    subject_key: str | None = field(default=None, repr=False)
+    subject_key_file: Path | None = None
     log_level: str = "info"
 
     @property
@@ -162,5 +166,7 @@ class Settings:
             sweep_interval=number("XBORDER_SWEEP_INTERVAL", base.sweep_interval),
             state_grace=number("XBORDER_STATE_GRACE", base.state_grace),
             max_clock_skew=number("XBORDER_MAX_CLOCK_SKEW", base.max_clock_skew),
+            subject_key=get("XBORDER_SUBJECT_KEY"),
+            subject_key_file=path("XBORDER_SUBJECT_KEY_FILE"),
             log_level=get("XBORDER_LOG_LEVEL") or base.log_level,
         )

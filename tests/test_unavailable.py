@@ -33,6 +33,7 @@ def test_worker_without_a_broker_exits_69_with_a_message(country_db: Path) -> No
         "KAFKA_BOOTSTRAP_SERVERS": servers,
         "XBORDER_GEOIP_COUNTRY": str(country_db),
         "XBORDER_METRICS_PORT": str(free_port()),
+        "XBORDER_SUBJECT_KEY": "a-test-secret-of-16-bytes-or-more",
         "PATH": "/usr/bin:/bin",
     }
     done = subprocess.run(

@@ -64,6 +64,7 @@ class WorkerRun:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "XBORDER_GEOIP_COUNTRY": str(self.geoip),
             "XBORDER_APP_ID": self.app_id,
+            "XBORDER_SUBJECT_KEY": "test-secret-of-the-worker-harness",
             "XBORDER_PARTITIONS": str(self.partitions),
             "XBORDER_METRICS_HOST": "127.0.0.1",
             "XBORDER_METRICS_PORT": str(self.metrics_port),

@@ -517,6 +517,9 @@ class ConsentRule(RuleType):
 
     name = "consent"
     required = ("late_allowance",)
+    # Keys the hash of subject ids in state keys; set from the configured
+    # secret when the runtime loads (monitor.subject_key).
+    subject_key: bytes = b""
 
     def __init__(self, rule_id: str, params: Mapping[str, Any], home_region: str) -> None:
         super().__init__(rule_id, params, home_region)
@@ -541,12 +544,16 @@ class ConsentRule(RuleType):
                 "granted": r.granted,
                 "countries": list(r.countries),
             }
-            return [(f"{self.rule_id}|{subject_hash(r.platform, r.subject_id)}", item)]
+            subject = subject_hash(r.platform, r.subject_id, self.subject_key)
+            return [(f"{self.rule_id}|{subject}", item)]
         if not matched or not r.subject_ids:
             return []
         state = flow.to_state()
         return [
-            (f"{self.rule_id}|{subject_hash(r.platform, s)}", {"role": "call", "flow": state})
+            (
+                f"{self.rule_id}|{subject_hash(r.platform, s, self.subject_key)}",
+                {"role": "call", "flow": state},
+            )
             for s in dict.fromkeys(r.subject_ids)
         ]
 

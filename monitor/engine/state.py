@@ -92,6 +92,11 @@ def event_hash(platform: str, event_id: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def subject_hash(platform: str, subject_id: str) -> str:
-    """State key for a data subject: state and changelogs never hold raw subject ids."""
-    return hashlib.blake2b(f"{platform}\0{subject_id}".encode(), digest_size=16).hexdigest()
+def subject_hash(platform: str, subject_id: str, key: bytes = b"") -> str:
+    """State key for a data subject: state and changelogs never hold raw subject ids.
+
+    Keyed (monitor.subject_key) wherever state outlives a run, so the hash
+    cannot be reversed by hashing guessed ids.
+    """
+    data = f"{platform}\0{subject_id}".encode()
+    return hashlib.blake2b(data, digest_size=16, key=key).hexdigest()
