@@ -14,16 +14,23 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 import orjson
 
 from monitor.alerts import iso_ms
-from monitor.decode import decode_many
+from monitor.decode import decode_many, lf_line_ends
 from monitor.engine.model import Rule, RulePack
 from monitor.pipeline import LocalDetector
 from monitor.resolve import Resolver
-from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, Record, Source, dead_letter_json
+from monitor.schemas import (
+    JSON_WHITESPACE,
+    MAX_RECORD_BYTES,
+    DeadLetter,
+    Record,
+    Source,
+    dead_letter_json,
+)
 
 __all__ = ["ReplaySummary", "open_export", "read_lines", "replay"]
 
@@ -53,20 +60,42 @@ def _batches(
         yield batch
 
 
-def read_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _lf_block(block: bytes, after_cr: bool) -> tuple[bytes, bool]:
+    """A block with its line ends made LF, and whether it ended in CR.
+
+    `after_cr`: the block before ended in CR, so a LF starting this one is
+    the rest of a CRLF, not a line of its own.
+    """
+    ends_in_cr = block[-1:] == b"\r"
+    if after_cr and block[:1] == b"\n":
+        block = block[1:]
+    # Most exports end lines in LF alone: one scan, and nothing copied.
+    if b"\r" in block:
+        block = lf_line_ends(block)
+    return block, ends_in_cr
+
+
+def read_lines(stream: Readable) -> Iterator[tuple[int, bytes, bool]]:
     """(1-based line number, bytes, too_large) for each line, never holding more than the limit.
 
     Read a block at a time (a call per line cost more than decoding the
-    line). A line over the record limit is cut to its first MiB, kept as
-    evidence, and the rest skipped as it streams past.
+    line). A line ends at LF, CRLF or a lone CR (see `monitor.schemas`). A
+    line over the record limit is cut to its first MiB, kept as evidence,
+    and the rest skipped as it streams past.
     """
     number = 0
     buf = b""
     skipping = False  # inside the rest of an over-long line
+    after_cr = False
     while True:
         block = stream.read(_CHUNK)
         if not block:
             break
+        block, after_cr = _lf_block(block, after_cr)
         buf = buf + block if buf else block
         start = 0
         find = buf.find
@@ -161,7 +190,11 @@ def replay(
             for batch in _batches(read_lines(stream)):
                 summary.lines += len(batch)
                 # Blank lines are not records (see monitor.schemas).
-                lines = [(n, raw.strip(), big) for n, raw, big in batch if big or raw.strip()]
+                lines = [
+                    (n, text, big)
+                    for n, raw, big in batch
+                    if (text := raw.strip(JSON_WHITESPACE)) or big
+                ]
                 texts = [b"" if big else raw for _, raw, big in lines]
                 for (number, raw, too_large), got in zip(lines, decode_many(texts), strict=True):
                     source = {"file": name, "line": number}

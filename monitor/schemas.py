@@ -15,7 +15,13 @@ Decisions where the contract is silent:
   non-string) is `unknown_kind`; a missing `kind` is `missing_field:kind`;
 - country codes must be upper-case, assigned ISO 3166-1 alpha-2 codes;
 - blank lines of a file or of a JSON Lines batch are not records and are
-  skipped (they carry nothing that could be lost);
+  skipped (they carry nothing that could be lost); blank means empty or JSON
+  whitespace only (space, tab, CR, LF): a line of other bytes, such as a
+  vertical tab or form feed, is not a record and is `invalid_json`;
+- a line ends at LF, CRLF or a lone CR (old Mac exports), in files and in
+  JSON Lines batches alike; a raw CR cannot occur inside a JSON string, so
+  no valid record spans two such lines unless it puts a raw CR between
+  its tokens, which no exporter of JSON Lines does;
 - timestamps use ASCII digits (RFC 3339's grammar), not other scripts' digits.
 """
 
@@ -34,6 +40,7 @@ import orjson
 from monitor.countries import ISO_ALPHA2
 
 __all__ = [
+    "JSON_WHITESPACE",
     "KINDS",
     "LEGAL_BASES",
     "MAX_RECORD_BYTES",
@@ -51,6 +58,9 @@ __all__ = [
 ]
 
 MAX_RECORD_BYTES: Final = 1024 * 1024
+# What `bytes.strip(JSON_WHITESPACE)` removes around a record: JSON's own
+# whitespace, not Python's (which adds vertical tab and form feed).
+JSON_WHITESPACE: Final = b" \t\r\n"
 KINDS: Final = frozenset({"egress", "api_call", "consent"})
 LEGAL_BASES: Final = frozenset({"consent", "contract", "certification", "adequacy", "law", "none"})
 MAX_SUBJECT_IDS: Final = 1000
