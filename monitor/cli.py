@@ -16,6 +16,8 @@ from monitor.settings import Settings
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+# Replay: some input file could not be read to its end; the rest was replayed.
+EXIT_UNREADABLE = 1
 
 
 def _config_options(p: argparse.ArgumentParser) -> None:
@@ -78,6 +80,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     runtime.close()
     print(summary.render())
     print(f"alerts written to {args.alerts_out}, dead letters to {args.dead_letters_out}")
+    for problem in summary.read_errors:
+        print(f"xborder: {problem}", file=sys.stderr)
+    if summary.read_errors:
+        print(
+            "xborder: input not read to its end; the output holds everything read before "
+            "each break (the line a break cut short, as far as it went)",
+            file=sys.stderr,
+        )
+        return EXIT_UNREADABLE
     return 0
 
 
@@ -138,7 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xborder {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("replay", help="run the detection core over JSON Lines files")
+    p = sub.add_parser(
+        "replay",
+        help="run the detection core over JSON Lines files",
+        description="Run the detection core over JSON Lines files (.gz read compressed); "
+        "write every alert and every dead letter.",
+        epilog="Exit status: 0 when every file was read to its end, whatever it held; "
+        "1 when a file could not be read to its end (a truncated or corrupt .gz, a read "
+        "error): the other files and everything before the break are still replayed and "
+        "written, and each such file is named with where it broke; 2 when nothing could "
+        "be replayed (a missing file, invalid rules or configuration, an unreadable GeoIP "
+        "database).",
+    )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--alerts-out", type=Path, default=Path("alerts.jsonl"))
     p.add_argument("--dead-letters-out", type=Path, default=Path("dead-letters.jsonl"))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import os
+import subprocess
+import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,8 +156,6 @@ def test_read_lines_streams_overlong_lines_without_holding_them() -> None:
 def test_gzip_exports_and_a_byte_order_mark_are_read(
     tmp_path: Path, scenario_file: Path, country_db: Path
 ) -> None:
-    import gzip
-
     packed = tmp_path / "scenario.jsonl.gz"
     packed.write_bytes(gzip.compress(b"\xef\xbb\xbf" + scenario_file.read_bytes()))
     code, alerts, dead = run_replay(tmp_path, [packed], country_db)
@@ -293,3 +296,101 @@ def test_a_record_with_a_raw_cr_between_its_tokens_is_still_one_message_record()
     value = ROWS[0].replace(b",", b",\r", 1)
     got = list(decode_message(value, {"topic": "t", "partition": 0, "offset": 7}))
     assert len(got) == 1 and isinstance(got[0][0], Record)
+
+
+# --- files that cannot be read to their end -------------------------------------
+
+
+def readable_part(gz: bytes) -> bytes:
+    """What any gzip reader can get out of (possibly truncated) gzip bytes."""
+    return zlib.decompressobj(wbits=31).decompress(gz)
+
+
+def line_count(data: bytes) -> int:
+    return data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+
+
+def test_a_truncated_gzip_file_is_replayed_as_far_as_it_reads(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    data = b"".join(row + b"\n" for row in [*ROWS, *NOT_RECORDS] * 2000)
+    packed = gzip.compress(data)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    after = tmp_path / "after.jsonl"
+    after.write_bytes(b"\n".join([ROWS[0], NOT_RECORDS[0]]))
+    readable = readable_part(cut.read_bytes())
+    assert 0 < len(readable) < len(data)
+
+    summary, dead = replay_files(runtime, cut, after)
+    read = line_count(readable)
+    assert summary.lines == read + 2
+    (error,) = summary.read_errors
+    assert (error.file, error.line, error.offset) == (str(cut), read, len(readable))
+    assert error.ends_line is readable.endswith(b"\n")
+    assert "inside line" in str(error) and "cut short" in str(error)
+    from_cut = [d for d in dead if d["source"]["file"] == str(cut)]
+    complete = readable[: readable.rfind(b"\n") + 1]
+    assert len(from_cut) >= complete.count(b"\n") // 3  # every third line is not a record
+    assert [d["source"] for d in dead if d["source"]["file"] == str(after)] == [
+        {"file": str(after), "line": 2}
+    ]
+
+
+def test_a_gzip_file_with_a_bad_check_sum_is_replayed_and_reported(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    packed = bytearray(gzip.compress(b"\n".join(ROWS) + b"\n"))
+    packed[-6] ^= 0xFF  # inside the CRC-32 of the gzip trailer
+    path = tmp_path / "crc.jsonl.gz"
+    path.write_bytes(bytes(packed))
+    summary, _ = replay_files(runtime, path)
+    assert summary.records == len(ROWS)
+    (error,) = summary.read_errors
+    assert (error.line, error.ends_line) == (len(ROWS), True)
+    assert f"after line {len(ROWS)}" in str(error) and "CRC check failed" in str(error)
+
+
+def test_a_file_name_that_is_not_utf8_is_escaped_in_sources(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    path = tmp_path / os.fsdecode(b"export-\xff.jsonl")
+    path.write_bytes(ROWS[0] + b"\n" + NOT_RECORDS[0] + b"\n")
+    _, dead = replay_files(runtime, path)
+    assert dead[0]["source"] == {"file": str(tmp_path / "export-\\xff.jsonl"), "line": 2}
+
+
+def test_replay_cli_names_each_broken_file_and_exits_1(
+    tmp_path: Path, scenario_file: Path, country_db: Path
+) -> None:
+    packed = gzip.compress(scenario_file.read_bytes() * 2)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    not_gzip = tmp_path / "plain.jsonl.gz"
+    not_gzip.write_bytes(scenario_file.read_bytes())
+    alerts, dead = tmp_path / "alerts.jsonl", tmp_path / "dead.jsonl"
+    run = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "replay", str(cut), str(not_gzip), str(scenario_file),
+         "--geoip-country", str(country_db), "--alerts-out", str(alerts),
+         "--dead-letters-out", str(dead)],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    readable = readable_part(cut.read_bytes())
+    where = "after" if readable.endswith(b"\n") else "inside"
+    errors = [line for line in run.stderr.splitlines() if line.startswith("xborder: ")]
+    assert errors[0].startswith(f"xborder: {cut}: broke off {where} line {line_count(readable)} (")
+    assert "the compressed data ends early" in errors[0]
+    assert errors[1] == (
+        f"xborder: {not_gzip}: could not be read: not valid gzip data "
+        "(Not a gzipped file (b'{\"'))"
+    )
+    assert "files not read to the end: 2" in run.stdout
+    # The file after the broken ones was replayed, and the broken one as far as it read.
+    written = read_jsonl(dead)
+    assert {d["source"]["file"] for d in written} == {str(cut), str(scenario_file)}
+    assert sorted(
+        d["source"]["line"] for d in written if d["source"]["file"] == str(scenario_file)
+    ) == sorted(n for v in EXPECTED_DEAD_LETTERS.values() for n in v)
+    assert summarize(read_jsonl(alerts)) == EXPECTED_ALERTS
