@@ -34,6 +34,7 @@ from typing import IO, Any, Protocol
 import orjson
 
 from monitor.alerts import iso_ms
+from monitor.dead_letters import dead_letter_json
 from monitor.decode import decode_many, lf_line_ends
 from monitor.engine.model import Rule, RulePack
 from monitor.pipeline import LocalDetector
@@ -44,7 +45,6 @@ from monitor.schemas import (
     DeadLetter,
     Record,
     Source,
-    dead_letter_json,
 )
 
 __all__ = ["ExportReader", "ReadError", "ReplaySummary", "open_export", "read_lines", "replay"]

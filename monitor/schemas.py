@@ -27,7 +27,6 @@ Decisions where the contract is silent:
 
 from __future__ import annotations
 
-import base64
 import re
 import socket
 from collections.abc import Callable
@@ -52,7 +51,6 @@ __all__ = [
     "Record",
     "Source",
     "check_record",
-    "dead_letter_json",
     "parse_record",
     "parse_ts",
 ]
@@ -202,32 +200,6 @@ class DeadLetter:
     reason: str
     source: Source
     raw: bytes
-
-
-# A dead letter must fit in one Kafka message (1 MB by default), so raw bytes
-# beyond this are cut; `source` still locates the whole original record.
-MAX_DEAD_LETTER_RAW: Final = 256 * 1024
-
-
-def dead_letter_json(dl: DeadLetter, received_at: str) -> dict[str, Any]:
-    """The dead-letter object of the contract; raw text, or base64 when not UTF-8."""
-    out: dict[str, Any] = {"reason": dl.reason, "source": dl.source}
-    raw = dl.raw
-    if len(raw) > MAX_DEAD_LETTER_RAW:
-        raw = raw[:MAX_DEAD_LETTER_RAW]
-        out["raw_truncated"] = True
-        out["raw_size"] = len(dl.raw)
-    # A cut may fall inside a multi-byte character: drop up to 3 trailing bytes.
-    for cut in range(4 if "raw_truncated" in out else 1):
-        try:
-            out["raw"] = raw[: len(raw) - cut].decode("utf-8")
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        out["raw_base64"] = base64.b64encode(raw).decode("ascii")
-    out["received_at"] = received_at
-    return out
 
 
 class _Invalid(Exception):

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.alerts import AlertContext, AlertGrouper, build_alert, group_key, iso_ms
+from monitor.dead_letters import dead_letter_json
 from monitor.decode import decode_messages
 from monitor.engine.model import Hit, RulePack
 from monitor.engine.state import SeenStore, Store
 from monitor.metrics import Metrics, country_label, observe_many, personal_categories
 from monitor.pipeline import by_key, evaluate_batch
 from monitor.resolve import Flow, Resolver
-from monitor.schemas import DeadLetter, Source, dead_letter_json
+from monitor.schemas import DeadLetter, Source
 
 __all__ = [
     "Emission",
