@@ -291,7 +291,9 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                 messages.append((m.value, source))
         for topic, count in counts.items():
             metrics.messages_in.labels(topic).inc(count)
-        out = ingest(messages, pack, resolver, n, metrics)
+        out = ingest(
+            messages, pack, resolver, n, metrics, mask_dead_letters=settings.dead_letter_mask
+        )
         for letter in out.dead_letters:
             await dead_letters.send(value=orjson.dumps(letter))
         await send_batches(hits_topic, out.hits)

@@ -33,6 +33,16 @@ def _config_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--home-region", help="country whose residents' data is protected (KR)")
 
 
+def _dead_letter_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mask-dead-letters",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write dead letters with subject ids and IP addresses masked as *** "
+        "(default: XBORDER_DEAD_LETTER_MASK, off)",
+    )
+
+
 def _kafka_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bootstrap-servers",
@@ -56,6 +66,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ("processing_guarantee", "processing_guarantee"),
         ("state_dir", "state_dir"),
         ("partitions", "partitions"),
+        ("mask_dead_letters", "dead_letter_mask"),
     ):
         value = getattr(args, arg, None)
         if value is not None:
@@ -72,11 +83,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     missing = [f for f in args.files if not f.is_file()]
     if missing:
         raise XborderError(f"input file not found: {', '.join(map(str, missing))}")
-    runtime = load_runtime(settings_from(args))
+    settings = settings_from(args)
+    runtime = load_runtime(settings)
     args.alerts_out.parent.mkdir(parents=True, exist_ok=True)
     args.dead_letters_out.parent.mkdir(parents=True, exist_ok=True)
     with args.alerts_out.open("wb") as alerts, args.dead_letters_out.open("wb") as dead:
-        summary = replay(args.files, runtime.pack, runtime.resolver(), alerts, dead)
+        summary = replay(
+            args.files,
+            runtime.pack,
+            runtime.resolver(),
+            alerts,
+            dead,
+            mask_dead_letters=settings.dead_letter_mask,
+        )
     runtime.close()
     print(summary.render())
     print(f"alerts written to {args.alerts_out}, dead letters to {args.dead_letters_out}")
@@ -164,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--alerts-out", type=Path, default=Path("alerts.jsonl"))
     p.add_argument("--dead-letters-out", type=Path, default=Path("dead-letters.jsonl"))
+    _dead_letter_options(p)
     _config_options(p)
     p.set_defaults(func=cmd_replay)
 
@@ -196,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the streaming worker (Faust)")
     _config_options(p)
     _kafka_options(p)
+    _dead_letter_options(p)
     p.add_argument("--metrics-port", type=int, help="Prometheus endpoint port (9464)")
     p.add_argument("--app-id", help="consumer group / application id")
     p.add_argument("--partitions", type=int, help="partitions of internal topics")

@@ -257,6 +257,7 @@ def replay(
     alerts_out: IO[bytes],
     dead_letters_out: IO[bytes],
     clock: Callable[[], float] = time.time,
+    mask_dead_letters: bool = False,
 ) -> ReplaySummary:
     detector = LocalDetector(pack, resolver, clock)
     summary = ReplaySummary()
@@ -302,7 +303,9 @@ def replay(
                     if isinstance(got, str):
                         summary.dead_letters[got] += 1
                         letter = dead_letter_json(
-                            DeadLetter(got, source, raw), iso_ms(int(clock() * 1000))
+                            DeadLetter(got, source, raw),
+                            iso_ms(int(clock() * 1000)),
+                            mask_dead_letters,
                         )
                         dead_letters_out.write(orjson.dumps(letter) + b"\n")
                         continue

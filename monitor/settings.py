@@ -71,6 +71,10 @@ class Settings:
     sweep_interval: float = 30.0  # seconds between expiry sweeps of a table partition
     state_grace: float = 86400.0  # seconds of event time state outlives its rule's horizon
     log_level: str = "info"
+    # Mask subject ids and IP addresses in dead letters' raw text. Off: the
+    # raw bytes are the evidence of what a platform sent, and the input
+    # topics hold the same bytes under the same access (README, Dead letters).
+    dead_letter_mask: bool = False
 
     @property
     def disclosures_path(self) -> Path:
@@ -111,6 +115,16 @@ class Settings:
                 return float(value)
             except ValueError:
                 raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+        def flag(name: str, default: bool) -> bool:
+            value = get(name)
+            if value is None:
+                return default
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{name} must be 1 or 0 (true or false), got {value!r}")
 
         def integer(name: str, default: int) -> int:
             value = get(name)
@@ -159,4 +173,5 @@ class Settings:
             sweep_interval=number("XBORDER_SWEEP_INTERVAL", base.sweep_interval),
             state_grace=number("XBORDER_STATE_GRACE", base.state_grace),
             log_level=get("XBORDER_LOG_LEVEL") or base.log_level,
+            dead_letter_mask=flag("XBORDER_DEAD_LETTER_MASK", base.dead_letter_mask),
         )

@@ -64,6 +64,7 @@ def ingest(
     partitions: int,
     metrics: Metrics | None = None,
     now: float | None = None,
+    mask_dead_letters: bool = False,
 ) -> IngestOutput:
     """Decode, validate, resolve and evaluate a batch of message values, all at once."""
     now = time.time() if now is None else now
@@ -72,7 +73,7 @@ def ingest(
     misses_before = resolver.geoip_misses
     decoded = decode_messages(messages)
     for letter in decoded.dead_letters:
-        out.dead_letters.append(dead_letter_json(letter, received_at))
+        out.dead_letters.append(dead_letter_json(letter, received_at, mask_dead_letters))
     resolve = resolver.resolve
     flows = [resolve(r, at) for r, at in zip(decoded.records, decoded.sources, strict=True)]
     hits, routed = evaluate_batch(pack, flows)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -10,8 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.dead_letters import MAX_DEAD_LETTER_BYTES, MAX_SOURCE_TEXT, dead_letter_json
+from monitor.cli import build_parser, main, settings_from
+from monitor.dead_letters import (
+    MAX_DEAD_LETTER_BYTES,
+    MAX_SOURCE_TEXT,
+    dead_letter_json,
+    mask_raw,
+)
+from monitor.errors import ConfigError
+from monitor.runtime import load_runtime
 from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, Source
+from monitor.settings import Settings
+from monitor.stages import ingest
 
 FILE = {"file": "export.jsonl", "line": 7}
 KAFKA = {"topic": "telemetry.api", "partition": 3, "offset": 123456789, "index": 999}
@@ -109,7 +121,8 @@ PIECES = st.one_of(
 @st.composite
 def raws(draw: st.DrawFn) -> bytes:
     unit = b"".join(draw(st.lists(PIECES, min_size=1, max_size=8))) or b"x"
-    length = draw(st.integers(0, MAX_RECORD_BYTES + 1024))
+    # Small, or around where escaping starts to need a cut, up to past the record limit.
+    length = draw(st.integers(0, 4096) | st.integers(80_000, MAX_RECORD_BYTES + 1024))
     return (unit * (length // len(unit) + 1))[:length]
 
 
@@ -129,12 +142,144 @@ SOURCES = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(raw=raws(), source=SOURCES)
-def test_every_dead_letter_is_bounded_as_serialised(raw: bytes, source: Source) -> None:
-    out = dead_letter_json(DeadLetter("missing_field:subject_ids", source, raw), AT)
+@given(raw=raws(), source=SOURCES, mask=st.booleans())
+def test_every_dead_letter_is_bounded_as_serialised(raw: bytes, source: Source, mask: bool) -> None:
+    out = dead_letter_json(DeadLetter("missing_field:subject_ids", source, raw), AT, mask)
     assert size(out) <= MAX_DEAD_LETTER_BYTES
     kept = out["raw"].encode() if "raw" in out else base64.b64decode(out["raw_base64"])
+    held = mask_raw(raw) if mask else raw
+    assert out.get("raw_masked", False) is (held != raw)
     if out.get("raw_truncated"):
-        assert out["raw_size"] == len(raw) and len(kept) < len(raw)
+        assert out["raw_size"] == len(raw) and len(kept) < len(held)
     else:
-        assert kept == raw
+        assert kept == held
+
+
+# --- masking ----------------------------------------------------------------------
+
+PERSONAL = {
+    "kind": "api_call",
+    "src_ip": "211.234.1.1",
+    "dst_ip": "2406:da18::1",
+    "subject_ids": ["u-9", 'u-"10"'],
+    "endpoint": "http://47.92.3.3:8080/x",
+    "note": "from ::ffff:10.0.0.1 and fe80::1%eth0, [2001:db8::7]:443 and 2001:db8::2.",
+    "consent": {"subject_id": 12345},
+    "ts": "2026-10-01T10:00:00+09:00",
+    "mac": "00:1a:2b:3c:4d:5e",
+}
+SECRETS = ["211.234", "2406:", "u-9", "10\\", "47.92", "10.0.0.1", "fe80", "2001:", "12345"]
+
+
+def test_masking_hides_subject_ids_and_addresses_and_keeps_the_json_shape() -> None:
+    raw = orjson.dumps(PERSONAL)
+    out = dead_letter_json(DeadLetter("invalid_field:bytes", FILE, raw), AT, mask=True)
+    assert out["raw_masked"] is True and "raw_truncated" not in out
+    for secret in SECRETS:
+        assert secret not in out["raw"], secret
+    assert orjson.loads(out["raw"]) == {
+        **PERSONAL,
+        "src_ip": "***",
+        "dst_ip": "***",
+        "subject_ids": ["***", "***"],
+        "endpoint": "http://***:8080/x",
+        "note": "from *** and ***%eth0, [***]:443 and ***.",
+        "consent": {"subject_id": "***"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "masked"),
+    [
+        (b'{"subject_id": "u-12', b'{"subject_id": "***"'),  # cut short inside the value
+        (b'{"subject_id": "u-12\\', b'{"subject_id": "***"'),
+        (b'{"subject_ids" : [ 1 , "x\\"y" ', b'{"subject_ids" : [ "***" , "***" '),
+        (b'{"src_ip":null,"dst_ip" :3232235777}', b'{"src_ip":"***","dst_ip" :"***"}'),
+        (b'{"subject_id": "\xff\xfe", "x": 1.2.3.4}', b'{"subject_id": "***", "x": ***}'),
+        (b"2026-10-01T10:00:00.123Z 00:1a:2b:3c:4d:5e v1.2", None),  # nothing to mask
+    ],
+)
+def test_masking_works_on_text_that_is_not_json(raw: bytes, masked: bytes | None) -> None:
+    assert mask_raw(raw) == (raw if masked is None else masked)
+
+
+def test_masked_bytes_that_are_not_utf8_stay_base64() -> None:
+    raw = b'{"subject_id": "u-1", "x": "\xff"}'
+    out = dead_letter_json(DeadLetter("invalid_json", KAFKA, raw), AT, mask=True)
+    assert base64.b64decode(out["raw_base64"]) == b'{"subject_id": "***", "x": "\xff"}'
+    assert out["raw_masked"] is True
+
+
+def test_masking_is_off_by_default_and_unmarked_when_nothing_changed() -> None:
+    raw = orjson.dumps(PERSONAL)
+    assert dead_letter_json(DeadLetter("invalid_json", KAFKA, raw), AT)["raw"] == raw.decode()
+    plain = dead_letter_json(DeadLetter("invalid_json", KAFKA, b"{nope"), AT, mask=True)
+    assert plain["raw"] == "{nope" and "raw_masked" not in plain
+
+
+HOSTILE = {
+    "open arrays": b'"subject_ids": [' * 70_000,
+    "backslashes": b'"src_ip": "' + b"\\" * MAX_RECORD_BYTES,
+    "unclosed strings": b'"subject_id":"' * 70_000,
+    "colons": b"1:" * (MAX_RECORD_BYTES // 2),
+    "dots": b"1." * (MAX_RECORD_BYTES // 2),
+    "addresses": b"::1 " * (MAX_RECORD_BYTES // 4),
+    "hex": b"a" * MAX_RECORD_BYTES,
+}
+
+
+@pytest.mark.parametrize("raw", HOSTILE.values(), ids=HOSTILE.keys())
+def test_masking_takes_linear_time_on_hostile_input(raw: bytes) -> None:
+    # Backtracking that grew faster than the input would take minutes here;
+    # linear work takes well under a second.
+    started = time.perf_counter()
+    out = dead_letter_json(DeadLetter("too_large", KAFKA, raw), AT, mask=True)
+    assert time.perf_counter() - started < 5
+    assert size(out) <= MAX_DEAD_LETTER_BYTES
+
+
+# --- the setting, in replay and in the worker ---------------------------------------
+
+
+def test_the_mask_setting_is_off_by_default_and_reads_1_or_0() -> None:
+    assert Settings.from_env({}).dead_letter_mask is False
+    assert Settings.from_env({"XBORDER_DEAD_LETTER_MASK": "1"}).dead_letter_mask is True
+    assert Settings.from_env({"XBORDER_DEAD_LETTER_MASK": "false"}).dead_letter_mask is False
+    with pytest.raises(ConfigError, match="XBORDER_DEAD_LETTER_MASK"):
+        Settings.from_env({"XBORDER_DEAD_LETTER_MASK": "maybe"})
+    worker = build_parser().parse_args(["worker", "--mask-dead-letters"])
+    assert settings_from(worker).dead_letter_mask is True
+
+
+def test_replay_masks_dead_letters_by_flag_or_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(orjson.dumps(PERSONAL) + b"\n")  # no event_id: a dead letter
+
+    def dead_letter(*flags: str) -> dict[str, Any]:
+        out = tmp_path / "dead.jsonl"
+        args = ["replay", str(path), "--no-geoip", "--alerts-out", str(tmp_path / "a.jsonl")]
+        assert main([*args, "--dead-letters-out", str(out), *flags]) == 0
+        (letter,) = [dict(orjson.loads(x)) for x in out.read_bytes().splitlines()]
+        assert letter["reason"] == "missing_field:event_id"
+        return letter
+
+    assert "raw_masked" not in dead_letter() and "211.234.1.1" in dead_letter()["raw"]
+    masked = dead_letter("--mask-dead-letters")
+    assert masked["raw_masked"] is True and "211.234.1.1" not in masked["raw"]
+    monkeypatch.setenv("XBORDER_DEAD_LETTER_MASK", "1")
+    assert dead_letter()["raw_masked"] is True
+    assert "raw_masked" not in dead_letter("--no-mask-dead-letters")
+
+
+def test_the_worker_ingest_stage_masks_dead_letters_when_asked() -> None:
+    runtime = load_runtime(Settings(use_geoip=False))
+    messages = [(orjson.dumps(PERSONAL), KAFKA)]
+    plain = ingest(messages, runtime.pack, runtime.resolver(), 4).dead_letters
+    masked = ingest(
+        messages, runtime.pack, runtime.resolver(), 4, mask_dead_letters=True
+    ).dead_letters
+    assert "u-9" in plain[0]["raw"] and "raw_masked" not in plain[0]
+    assert "u-9" not in masked[0]["raw"] and masked[0]["raw_masked"] is True
+    assert masked[0]["source"] == KAFKA
