@@ -135,7 +135,7 @@ def _why(error: Exception) -> str:
     return str(error)
 
 
-def source_name(path: Path) -> str:
+def _source_name(path: Path) -> str:
     """A file name as text for sources: JSON holds text, and a name need not be UTF-8."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
@@ -283,7 +283,7 @@ def replay(
                 write_alert(rule, group)
 
     for path in files:
-        name = source_name(path)
+        name = _source_name(path)
         last_line = 0
         with ExportReader(path) as reader:
             for batch in _batches(read_lines(reader)):
