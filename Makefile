@@ -71,4 +71,4 @@ bench-more: install
 	$(BIN)/python -m benchmarks.state_size --n 50000
 
 clean:
-	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis

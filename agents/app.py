@@ -31,11 +31,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 from agents import transport
 from agents.transport import Chunk, holding_changelogs, outputs_of, send_held, send_rows
 from monitor.alerts import AlertContext, AlertGrouper, build_alert, iso_ms
+from monitor.dead_letters import dead_letter_json
 from monitor.engine.state import owner_of
 from monitor.metrics import Metrics
 from monitor.pipeline import PROCESSING_ERROR
 from monitor.runtime import Runtime, load_runtime
-from monitor.schemas import Source, dead_letter_json
+from monitor.schemas import Source
 from monitor.settings import Settings
 from monitor.stages import (
     Emission,
@@ -300,7 +301,15 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                 messages.append((m.value, source))
         for topic, count in counts.items():
             metrics.messages_in.labels(topic).inc(count)
-        out = ingest_guarded(messages, pack, resolver, n, metrics, max_skew_ms=skew_ms)
+        out = ingest_guarded(
+            messages,
+            pack,
+            resolver,
+            n,
+            metrics,
+            max_skew_ms=skew_ms,
+            mask_dead_letters=settings.dead_letter_mask,
+        )
         for letter in out.dead_letters:
             await dead_letters.send(value=orjson.dumps(letter))
         await send_batches(hits_topic, out.hits)
@@ -388,7 +397,8 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             return
         received_at = iso_ms(int(time.time() * 1000))
         for letter in failures.letters:
-            await dead_letters.send(value=orjson.dumps(dead_letter_json(letter, received_at)))
+            value = dead_letter_json(letter, received_at, settings.dead_letter_mask)
+            await dead_letters.send(value=orjson.dumps(value))
         metrics.dead_letters.labels(PROCESSING_ERROR).inc(len(failures.letters))
         metrics.processing_errors.labels(stage).inc(len(failures.letters))
 

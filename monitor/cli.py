@@ -18,6 +18,8 @@ __all__ = ["main"]
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: a service it needs is not there
+# Replay: some input file could not be read to its end; the rest was replayed.
+EXIT_UNREADABLE = 1
 
 
 def _config_options(p: argparse.ArgumentParser) -> None:
@@ -40,6 +42,16 @@ def _skew_option(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="dead-letter records stamped further ahead of the wall clock "
         "(default: XBORDER_MAX_CLOCK_SKEW or 3600)",
+    )
+
+
+def _dead_letter_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mask-dead-letters",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write dead letters with subject ids and IP addresses masked as *** "
+        "(default: XBORDER_DEAD_LETTER_MASK, off)",
     )
 
 
@@ -67,6 +79,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ("state_dir", "state_dir"),
         ("partitions", "partitions"),
         ("max_clock_skew", "max_clock_skew"),
+        ("mask_dead_letters", "dead_letter_mask"),
     ):
         value = getattr(args, arg, None)
         if value is not None:
@@ -83,17 +96,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
     missing = [f for f in args.files if not f.is_file()]
     if missing:
         raise XborderError(f"input file not found: {', '.join(map(str, missing))}")
-    runtime = load_runtime(settings_from(args))
+    settings = settings_from(args)
+    runtime = load_runtime(settings)
     args.alerts_out.parent.mkdir(parents=True, exist_ok=True)
     args.dead_letters_out.parent.mkdir(parents=True, exist_ok=True)
     skew_ms = int(runtime.settings.max_clock_skew * 1000)
     with args.alerts_out.open("wb") as alerts, args.dead_letters_out.open("wb") as dead:
         summary = replay(
-            args.files, runtime.pack, runtime.resolver(), alerts, dead, max_skew_ms=skew_ms
+            args.files,
+            runtime.pack,
+            runtime.resolver(),
+            alerts,
+            dead,
+            max_skew_ms=skew_ms,
+            mask_dead_letters=settings.dead_letter_mask,
         )
     runtime.close()
     print(summary.render())
     print(f"alerts written to {args.alerts_out}, dead letters to {args.dead_letters_out}")
+    for problem in summary.read_errors:
+        print(f"xborder: {problem}", file=sys.stderr)
+    if summary.read_errors:
+        print(
+            "xborder: input not read to its end; the output holds everything read before "
+            "each break (the line a break cut short, as far as it went)",
+            file=sys.stderr,
+        )
+        return EXIT_UNREADABLE
     return 0
 
 
@@ -154,11 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xborder {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("replay", help="run the detection core over JSON Lines files")
+    p = sub.add_parser(
+        "replay",
+        help="run the detection core over JSON Lines files",
+        description="Run the detection core over JSON Lines files (.gz read compressed); "
+        "write every alert and every dead letter.",
+        epilog="Exit status: 0 when every file was read to its end, whatever it held; "
+        "1 when a file could not be read to its end (a truncated or corrupt .gz, a read "
+        "error): the other files and everything before the break are still replayed and "
+        "written, and each such file is named with where it broke; 2 when nothing could "
+        "be replayed (a missing file, invalid rules or configuration, an unreadable GeoIP "
+        "database).",
+    )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--alerts-out", type=Path, default=Path("alerts.jsonl"))
     p.add_argument("--dead-letters-out", type=Path, default=Path("dead-letters.jsonl"))
     _skew_option(p)
+    _dead_letter_options(p)
     _config_options(p)
     p.set_defaults(func=cmd_replay)
 
@@ -191,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the streaming worker (Faust)")
     _config_options(p)
     _kafka_options(p)
+    _dead_letter_options(p)
     p.add_argument("--metrics-port", type=int, help="Prometheus endpoint port (9464)")
     p.add_argument("--app-id", help="consumer group / application id")
     p.add_argument("--partitions", type=int, help="partitions of internal topics")

@@ -17,7 +17,12 @@ Decisions where the contract is silent:
 - the size of a record inside a JSON array is its text as sent (the slice
   of the message), and a dead letter of such a record holds that slice;
 - a message that is a JSON array or JSON Lines locates each record by
-  `index`; a message holding one record has no `index`.
+  `index`; a message holding one record has no `index`;
+- JSON Lines batches split into lines as files do (LF, CRLF or a lone CR;
+  see `monitor.schemas`), so a text gives the same records either way; a
+  message that does not split into valid records is still tried whole
+  (pretty-printed JSON), so one record with a raw CR between its tokens
+  stays valid.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import orjson
 
 from monitor.countries import ISO_ALPHA2
 from monitor.schemas import (
+    JSON_WHITESPACE,
     LABEL_PATTERN,
     LEGAL_BASES,
     MAX_IP_TEXT,
@@ -52,7 +58,15 @@ from monitor.schemas import (
     check_record,
 )
 
-__all__ = ["Decoded", "check", "decode_line", "decode_many", "decode_message", "decode_messages"]
+__all__ = [
+    "Decoded",
+    "check",
+    "decode_line",
+    "decode_many",
+    "decode_message",
+    "decode_messages",
+    "lf_line_ends",
+]
 
 
 # The record classes refuse unknown fields, so a record the strict decoders
@@ -315,7 +329,7 @@ def _decode_chunk(chunk: list[bytes]) -> list[Record | str]:
 
 def decode_line(raw: bytes, source: Source) -> Record | DeadLetter | None:
     """One line of a JSON Lines file; None for a blank line."""
-    stripped = raw.strip()
+    stripped = raw.strip(JSON_WHITESPACE)
     if not stripped:
         return None
     got = check(stripped)
@@ -342,8 +356,14 @@ def _indexed(source: Source, index: int) -> Source:
     return {**source, "index": index}
 
 
+def lf_line_ends(text: bytes) -> bytes:
+    """`text` with every CRLF and lone CR line end made LF."""
+    return text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
 def _lines(raw: bytes) -> list[bytes]:
-    return [line for line in (part.strip() for part in raw.split(b"\n")) if line]
+    parts = lf_line_ends(raw).split(b"\n")
+    return [line for line in (part.strip(JSON_WHITESPACE) for part in parts) if line]
 
 
 def _array(raw: bytes, source: Source, out: Decoded) -> bool:
@@ -387,8 +407,8 @@ def decode_messages(messages: Iterable[tuple[bytes | None, Source]]) -> Decoded:
         single_at.clear()
 
     for value, source in messages:
-        raw = (value or b"").strip()
-        if b"\n" not in raw and raw[:1] == b"{":
+        raw = (value or b"").strip(JSON_WHITESPACE)
+        if raw[:1] == b"{" and _one_line(raw):
             single.append(raw)
             single_at.append(source)
             continue
@@ -400,8 +420,12 @@ def decode_messages(messages: Iterable[tuple[bytes | None, Source]]) -> Decoded:
     return out
 
 
+def _one_line(raw: bytes) -> bool:
+    return b"\n" not in raw and b"\r" not in raw
+
+
 def _message(raw: bytes, source: Source, out: Decoded) -> None:
-    if b"\n" not in raw:
+    if _one_line(raw):
         if raw[:1] == b"[":
             if not _array(raw, source, out):
                 out.add("invalid_json", source, raw)

@@ -4,39 +4,140 @@ Files are read line by line (a line over the record limit is never held
 whole); alert groups whose window has closed are written out and dropped as
 the replay goes, the rest at the end. Output: the final state of every alert,
 one JSON line per `alert_id`, and every dead letter.
+
+Decisions where the contract is silent:
+- a file that cannot be read to its end (a truncated or corrupt `.gz`, a
+  read error) is replayed as far as it could be read, its last line as far
+  as it went, as if the file ended there; the other files are replayed as
+  well, and the summary lists each such file with where it broke (the CLI
+  then exits 1);
+- a corrupt `.gz` can decompress to wrong bytes before gzip notices (its
+  check sum is at the end): they are replayed like any input, mostly as dead
+  letters, and the file is still reported;
+- a file name that is not UTF-8 is written in sources with each odd byte
+  as a backslash escape, `\\xff` (JSON holds text only).
 """
 
 from __future__ import annotations
 
 import gzip
+import io
+import os
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, Protocol
 
 import orjson
 
 from monitor.alerts import iso_ms
-from monitor.decode import decode_many
+from monitor.dead_letters import dead_letter_json
+from monitor.decode import decode_many, lf_line_ends
 from monitor.engine.model import Rule, RulePack
 from monitor.pipeline import DEFAULT_MAX_SKEW_MS, LocalDetector, split_ahead
 from monitor.resolve import Resolver
-from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, Record, Source, dead_letter_json
+from monitor.schemas import (
+    JSON_WHITESPACE,
+    MAX_RECORD_BYTES,
+    DeadLetter,
+    Record,
+    Source,
+)
 
-__all__ = ["ReplaySummary", "open_export", "read_lines", "replay"]
+__all__ = ["ExportReader", "ReadError", "ReplaySummary", "open_export", "read_lines", "replay"]
 
 _EXPIRE_EVERY = 50_000  # records between sweeps of closed groups and stale state
 _CHUNK = 1 << 20  # bytes read at a time
 _BATCH = 2048  # lines decoded and evaluated together
 
 
-def open_export(path: Path) -> BinaryIO:
+def open_export(path: Path) -> io.BufferedIOBase:
     """An export file for reading: plain, or gzip-compressed (`.gz`), streamed either way."""
     if path.suffix == ".gz":
-        return cast(BinaryIO, gzip.open(path, "rb"))
+        return gzip.GzipFile(path, "rb")
     return path.open("rb")
+
+
+# What reading an export can raise: gzip's own errors (truncated: EOFError;
+# not gzip or a bad check sum: BadGzipFile, an OSError; corrupt: zlib.error)
+# and the system's.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+class ExportReader:
+    """An export file's data a block at a time; a read error ends the data as end of file would.
+
+    The error is kept for the caller to report, so what was read before it
+    is replayed like any file's content.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.offset = 0  # bytes of data handed out (decompressed, for `.gz`)
+        self.ends_line = True  # the last byte handed out ends a line
+        self.error: Exception | None = None
+        self._stream: io.BufferedIOBase | None = None
+        try:
+            self._stream = open_export(path)
+        except _READ_ERRORS as e:
+            self.error = e
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._stream is None or self.error is not None:
+            return b""
+        try:
+            # read1: one decompression step at a time; read() gathers several
+            # and loses all of them when a later one fails.
+            block = self._stream.read1(size)
+        except _READ_ERRORS as e:
+            self.error = e
+            return b""
+        if block:
+            self.offset += len(block)
+            self.ends_line = block[-1:] in (b"\n", b"\r")
+        return block
+
+    def __enter__(self) -> ExportReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+
+@dataclass(frozen=True)
+class ReadError:
+    """A file that could not be read to its end, and where it broke."""
+
+    file: str
+    line: int  # the last line read (0: none)
+    offset: int  # bytes of data read before the break
+    ends_line: bool  # the break fell after a line end, not inside a line
+    error: Exception
+
+    def __str__(self) -> str:
+        why = _why(self.error)
+        if self.offset == 0:
+            return f"{self.file}: could not be read: {why}"
+        where = "after line" if self.ends_line else "inside line"
+        return (
+            f"{self.file}: broke off {where} {self.line} (byte {self.offset:,} of its data): {why}"
+        )
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, EOFError):
+        return f"the compressed data ends early, the file is cut short ({error})"
+    if isinstance(error, gzip.BadGzipFile | zlib.error):
+        return f"not valid gzip data ({error})"
+    return str(error)
+
+
+def _source_name(path: Path) -> str:
+    """A file name as text for sources: JSON holds text, and a name need not be UTF-8."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _batches(
@@ -53,20 +154,42 @@ def _batches(
         yield batch
 
 
-def read_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _lf_block(block: bytes, after_cr: bool) -> tuple[bytes, bool]:
+    """A block with its line ends made LF, and whether it ended in CR.
+
+    `after_cr`: the block before ended in CR, so a LF starting this one is
+    the rest of a CRLF, not a line of its own.
+    """
+    ends_in_cr = block[-1:] == b"\r"
+    if after_cr and block[:1] == b"\n":
+        block = block[1:]
+    # Most exports end lines in LF alone: one scan, and nothing copied.
+    if b"\r" in block:
+        block = lf_line_ends(block)
+    return block, ends_in_cr
+
+
+def read_lines(stream: Readable) -> Iterator[tuple[int, bytes, bool]]:
     """(1-based line number, bytes, too_large) for each line, never holding more than the limit.
 
     Read a block at a time (a call per line cost more than decoding the
-    line). A line over the record limit is cut to its first MiB, kept as
-    evidence, and the rest skipped as it streams past.
+    line). A line ends at LF, CRLF or a lone CR (see `monitor.schemas`). A
+    line over the record limit is cut to its first MiB, kept as evidence,
+    and the rest skipped as it streams past.
     """
     number = 0
     buf = b""
     skipping = False  # inside the rest of an over-long line
+    after_cr = False
     while True:
         block = stream.read(_CHUNK)
         if not block:
             break
+        block, after_cr = _lf_block(block, after_cr)
         buf = buf + block if buf else block
         start = 0
         find = buf.find
@@ -108,6 +231,7 @@ class ReplaySummary:
     dead_letters: Counter[str] = field(default_factory=Counter)
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
     seconds: float = 0.0
+    read_errors: list[ReadError] = field(default_factory=list)
 
     def render(self) -> str:
         out = [
@@ -121,6 +245,8 @@ class ReplaySummary:
         out += [
             f"  {rule} [{severity}]: {n}" for (rule, severity), n in sorted(self.alerts.items())
         ]
+        if self.read_errors:
+            out.append(f"files not read to the end: {len(self.read_errors)}")
         return "\n".join(out)
 
 
@@ -132,6 +258,7 @@ def replay(
     dead_letters_out: IO[bytes],
     clock: Callable[[], float] = time.time,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+    mask_dead_letters: bool = False,
 ) -> ReplaySummary:
     """Replay the files; records more than `max_skew_ms` ahead of `clock` are dead-lettered."""
     detector = LocalDetector(pack, resolver, clock)
@@ -149,7 +276,8 @@ def replay(
     def write_letter(letter: DeadLetter) -> None:
         summary.dead_letters[letter.reason] += 1
         dead_letters_out.write(
-            orjson.dumps(dead_letter_json(letter, iso_ms(int(clock() * 1000)))) + b"\n"
+            orjson.dumps(dead_letter_json(letter, iso_ms(int(clock() * 1000)), mask_dead_letters))
+            + b"\n"
         )
 
     def run_batch() -> None:
@@ -173,12 +301,18 @@ def replay(
                 write_alert(rule, group)
 
     for path in files:
-        name = str(path)
-        with open_export(path) as stream:
-            for batch in _batches(read_lines(stream)):
+        name = _source_name(path)
+        last_line = 0
+        with ExportReader(path) as reader:
+            for batch in _batches(read_lines(reader)):
                 summary.lines += len(batch)
+                last_line = batch[-1][0]
                 # Blank lines are not records (see monitor.schemas).
-                lines = [(n, raw.strip(), big) for n, raw, big in batch if big or raw.strip()]
+                lines = [
+                    (n, text, big)
+                    for n, raw, big in batch
+                    if (text := raw.strip(JSON_WHITESPACE)) or big
+                ]
                 texts = [b"" if big else raw for _, raw, big in lines]
                 for (number, raw, too_large), got in zip(lines, decode_many(texts), strict=True):
                     source = {"file": name, "line": number}
@@ -190,6 +324,10 @@ def replay(
                     records.append(got)
                     sources.append(source)
                 run_batch()
+        if reader.error is not None:
+            summary.read_errors.append(
+                ReadError(name, last_line, reader.offset, reader.ends_line, reader.error)
+            )
     remaining = sorted(
         detector.open_groups(), key=lambda rg: (rg[1]["first_seen"], rg[1]["alert_id"])
     )

@@ -15,13 +15,18 @@ Decisions where the contract is silent:
   non-string) is `unknown_kind`; a missing `kind` is `missing_field:kind`;
 - country codes must be upper-case, assigned ISO 3166-1 alpha-2 codes;
 - blank lines of a file or of a JSON Lines batch are not records and are
-  skipped (they carry nothing that could be lost);
+  skipped (they carry nothing that could be lost); blank means empty or JSON
+  whitespace only (space, tab, CR, LF): a line of other bytes, such as a
+  vertical tab or form feed, is not a record and is `invalid_json`;
+- a line ends at LF, CRLF or a lone CR (old Mac exports), in files and in
+  JSON Lines batches alike; a raw CR cannot occur inside a JSON string, so
+  no valid record spans two such lines unless it puts a raw CR between
+  its tokens, which no exporter of JSON Lines does;
 - timestamps use ASCII digits (RFC 3339's grammar), not other scripts' digits.
 """
 
 from __future__ import annotations
 
-import base64
 import re
 import socket
 from collections.abc import Callable
@@ -34,6 +39,7 @@ import orjson
 from monitor.countries import ISO_ALPHA2
 
 __all__ = [
+    "JSON_WHITESPACE",
     "KINDS",
     "LEGAL_BASES",
     "MAX_RECORD_BYTES",
@@ -45,12 +51,14 @@ __all__ = [
     "Record",
     "Source",
     "check_record",
-    "dead_letter_json",
     "parse_record",
     "parse_ts",
 ]
 
 MAX_RECORD_BYTES: Final = 1024 * 1024
+# What `bytes.strip(JSON_WHITESPACE)` removes around a record: JSON's own
+# whitespace, not Python's (which adds vertical tab and form feed).
+JSON_WHITESPACE: Final = b" \t\r\n"
 KINDS: Final = frozenset({"egress", "api_call", "consent"})
 LEGAL_BASES: Final = frozenset({"consent", "contract", "certification", "adequacy", "law", "none"})
 MAX_SUBJECT_IDS: Final = 1000
@@ -195,34 +203,6 @@ class DeadLetter:
     # What failed, for `processing_error` (a stage and an error type, or the
     # bound passed): never the error's text, which may quote the record.
     detail: str | None = None
-
-
-# A dead letter must fit in one Kafka message (1 MB by default), so raw bytes
-# beyond this are cut; `source` still locates the whole original record.
-MAX_DEAD_LETTER_RAW: Final = 256 * 1024
-
-
-def dead_letter_json(dl: DeadLetter, received_at: str) -> dict[str, Any]:
-    """The dead-letter object of the contract; raw text, or base64 when not UTF-8."""
-    out: dict[str, Any] = {"reason": dl.reason, "source": dl.source}
-    raw = dl.raw
-    if len(raw) > MAX_DEAD_LETTER_RAW:
-        raw = raw[:MAX_DEAD_LETTER_RAW]
-        out["raw_truncated"] = True
-        out["raw_size"] = len(dl.raw)
-    # A cut may fall inside a multi-byte character: drop up to 3 trailing bytes.
-    for cut in range(4 if "raw_truncated" in out else 1):
-        try:
-            out["raw"] = raw[: len(raw) - cut].decode("utf-8")
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        out["raw_base64"] = base64.b64encode(raw).decode("ascii")
-    if dl.detail is not None:
-        out["detail"] = dl.detail
-    out["received_at"] = received_at
-    return out
 
 
 class _Invalid(Exception):

@@ -78,6 +78,10 @@ class Settings:
     subject_key: str | None = field(default=None, repr=False)
     subject_key_file: Path | None = None
     log_level: str = "info"
+    # Mask subject ids and IP addresses in dead letters' raw text. Off: the
+    # raw bytes are the evidence of what a platform sent, and the input
+    # topics hold the same bytes under the same access (README, Dead letters).
+    dead_letter_mask: bool = False
 
     @property
     def disclosures_path(self) -> Path:
@@ -118,6 +122,16 @@ class Settings:
                 return float(value)
             except ValueError:
                 raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+        def flag(name: str, default: bool) -> bool:
+            value = get(name)
+            if value is None:
+                return default
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{name} must be 1 or 0 (true or false), got {value!r}")
 
         def integer(name: str, default: int) -> int:
             value = get(name)
@@ -169,4 +183,5 @@ class Settings:
             subject_key=get("XBORDER_SUBJECT_KEY"),
             subject_key_file=path("XBORDER_SUBJECT_KEY_FILE"),
             log_level=get("XBORDER_LOG_LEVEL") or base.log_level,
+            dead_letter_mask=flag("XBORDER_DEAD_LETTER_MASK", base.dead_letter_mask),
         )

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from monitor.alerts import AlertContext, AlertGrouper, build_alert, group_key, iso_ms
+from monitor.dead_letters import dead_letter_json
 from monitor.decode import decode_messages
 from monitor.engine.model import Hit, RulePack
 from monitor.engine.state import SeenStore, Store
@@ -35,7 +36,7 @@ from monitor.pipeline import (
     split_ahead,
 )
 from monitor.resolve import Flow, Resolver
-from monitor.schemas import DeadLetter, Source, dead_letter_json
+from monitor.schemas import DeadLetter, Source
 
 __all__ = [
     "Emission",
@@ -76,6 +77,7 @@ def ingest(
     metrics: Metrics | None = None,
     now: float | None = None,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+    mask_dead_letters: bool = False,
 ) -> IngestOutput:
     """Decode, validate, resolve and evaluate a batch of message values, all at once."""
     now = time.time() if now is None else now
@@ -88,7 +90,7 @@ def ingest(
     )
     letters = decoded.dead_letters + ahead
     for letter in letters:
-        out.dead_letters.append(dead_letter_json(letter, received_at))
+        out.dead_letters.append(dead_letter_json(letter, received_at, mask_dead_letters))
     resolve = resolver.resolve
     flows = [resolve(r, at) for r, at in zip(records, sources, strict=True)]
     hits, routed = evaluate_batch(pack, flows)
@@ -116,24 +118,27 @@ def ingest_guarded(
     metrics: Metrics | None = None,
     now: float | None = None,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+    mask_dead_letters: bool = False,
 ) -> IngestOutput:
     """`ingest`, where a message that makes it raise becomes a `processing_error` dead letter.
 
     Ingest keeps no state, so after an error the batch is simply redone a
     message at a time, and only the message that raises is set aside.
     """
+    now = time.time() if now is None else now
+    args = (pack, resolver, partitions, metrics, now, max_skew_ms, mask_dead_letters)
     try:
-        return ingest(messages, pack, resolver, partitions, metrics, now, max_skew_ms)
+        return ingest(messages, *args)
     except Exception:  # any error of the monitor; isolated below
         pass
-    now = time.time() if now is None else now
     out = IngestOutput()
     for value, source in messages:
         try:
-            one = ingest([(value, source)], pack, resolver, partitions, metrics, now, max_skew_ms)
+            one = ingest([(value, source)], *args)
         except Exception as e:  # dead-lettered and counted
             letter = failed("ingest", e, source, value or b"")
-            out.dead_letters.append(dead_letter_json(letter, iso_ms(int(now * 1000))))
+            received_at = iso_ms(int(now * 1000))
+            out.dead_letters.append(dead_letter_json(letter, received_at, mask_dead_letters))
             if metrics is not None:
                 metrics.dead_letters.labels(PROCESSING_ERROR).inc()
                 metrics.processing_errors.labels("ingest").inc()

@@ -7,8 +7,9 @@ import base64
 import orjson
 import pytest
 
+from monitor.dead_letters import MAX_DEAD_LETTER_BYTES, dead_letter_json
 from monitor.decode import decode_line, decode_message
-from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, Record, dead_letter_json, parse_ts
+from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, Record, parse_ts
 
 SRC = {"file": "t.jsonl", "line": 1}
 
@@ -187,13 +188,11 @@ def test_message_batches_array_and_jsonl_locate_each_record() -> None:
 
 
 def test_dead_letters_of_huge_records_keep_a_bounded_raw() -> None:
-    from monitor.schemas import MAX_DEAD_LETTER_RAW
-
     big = b'{"pad": "' + "é".encode() * MAX_RECORD_BYTES + b'"}'
     dl = decode_line(big, SRC)
     assert isinstance(dl, DeadLetter) and dl.reason == "too_large"
     out = dead_letter_json(dl, "t")
     assert out["raw_truncated"] is True and out["raw_size"] == len(big)
-    assert len(out["raw"].encode()) <= MAX_DEAD_LETTER_RAW and out["raw"].startswith('{"pad": "é')
+    assert len(orjson.dumps(out)) <= MAX_DEAD_LETTER_BYTES and out["raw"].startswith('{"pad": "é')
     small = dead_letter_json(DeadLetter("invalid_json", SRC, b"{x"), "t")
     assert "raw_truncated" not in small and small["raw"] == "{x"
