@@ -87,9 +87,9 @@ def load_pack(
         try:
             doc = load_yaml(path)
         except ConfigError as e:
+            # A file that does not parse has no rules; going on would reuse the
+            # previous file's document (or none at all, for the first file).
             errors.append(e)
-        except ConfigErrors as e:
-            errors.extend(e.errors)
             continue
         entries = doc if isinstance(doc, LList) else [doc]
         for entry in entries:
@@ -246,6 +246,7 @@ def _make_type(
             first = compile_condition(entry["first_hop"], ctx)
         except ConfigError as e:
             errors.append(e)
+            return None
         except ConfigErrors as e:
             errors.extend(e.errors)
             return None
