@@ -46,6 +46,12 @@ class Disclosures:
         return found.get(platform, frozenset())
 
 
+def _allowed_roots(path: Path) -> tuple[Path]:
+    # The folder the file is configured in: a link from there to elsewhere (a
+    # secret, a device) is refused.
+    return (path.parent,)
+
+
 def _country(value: object, loc: Location, errors: list[ConfigError]) -> str:
     if not isinstance(value, str) or value not in ISO_ALPHA2:
         errors.append(
@@ -56,7 +62,7 @@ def _country(value: object, loc: Location, errors: list[ConfigError]) -> str:
 
 
 def load_disclosures(path: Path) -> Disclosures:
-    doc = load_yaml(path)
+    doc = load_yaml(path, _allowed_roots(path))
     if doc is None:
         return Disclosures({})
     if not isinstance(doc, LDict):
@@ -122,7 +128,7 @@ class EndpointRegistry:
 
 
 def load_endpoints(path: Path) -> EndpointRegistry:
-    doc = load_yaml(path)
+    doc = load_yaml(path, _allowed_roots(path))
     if doc is None:
         return EndpointRegistry({}, ())
     if not isinstance(doc, LList):

@@ -21,7 +21,7 @@ from monitor.engine.conditions import CompileContext, Compiled, Predicate, compi
 from monitor.engine.model import GROUP_FIELDS, SEVERITIES, Example, Rule, RulePack, parse_duration
 from monitor.engine.ruletypes import REGISTRY, OnwardRule, RuleType
 from monitor.errors import ConfigError, ConfigErrors, Location
-from monitor.yamlfile import LDict, LList, load_yaml
+from monitor.yamlfile import LDict, LList, parse_yaml, read_config_file, token
 
 __all__ = ["load_pack"]
 
@@ -52,24 +52,33 @@ def load_pack(
     pack_file = directory / "pack.yaml"
     if not directory.is_dir():
         raise ConfigError("rules directory not found", Location(str(directory)))
-    head = load_yaml(pack_file)
-    if not isinstance(head, LDict):
-        raise ConfigError("pack.yaml must be a mapping", Location(str(pack_file)))
+    files = _rule_files(directory)
     errors: list[ConfigError] = []
+    # Each file is read once, through the checks of read_config_file, for both
+    # the version digest and the parse: reading it twice could see two files.
+    texts = {pack_file: read_config_file(pack_file, (directory,))}
+    for path in files:
+        try:
+            texts[path] = read_config_file(path, (directory,))
+        except ConfigError as e:
+            errors.append(e)
+    digest = hashlib.sha256()
+    for path, data in texts.items():
+        digest.update(path.name.encode() + b"\0" + data)
+    head = parse_yaml(texts[pack_file], str(pack_file))
+    if not isinstance(head, LDict):
+        where = head.loc() if isinstance(head, LList) else Location(str(pack_file), 1)
+        raise ConfigError("pack.yaml must be a mapping", where)
     for key in set(head) - _PACK_KEYS:
-        errors.append(ConfigError(f"unknown key {key!r}", head.loc(key)))
+        errors.append(ConfigError(f"unknown key {token(key)}", head.loc(key)))
     params: dict[str, Any] = dict(head.get("params") or {})
     params.update(overrides or {})
     lists: LDict = head.get("lists") or LDict()
     for name, values in lists.items():
         if not isinstance(values, list):
-            errors.append(ConfigError(f"list {name!r} must be a list", lists.loc(name)))
+            errors.append(ConfigError(f"list {token(name)} must be a list", lists.loc(name)))
         params.setdefault(name, values)
     named: LDict = head.get("conditions") or LDict()
-    files = _rule_files(directory)
-    digest = hashlib.sha256()
-    for path in [pack_file, *files]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     version = f"{head.get('version', '0')}+{digest.hexdigest()[:12]}"
 
     ctx = CompileContext(str(pack_file), params, named, disclosures, Compiled(), set())
@@ -84,8 +93,10 @@ def load_pack(
     rules: list[Rule] = []
     seen: dict[str, Location] = {}
     for path in files:
+        if path not in texts:
+            continue
         try:
-            doc = load_yaml(path)
+            doc = parse_yaml(texts[path], str(path))
         except ConfigError as e:
             # A file that does not parse has no rules; going on would reuse the
             # previous file's document (or none at all, for the first file).
