@@ -36,10 +36,15 @@ __all__ = [
     "MAX_NODES",
     "LDict",
     "LList",
+    "empty_mapping",
+    "is_scalar",
+    "kind_of",
     "load_yaml",
     "location_of",
+    "mapping_at",
     "parse_yaml",
     "read_config_file",
+    "strings_at",
     "token",
 ]
 
@@ -76,6 +81,62 @@ def location_of(node: object, file: str, fallback: Location | None = None) -> Lo
     if isinstance(node, (LDict, LList)):
         return Location(node.file, node.line)
     return fallback or Location(file)
+
+
+def kind_of(value: object) -> str:
+    """What a loaded value is, in words, for "must be X, got Y" (never the value itself)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def is_scalar(value: object) -> bool:
+    """A YAML scalar (string, number, true/false, null, date): hashable, comparable."""
+    return not isinstance(value, (list, dict))
+
+
+def empty_mapping(loc: Location) -> LDict:
+    out = LDict()
+    out.file, out.line, out.key_lines = loc.file, loc.line, {}
+    return out
+
+
+def mapping_at(node: LDict, key: str, errors: list[ConfigError]) -> LDict:
+    """The mapping under `key`: empty when absent or null, empty and an error when not a mapping."""
+    value = node.get(key)
+    if isinstance(value, LDict):
+        return value
+    if value is not None:
+        errors.append(
+            ConfigError(f"'{key}' must be a mapping, got {kind_of(value)}", node.loc(key))
+        )
+    return empty_mapping(node.loc(key))
+
+
+def strings_at(node: LDict, key: str, errors: list[ConfigError]) -> tuple[str, ...] | None:
+    """The list of strings under `key`: None when absent or null or (with an error) malformed."""
+    value = node.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, LList):
+        errors.append(ConfigError(f"'{key}' must be a list, got {kind_of(value)}", node.loc(key)))
+        return None
+    bad = [i for i, item in enumerate(value) if not isinstance(item, str)]
+    for i in bad:
+        errors.append(
+            ConfigError(f"'{key}' must list strings, got {kind_of(value[i])}", value.loc(i))
+        )
+    return None if bad else tuple(value)
 
 
 def token(value: object, limit: int = _TOKEN_CHARS) -> str:

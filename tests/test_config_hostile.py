@@ -39,12 +39,21 @@ def errors_of(rules: Path) -> list[ConfigError]:
     raise AssertionError("the configuration loaded without an error")
 
 
-def assert_error_at(errors: list[ConfigError], file: Path, line: int) -> ConfigError:
-    """The error reported at file:line (there must be one)."""
+def assert_error_at(
+    errors: list[ConfigError], file: Path, line: int, words: str = ""
+) -> ConfigError:
+    """The error reported at file:line whose message holds `words` (there must be one)."""
     for err in errors:
-        if err.location is not None and (err.location.file, err.location.line) == (str(file), line):
+        at = (err.location.file, err.location.line) if err.location else None
+        if at == (str(file), line) and words in err.message:
             return err
-    raise AssertionError(f"no error at {file}:{line}; got {[str(e) for e in errors]}")
+    raise AssertionError(f"no error at {file}:{line} ({words}); got {[str(e) for e in errors]}")
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} is not once in {path}"
+    path.write_text(text.replace(old, new))
 
 
 @pytest.mark.parametrize("name", ["aaa.yaml", "zzz.yaml"])
@@ -169,3 +178,94 @@ def test_link_inside_the_folder_is_followed(tmp_path: Path) -> None:
     (rules / "detections" / "bulk_volume.yaml").symlink_to(Path("..data") / "bulk_volume.yaml")
     pack, _, _ = load_config(Settings(rules_dir=rules))
     assert "pipa.xborder.bulk_volume" in pack.by_id
+
+
+# (case, file of the pack, text in it, its replacement, line of the error, words of the message)
+# fmt: off
+EDIT_CASES: list[tuple[str, str, str, str, int, str]] = [
+    # pack.yaml: a wrong type for each of its keys
+    ("pack_params_list", "pack.yaml", "  home_region: KR", "  - KR", 6, "'params' must be a mapping"),
+    ("pack_lists_list", "pack.yaml", "  watch_countries: [CN]", "  - CN", 9, "'lists' must be"),
+    ("pack_conditions_list", "pack.yaml", "conditions:\n", "conditions: [a]\nx:\n", 12, "'conditions' must"),
+    ("pack_version_mapping", "pack.yaml", 'version: "1.0.0"', "version: {a: 1}", 4, "'version' must"),
+    ("pack_list_not_list", "pack.yaml", "watch_countries: [CN]", "watch_countries: CN", 10, "must be a list"),
+    ("pack_list_holds_mapping", "pack.yaml", "watch_countries: [CN]", "watch_countries: [{a: 1}]", 10, "holds a mapping"),
+    ("pack_home_region_mapping", "pack.yaml", "home_region: KR", "home_region: {a: 1}", 7, "home_region"),
+    ("pack_duration_param", "pack.yaml", "home_region: KR", "home_region: KR\n  window: [1h]", 8, "not a duration"),
+    ("pack_condition_scalar", "pack.yaml", "  abroad:\n    all:", "  abroad: 7\n  x_abroad:\n    all:", 19, "got a number"),
+    ("pack_field_list", "pack.yaml", "{field: dst_country, exists: true}", "{field: [dst_country], exists: true}", 21, "unknown field"),
+    ("pack_eq_list", "pack.yaml", "{field: subject_region, eq: $home_region}", "{field: subject_region, eq: [KR]}", 17, "takes one value"),
+    ("pack_eq_list_param", "pack.yaml", "{field: subject_region, eq: $home_region}", "{field: subject_region, eq: $watch_countries}", 17, "takes one value"),
+    # a rule: a wrong type for each of its keys
+    ("rule_id_list", "detections/no_legal_basis.yaml", "id: pipa.xborder.no_legal_basis", "id: [x]", 1, "'id' must be a string"),
+    ("rule_tags_mapping", "detections/no_legal_basis.yaml", "tags: [pipa, xborder, maturity.stable]", "tags: {a: 1}", 5, "'tags' must be a list"),
+    ("rule_tags_hold_lists", "detections/no_legal_basis.yaml", "tags: [pipa, xborder, maturity.stable]", "tags: [[a]]", 5, "must list strings"),
+    ("rule_kinds_int", "detections/no_legal_basis.yaml", "kinds: [api_call]", "kinds: 7", 10, "'kinds' must be a list"),
+    ("rule_params_list", "detections/no_legal_basis.yaml", "kinds: [api_call]\n", "kinds: [api_call]\nparams: [a, b]\n", 11, "'params' must be a mapping"),
+    ("rule_type_list", "detections/no_legal_basis.yaml", "kinds: [api_call]\n", "kinds: [api_call]\ntype: [threshold]\n", 11, "unknown rule type"),
+    ("rule_group_window_list", "detections/no_legal_basis.yaml", "kinds: [api_call]\n", "kinds: [api_call]\ngroup_window: [1h]\n", 11, "not a duration"),
+    ("rule_group_by_int", "detections/bulk_volume.yaml", "group_by: [platform, dst_country]", "group_by: 3", 23, "'group_by' must be a list"),
+    ("rule_when_list", "detections/unresolved_destination.yaml", "when:\n", "when: [a]\nx:\n", 0, "got a list"),
+    ("condition_in_mapping", "detections/no_legal_basis.yaml", "in: [none, null]", "in: {none: 1}", 15, "expected a list, got a mapping"),
+    ("condition_in_holds_mapping", "detections/no_legal_basis.yaml", "in: [none, null]", "in: [none, {a: 1}]", 15, "got a mapping in it"),
+    ("condition_field_mapping", "detections/no_legal_basis.yaml", "{field: legal_basis,", "{field: {a: 1},", 15, "unknown field"),
+    ("condition_scalar_in_all", "detections/no_legal_basis.yaml", "    - {condition: abroad}", "    - abroad", 14, "got a string"),
+    ("condition_name_list", "detections/no_legal_basis.yaml", "{condition: abroad}", "{condition: [abroad]}", 14, "unknown condition"),
+    ("condition_not_scalar", "detections/no_legal_basis.yaml", "    - {condition: abroad}", "    - {not: 7}", 14, "got a number"),
+    ("threshold_at_least_string", "detections/bulk_volume.yaml", "at_least: 100000", "at_least: lots", 16, "at_least"),
+    ("threshold_window_huge", "detections/bulk_volume.yaml", "window: 1h", "window: " + "9" * 5000 + "h", 17, "not a duration"),
+    ("onward_first_hop_int", "detections/onward_transfer.yaml", "first_hop:\n  all:\n    - {field: src_country, eq: $home_region}\n    - {condition: abroad}\n", "first_hop: 7\n", 16, "got a number"),
+    ("example_fires_string", "detections/no_legal_basis.yaml", "fires: true", "fires: 'yes'", 18, "'fires' must be true or false"),
+    ("example_count_string", "detections/no_legal_basis.yaml", "count: 2", "count: two", 19, "'count' must be"),
+    ("example_geoip_list", "detections/no_legal_basis.yaml", "geoip: {47.92.1.10: CN}", "geoip: [47.92.1.10]", 20, "'geoip' must be a mapping"),
+    ("example_geoip_value_mapping", "detections/no_legal_basis.yaml", "geoip: {47.92.1.10: CN}", "geoip: {47.92.1.10: {c: CN}}", 20, "must map to a country"),
+    ("example_not_mapping", "detections/no_legal_basis.yaml", "  - name: order export to China with no basis\n", "  - 7\n  - name: x\n", 17, "an example needs"),
+    # disclosures and endpoints
+    ("disclosures_platform_mapping", "config/disclosures.yaml", "aliexpress:\n", "aliexpress: {a: 1}\nx:\n", 4, "expected a list, got a mapping"),
+    ("disclosures_items_int", "config/disclosures.yaml", "    items: [user.contact, user.name]\n    purpose: order", "    items: 7\n    purpose: order", 7, "'items' must be a list"),
+    ("disclosures_recipient_list", "config/disclosures.yaml", "recipient: Alibaba (China) Co., Ltd.", "recipient: [a]", 6, "'recipient' must be text"),
+    ("disclosures_entry_list", "config/disclosures.yaml", "  - country: CN\n    recipient: Alibaba (China)", "  - [CN]\n  - country: CN\n    recipient: Alibaba (China)", 5, "needs 'country'"),
+    ("disclosures_country_mapping", "config/disclosures.yaml", "  - country: CN\n    recipient: Alibaba (China)", "  - country: {CN: 1}\n    recipient: Alibaba (China)", 5, "ISO 3166-1"),
+    ("endpoints_entry_list", "config/endpoints.yaml", "- host: oss-cn-hangzhou.aliyuncs.com\n  country: CN\n", "- [oss-cn-hangzhou.aliyuncs.com, CN]\n", 4, "must be a mapping"),
+    ("endpoints_host_mapping", "config/endpoints.yaml", "- host: oss-cn-hangzhou.aliyuncs.com\n", "- host: {a: 1}\n", 4, "must be a non-empty string"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "line", "words"),
+    [pytest.param(f, o, n, ln, w, id=i) for i, f, o, n, ln, w in EDIT_CASES],
+)
+def test_malformed_config_is_a_config_error(
+    tmp_path: Path, file: str, old: str, new: str, line: int, words: str
+) -> None:
+    rules = copy_pack(tmp_path)
+    edit(rules / file, old, new)
+    if line == 0:  # where the edited text starts
+        line = (RULES / file).read_text().split(old)[0].count("\n") + 1
+    assert_error_at(errors_of(rules), rules / file, line, words)
+
+
+# (case, file of the pack, its whole new content, line of the error, words of the message)
+# fmt: off
+FILE_CASES: list[tuple[str, str, str, int, str]] = [
+    ("pack_is_list", "pack.yaml", "- version: 1\n", 1, "pack.yaml must be a mapping"),
+    ("pack_is_empty", "pack.yaml", "", 1, "pack.yaml must be a mapping"),
+    ("rule_file_of_scalars", "detections/x.yaml", "# rules\n- just a string\n", 2, "a rule must be a mapping"),
+    ("rule_file_empty", "detections/x.yaml", "", 1, "a rule must be a mapping"),
+    ("disclosures_is_list", "config/disclosures.yaml", "- country: CN\n", 1, "must be a mapping"),
+    ("endpoints_is_mapping", "config/endpoints.yaml", "host: a.example\ncountry: CN\n", 1, "must be a list"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "line", "words"),
+    [pytest.param(f, c, ln, w, id=i) for i, f, c, ln, w in FILE_CASES],
+)
+def test_config_file_of_the_wrong_shape_is_a_config_error(
+    tmp_path: Path, file: str, content: str, line: int, words: str
+) -> None:
+    rules = copy_pack(tmp_path)
+    (rules / file).write_text(content)
+    assert_error_at(errors_of(rules), rules / file, line, words)
