@@ -269,3 +269,57 @@ def test_config_file_of_the_wrong_shape_is_a_config_error(
     rules = copy_pack(tmp_path)
     (rules / file).write_text(content)
     assert_error_at(errors_of(rules), rules / file, line, words)
+
+
+def _named_chain(template: str, count: int) -> str:
+    """Named conditions c1..c{count}, each using c{i-1} as `template` says."""
+    lines = ["  c0: {field: platform, eq: x}"]
+    lines += [f"  c{i}: " + template.format(prev=f"c{i - 1}") for i in range(1, count + 1)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("template", "words"),
+    [
+        pytest.param("{{not: {{condition: {prev}}}}}", "deeper than", id="chain_of_400_nots"),
+        pytest.param(
+            "{{all: [{{condition: {prev}}}, {{condition: {prev}}}]}}",
+            "grows past",
+            id="each_uses_the_previous_twice",
+        ),
+    ],
+)
+def test_named_conditions_cannot_expand_without_bound(
+    tmp_path: Path, template: str, words: str
+) -> None:
+    rules = copy_pack(tmp_path)
+    pack = rules / "pack.yaml"
+    before = pack.read_text().count("\n")
+    pack.write_text(pack.read_text() + _named_chain(template, 400 if "not" in template else 40))
+    started = time.monotonic()
+    errors = errors_of(rules)
+    assert time.monotonic() - started < 2.0
+    first = next(e for e in errors if words in e.message)
+    assert first.location is not None and first.location.file == str(pack)
+    assert first.location.line > before
+
+
+def test_named_condition_reused_deeper_than_compiled(tmp_path: Path) -> None:
+    """Compiled at a shallow place first, then inlined 60 times deeper: past Python's 200 parentheses."""
+    rules = copy_pack(tmp_path)
+    deep = "{field: platform, eq: x}"
+    for _ in range(28):
+        deep = "{not: " + deep + "}"
+    chain = "".join(f"  n{i}: {{not: {{condition: n{i - 1}}}}}\n" for i in range(1, 61))
+    (rules / "pack.yaml").write_text((rules / "pack.yaml").read_text() + f"  n0: {deep}\n" + chain)
+    errors = errors_of(rules)
+    assert any("nests deeper than 100 levels of code" in e.message for e in errors)
+
+
+def test_pack_whose_conditions_add_up_past_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("monitor.engine.loader.MAX_PACK_CHARS", 1000)
+    errors = errors_of(copy_pack(tmp_path))
+    assert len(errors) == 1 and "characters of code" in errors[0].message
+    assert errors[0].location is not None and errors[0].location.line == 1

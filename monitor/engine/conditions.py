@@ -67,6 +67,9 @@ class Compiled:
     def __init__(self) -> None:
         self.namespace: dict[str, Any] = {"categories_under": categories_under}
         self.named: dict[str, str] = {}  # name -> expression (memoised in a local)
+        # Named conditions that failed to compile: compiling them again at every
+        # use would repeat their errors, and take 2**n tries for a chain of n.
+        self.broken: set[str] = set()
 
     def constant(self, value: Any) -> str:
         name = f"_k{len(self.namespace)}"
@@ -94,6 +97,15 @@ class Compiled:
 
 
 _MEMO: Final = re.compile(r"\b_n[0-9]+\b")
+
+# Named conditions are inlined where used, so a few lines of YAML can nest or
+# repeat them into an expression of any depth or length: a chain of 400 `not`s
+# or of conditions each using the previous one twice (2**40 characters). These
+# bound what one condition may become; Python refuses more than 200 nested
+# parentheses, and the bundled pack's longest condition is under 400 characters.
+MAX_CONDITION_DEPTH: Final = 32
+MAX_CONDITION_PARENS: Final = 100
+MAX_CONDITION_CHARS: Final = 20_000
 
 
 # Fields a condition may read. Record fields that carry personal data
@@ -130,6 +142,7 @@ class CompileContext:
     disclosures: Disclosures
     compiled: Compiled
     in_progress: set[str]
+    depth: int = 0  # conditions open around the one being compiled, named ones included
 
     def ref(self, value: Any, loc: Location) -> Any:
         if isinstance(value, str) and value.startswith("$"):
@@ -186,7 +199,41 @@ def condition_source(node: Any, ctx: CompileContext, where: Location | None = No
         raise ConfigError(
             f"a condition needs exactly one of: {known}; got {token(sorted(node))}", loc
         )
-    return _REGISTRY[kinds[0]](node[kinds[0]], node, ctx)
+    if ctx.depth >= MAX_CONDITION_DEPTH:
+        raise ConfigError(
+            f"conditions nest deeper than {MAX_CONDITION_DEPTH} levels (with named ones)", loc
+        )
+    ctx.depth += 1
+    try:
+        src = _REGISTRY[kinds[0]](node[kinds[0]], node, ctx)
+    finally:
+        ctx.depth -= 1
+    _check_length(len(src), loc)
+    _check_nesting(src, loc)
+    return src
+
+
+def _check_length(length: int, loc: Location) -> None:
+    if length > MAX_CONDITION_CHARS:
+        raise ConfigError(
+            f"condition grows past {MAX_CONDITION_CHARS} characters of code "
+            "(named conditions are copied where used)",
+            loc,
+        )
+
+
+def _check_nesting(src: str, loc: Location) -> None:
+    # A named condition compiled at one place is reused at deeper ones: count
+    # the parentheses of the result (it holds no string literals).
+    depth = deepest = 0
+    for char in src:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    if deepest > MAX_CONDITION_PARENS:
+        raise ConfigError(f"condition nests deeper than {MAX_CONDITION_PARENS} levels of code", loc)
 
 
 def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[str]:
@@ -199,6 +246,7 @@ def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[st
     # Compile every child even after a failure, so one pass reports every error.
     out: list[str] = []
     errors: list[ConfigError] = []
+    length = 0
     for i, child in enumerate(value):
         try:
             out.append(condition_source(child, ctx, value.loc(i)))
@@ -206,6 +254,10 @@ def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[st
             errors.append(e)
         except ConfigErrors as e:
             errors.extend(e.errors)
+        else:
+            # Checked as it grows: many children each under the limit add up.
+            length += len(out[-1])
+            _check_length(length, node.loc(key))
     if errors:
         raise ConfigErrors(errors)
     return out
@@ -232,15 +284,20 @@ def _named(value: Any, node: LDict, ctx: CompileContext) -> str:
     if not isinstance(value, str) or value not in ctx.named:
         raise ConfigError(f"unknown condition {token(value)}", loc)
     shared = ctx.compiled
+    if value in shared.broken:
+        raise ConfigError(f"condition {token(value)} has errors (see its definition)", loc)
     if value not in shared.named:
         if value in ctx.in_progress:
-            raise ConfigError(f"condition {value!r} refers to itself", loc)
+            raise ConfigError(f"condition {token(value)} refers to itself", loc)
         ctx.in_progress.add(value)
         named = ctx.named
         try:
             inner = condition_source(
                 named[value], ctx, named.loc(value) if isinstance(named, LDict) else loc
             )
+        except (ConfigError, ConfigErrors):
+            shared.broken.add(value)
+            raise
         finally:
             # Also on error: a later reference must not look like a cycle.
             ctx.in_progress.discard(value)

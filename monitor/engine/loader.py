@@ -43,6 +43,9 @@ _RULE_KEYS = {
 }  # fmt: skip
 _PACK_KEYS = {"version", "params", "lists", "conditions"}
 _DURATION_PARAMS = ("window", "group_window", "late_allowance", "allowed_lateness")
+# The rules' conditions become one function per record kind: past a few MB of
+# source, compiling it would stall start-up (about half a second per MB).
+MAX_PACK_CHARS = 1_000_000
 
 T = TypeVar("T")
 
@@ -88,6 +91,7 @@ def load_pack(
     for name in named:
         _collect(errors, _compile_named, name, named, ctx)
     rules = _load_rules(files, texts, params, ctx, errors)
+    _check_code_size(rules, errors)
     if not files:
         errors.append(ConfigError("no rule files in detections/", Location(str(directory))))
     if errors:
@@ -205,6 +209,20 @@ def _load_rules(
             seen[rule.id] = rule.location
             rules.append(rule)
     return rules
+
+
+def _check_code_size(rules: list[Rule], errors: list[ConfigError]) -> None:
+    total = 0
+    for rule in rules:
+        total += len(rule.when.src)
+        if total > MAX_PACK_CHARS:
+            errors.append(
+                ConfigError(
+                    f"with this rule, the conditions pass {MAX_PACK_CHARS} characters of code",
+                    rule.location,
+                )
+            )
+            return
 
 
 def _rule(
