@@ -8,16 +8,25 @@ does. A representative subset runs the real command line.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import time
 from pathlib import Path
 
+import maxminddb
 import pytest
 
-from monitor.errors import ConfigError, ConfigErrors
+from monitor.errors import ConfigError, ConfigErrors, GeoIPDatabaseError
+from monitor.geoip import GeoIP
 from monitor.runtime import load_config
 from monitor.settings import Settings, default_rules_dir
 from monitor.yamlfile import MAX_FILE_BYTES, MAX_NODES
+from tests.geoip_build import (
+    TEST_NETWORKS,
+    build_asn_db,
+    build_country_db,
+    build_flat_country_db,
+)
 
 RULES = default_rules_dir()
 
@@ -323,3 +332,73 @@ def test_pack_whose_conditions_add_up_past_the_limit(
     errors = errors_of(copy_pack(tmp_path))
     assert len(errors) == 1 and "characters of code" in errors[0].message
     assert errors[0].location is not None and errors[0].location.line == 1
+
+
+def _damaged_copies(good: Path, tmp_path: Path) -> dict[str, Path]:
+    """Copies of a test database: cut short, or with garbage over its tree or its records.
+
+    The metadata sits at the end of the file (after a marker); garbage before it
+    leaves a file that opens, and fails at its first lookup."""
+    data = good.read_bytes()
+    meta = data.rfind(b"\xab\xcd\xefMaxMind.com")
+    noise = random.Random(8).randbytes(meta)
+    copies = {
+        "truncated": data[: len(data) // 2],
+        "garbage": noise + data[meta:],
+        "zeroed_tree": bytes(meta // 2) + data[meta // 2 :],
+        "garbage_records": data[: meta // 2] + noise[meta // 2 :] + data[meta:],
+    }
+    out = {}
+    for name, content in copies.items():
+        out[name] = tmp_path / f"{name}-{good.name}"
+        out[name].write_bytes(content)
+    return out
+
+
+@pytest.fixture(scope="module")
+def geo_dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("geo")
+    return {
+        "geolite2": build_country_db(d / "country.mmdb", TEST_NETWORKS),
+        "flat": build_flat_country_db(d / "flat.mmdb", TEST_NETWORKS),
+        "asn": build_asn_db(d / "asn.mmdb", {"8.8.8.0/24": (15169, "Google LLC")}),
+    }
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "zeroed_tree", "garbage_records"])
+@pytest.mark.parametrize("layout", ["geolite2", "flat"])
+def test_damaged_country_database_is_refused_at_open(
+    tmp_path: Path, geo_dbs: dict[str, Path], layout: str, damage: str
+) -> None:
+    bad = _damaged_copies(geo_dbs[layout], tmp_path)[damage]
+    with pytest.raises(GeoIPDatabaseError) as err:
+        GeoIP.open(bad)
+    assert str(bad) in str(err.value) and "xborder geoip fetch" in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "garbage_records"])
+def test_damaged_asn_database_is_refused_at_open(
+    tmp_path: Path, geo_dbs: dict[str, Path], damage: str
+) -> None:
+    bad = _damaged_copies(geo_dbs["asn"], tmp_path)[damage]
+    with pytest.raises(GeoIPDatabaseError, match="ASN database is corrupt") as err:
+        GeoIP.open(geo_dbs["geolite2"], bad)
+    assert str(bad) in str(err.value)
+
+
+def test_lookup_in_a_damaged_part_is_a_miss_not_a_crash(
+    geo_dbs: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Damage the start-up probe did not reach: the address is unknown, the error logged once."""
+    with GeoIP.open(geo_dbs["geolite2"], geo_dbs["asn"]) as geo:
+
+        def damaged(_addr: object) -> None:
+            raise maxminddb.InvalidDatabaseError("The MaxMind DB file's search tree is corrupt")
+
+        geo._country_source.lookup = damaged  # type: ignore[method-assign,assignment]
+        geo._asn_source.lookup = damaged  # type: ignore[method-assign,union-attr]
+        assert geo.country("47.92.1.1") is None and geo.country("8.219.1.1") is None
+        assert geo.asn("8.8.8.8") is None
+        assert geo.misses == 2
+    damaged_logs = [r for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(damaged_logs) == 1 and str(geo_dbs["geolite2"]) in damaged_logs[0].getMessage()
