@@ -263,8 +263,9 @@ class _Loader(
         try:
             return super().construct_object(node, deep=deep)
         except (ValueError, OverflowError) as e:
+            shown = token(node.value) if isinstance(node, yaml.ScalarNode) else node.tag
             raise self.fail(
-                f"cannot read value {token(node.value)}: {type(e).__name__}", node.start_mark
+                f"cannot read value {shown}: {type(e).__name__}", node.start_mark
             ) from None
 
 
