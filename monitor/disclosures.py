@@ -8,7 +8,7 @@ from pathlib import Path
 
 from monitor.countries import ISO_ALPHA2
 from monitor.errors import ConfigError, ConfigErrors, Location
-from monitor.yamlfile import LDict, LList, load_yaml
+from monitor.yamlfile import LDict, LList, is_scalar, kind_of, load_yaml, strings_at, token
 
 __all__ = [
     "Disclosure",
@@ -46,23 +46,27 @@ class Disclosures:
         return found.get(platform, frozenset())
 
 
+def _allowed_roots(path: Path) -> tuple[Path]:
+    # The folder the file is configured in: a link from there to elsewhere (a
+    # secret, a device) is refused.
+    return (path.parent,)
+
+
 def _country(value: object, loc: Location, errors: list[ConfigError]) -> str:
     if not isinstance(value, str) or value not in ISO_ALPHA2:
         errors.append(
-            ConfigError(f"country must be an ISO 3166-1 alpha-2 code, got {value!r}", loc)
+            ConfigError(f"country must be an ISO 3166-1 alpha-2 code, got {token(value)}", loc)
         )
         return ""
     return value
 
 
 def load_disclosures(path: Path) -> Disclosures:
-    doc = load_yaml(path)
+    doc = load_yaml(path, _allowed_roots(path))
     if doc is None:
         return Disclosures({})
     if not isinstance(doc, LDict):
-        raise ConfigError(
-            "disclosures must be a mapping of platform to a list", Location(str(path))
-        )
+        raise ConfigError("disclosures must be a mapping of platform to a list", doc.loc())
     errors: list[ConfigError] = []
     out: dict[str, tuple[Disclosure, ...]] = {}
     for platform, entries in doc.items():
@@ -70,25 +74,30 @@ def load_disclosures(path: Path) -> Disclosures:
             out[platform] = ()
             continue
         if not isinstance(entries, LList):
-            errors.append(ConfigError(f"{platform}: expected a list", doc.loc(platform)))
+            errors.append(
+                ConfigError(
+                    f"{token(platform)}: expected a list, got {kind_of(entries)}", doc.loc(platform)
+                )
+            )
             continue
         items: list[Disclosure] = []
         for i, entry in enumerate(entries):
             if not isinstance(entry, LDict) or "country" not in entry:
-                errors.append(ConfigError(f"{platform}: entry needs 'country'", entries.loc(i)))
+                errors.append(
+                    ConfigError(f"{token(platform)}: entry needs 'country'", entries.loc(i))
+                )
                 continue
             unknown = set(entry) - {"country", "recipient", "items", "purpose", "retention"}
             if unknown:
-                errors.append(ConfigError(f"unknown keys {sorted(unknown)}", entry.loc()))
+                errors.append(ConfigError(f"unknown keys {token(sorted(unknown))}", entry.loc()))
             country = _country(entry["country"], entry.loc("country"), errors)
-            raw_items = entry.get("items") or []
             items.append(
                 Disclosure(
                     country=country,
-                    recipient=_opt_str(entry.get("recipient")),
-                    items=tuple(str(x) for x in raw_items),
-                    purpose=_opt_str(entry.get("purpose")),
-                    retention=_opt_str(entry.get("retention")),
+                    recipient=_opt_str(entry, "recipient", errors),
+                    items=strings_at(entry, "items", errors) or (),
+                    purpose=_opt_str(entry, "purpose", errors),
+                    retention=_opt_str(entry, "retention", errors),
                 )
             )
         out[platform] = tuple(items)
@@ -97,8 +106,13 @@ def load_disclosures(path: Path) -> Disclosures:
     return Disclosures(out)
 
 
-def _opt_str(v: object) -> str | None:
-    return None if v is None else str(v)
+def _opt_str(entry: LDict, key: str, errors: list[ConfigError]) -> str | None:
+    """A free-text field: a string (or a number, as `retention: 5`), or absent."""
+    value = entry.get(key)
+    if not is_scalar(value):
+        errors.append(ConfigError(f"'{key}' must be text, got {kind_of(value)}", entry.loc(key)))
+        return None
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)
@@ -122,11 +136,11 @@ class EndpointRegistry:
 
 
 def load_endpoints(path: Path) -> EndpointRegistry:
-    doc = load_yaml(path)
+    doc = load_yaml(path, _allowed_roots(path))
     if doc is None:
         return EndpointRegistry({}, ())
     if not isinstance(doc, LList):
-        raise ConfigError("endpoint registry must be a list", Location(str(path)))
+        raise ConfigError("endpoint registry must be a list", doc.loc())
     errors: list[ConfigError] = []
     hosts: dict[str, str] = {}
     suffixes: dict[str, str] = {}
@@ -148,7 +162,7 @@ def load_endpoints(path: Path) -> EndpointRegistry:
         target = hosts if kind == "host" else suffixes
         key = name.lower().rstrip(".")
         if key in target:
-            errors.append(ConfigError(f"duplicate {kind} {name!r}", entry.loc(kind)))
+            errors.append(ConfigError(f"duplicate {kind} {token(name)}", entry.loc(kind)))
         target[key] = country
     if errors:
         raise ConfigErrors(errors)

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import geoip2.database
 import geoip2.errors
@@ -37,6 +39,9 @@ __all__ = [
     "GeoIP",
     "sample_networks",
 ]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 FETCH_HINT = (
     "run `xborder geoip fetch` (downloads a free country database from npm packages: "
@@ -143,12 +148,6 @@ def _open_reader(path: Path, role: str, hint: str) -> maxminddb.Reader:
         ) from exc
 
 
-def _first_record(reader: maxminddb.Reader) -> object:
-    for _network, record in reader:
-        return record
-    return None
-
-
 @dataclass(frozen=True)
 class _Database:
     path: Path
@@ -232,52 +231,109 @@ class _AsnSource:
             self._raw.close()
 
 
-def _country_source(path: Path) -> tuple[_CountrySource, _Database]:
-    reader = _open_reader(path, "country", FETCH_HINT)
+# Looked up at start-up, with the first records of the tree: a damaged file
+# opens fine (only its metadata is read then) and fails at its first lookup,
+# which would stop the stream. These addresses are public resolvers, in any
+# database that covers the public address space.
+_PROBE_ADDRESSES: dict[int, tuple[_Address, ...]] = {
+    4: (ipaddress.IPv4Address("1.1.1.1"), ipaddress.IPv4Address("8.8.8.8")),
+    6: (
+        ipaddress.IPv4Address("1.1.1.1"),
+        ipaddress.IPv4Address("8.8.8.8"),
+        ipaddress.IPv6Address("2606:4700:4700::1111"),
+    ),
+}
+_PROBE_RECORDS = 1000
+
+
+def _corrupt(role: str, path: Path, exc: BaseException, hint: str) -> GeoIPDatabaseError:
+    detail = f"{type(exc).__name__}: {exc}"[:160]
+    return GeoIPDatabaseError(f"GeoIP {role} database is corrupt: {path} ({detail}); {hint}")
+
+
+def _probe_file(path: Path, ip_version: int) -> object:
+    """Sample lookups and the first records of the tree; returns the first record.
+
+    Through maxminddb's pure-Python reader: on a damaged tree the C extension's
+    iterator can abort the process (a heap error, not an exception)."""
+    with maxminddb.open_database(str(path), maxminddb.MODE_MMAP) as reader:
+        for addr in _PROBE_ADDRESSES.get(ip_version, _PROBE_ADDRESSES[4]):
+            reader.get(addr)
+        records = (record for _, (_net, record) in zip(range(_PROBE_RECORDS), reader, strict=False))
+        first = next(records, None)
+        for _ in records:
+            pass
+        return first
+
+
+def _probe_source(
+    source: _CountrySource | _AsnSource, ip_version: int, role: str, path: Path, hint: str
+) -> None:
+    """The sample lookups again through the source, which decodes records into its models."""
+    try:
+        for addr in _PROBE_ADDRESSES.get(ip_version, _PROBE_ADDRESSES[4]):
+            source.lookup(addr)
+    # A damaged file raises whatever its bytes lead the decoder to (InvalidDatabaseError,
+    # ValueError, TypeError, IndexError, UnicodeDecodeError...): all mean the same.
+    except Exception as exc:
+        source.close()
+        raise _corrupt(role, path, exc, hint) from exc
+
+
+def _open_probed(path: Path, role: str, hint: str) -> tuple[maxminddb.Reader, _Database, object]:
+    """The reader (C extension when installed), the database's metadata and first record."""
+    reader = _open_reader(path, role, hint)
     try:
         meta = reader.metadata()
         info = _Database(path, meta.database_type, _build_date(meta.build_epoch), meta.ip_version)
-        for marker, method in _GEOIP2_COUNTRY_METHODS:
-            if marker in meta.database_type:
-                reader.close()
-                return _Geoip2Country(path, method), info
-        if _record_country(_first_record(reader)) is not None:
-            return _RecordCountry(reader), info
-    except GeoIPDatabaseError:
+        first = _probe_file(path, meta.ip_version)
+    except Exception as exc:  # as in _probe_source
         reader.close()
-        raise
-    except (maxminddb.InvalidDatabaseError, OSError, ValueError) as exc:
+        raise _corrupt(role, path, exc, hint) from exc
+    return reader, info, first
+
+
+def _country_reader(
+    path: Path, reader: maxminddb.Reader, database_type: str, first: object
+) -> _CountrySource | None:
+    for marker, method in _GEOIP2_COUNTRY_METHODS:
+        if marker in database_type:
+            reader.close()
+            return _Geoip2Country(path, method)
+    if _record_country(first) is not None:
+        return _RecordCountry(reader)
+    return None
+
+
+def _country_source(path: Path) -> tuple[_CountrySource, _Database]:
+    reader, info, first = _open_probed(path, "country", FETCH_HINT)
+    source = _country_reader(path, reader, info.database_type, first)
+    if source is None:
         reader.close()
         raise GeoIPDatabaseError(
-            f"GeoIP country database is corrupt: {path} ({exc}); {FETCH_HINT}"
-        ) from exc
-    reader.close()
-    raise GeoIPDatabaseError(
-        f"GeoIP country database {path} (database_type {info.database_type!r}) holds no "
-        f"country records; {FETCH_HINT}"
-    )
+            f"GeoIP country database {path} (database_type {info.database_type!r}) holds no "
+            f"country records; {FETCH_HINT}"
+        )
+    _probe_source(source, info.ip_version, "country", path, FETCH_HINT)
+    return source, info
 
 
 def _asn_source(path: Path) -> tuple[_AsnSource, _Database]:
-    reader = _open_reader(path, "ASN", _ASN_HINT)
-    meta = reader.metadata()
-    info = _Database(path, meta.database_type, _build_date(meta.build_epoch), meta.ip_version)
+    reader, info, first = _open_probed(path, "ASN", _ASN_HINT)
     # geoip2's asn() only accepts a database_type naming "GeoLite2-ASN"; other
     # ASN databases with the same keys are read as plain records.
-    if "GeoLite2-ASN" in meta.database_type:
-        return _AsnSource(path, reader, use_geoip2=True), info
-    try:
-        first = _first_record(reader)
-    except (maxminddb.InvalidDatabaseError, ValueError) as exc:
-        reader.close()
-        raise GeoIPDatabaseError(f"GeoIP ASN database is corrupt: {path} ({exc})") from exc
-    if _record_asn(first) is None:
+    if "GeoLite2-ASN" in info.database_type:
+        source = _AsnSource(path, reader, use_geoip2=True)
+    elif _record_asn(first) is None:
         reader.close()
         raise GeoIPDatabaseError(
-            f"GeoIP ASN database {path} (database_type {meta.database_type!r}) holds no "
+            f"GeoIP ASN database {path} (database_type {info.database_type!r}) holds no "
             f"autonomous_system_number records; {_ASN_HINT}"
         )
-    return _AsnSource(path, reader, use_geoip2=False), info
+    else:
+        source = _AsnSource(path, reader, use_geoip2=False)
+    _probe_source(source, info.ip_version, "ASN", path, _ASN_HINT)
+    return source, info
 
 
 class GeoIP:
@@ -304,6 +360,7 @@ class GeoIP:
         self._asn_info = asn_info
         self._lookups = 0
         self._misses = 0
+        self._damage_logged = False
         # Bound per instance so that closing or dropping one GeoIP frees its
         # cache, and two databases never share answers.
         self._country_cached = functools.lru_cache(maxsize=cache_size)(self._country_uncached)
@@ -332,14 +389,39 @@ class GeoIP:
         return cls(country, country_info, asn, asn_info, cache_size=cache_size)
 
     def _country_uncached(self, ip: str) -> str | None:
-        addr = _parse_public(ip)
-        return None if addr is None else self._country_source.lookup(addr)
+        return self._lookup(self._country_source.lookup, self.path, ip)
 
     def _asn_uncached(self, ip: str) -> tuple[int, str] | None:
         if self._asn_source is None:
             return None
+        return self._lookup(self._asn_source.lookup, self.asn_path, ip)
+
+    def _lookup(self, lookup: Callable[[_Address], _T], path: Path | None, ip: str) -> _T | None:
         addr = _parse_public(ip)
-        return None if addr is None else self._asn_source.lookup(addr)
+        if addr is None:
+            return None
+        try:
+            return lookup(addr)
+        except Exception as exc:  # see _damaged
+            self._damaged(path, exc)
+            return None
+
+    def _damaged(self, path: Path | None, exc: Exception) -> None:
+        """A lookup reached a damaged part of the file, past the start-up probe.
+
+        The address counts as unknown (a miss) instead of stopping the stream;
+        the first such error is logged, with the database to replace.
+        """
+        if not self._damage_logged:
+            self._damage_logged = True
+            log.error(
+                "GeoIP database %s is damaged (%s: %s); its damaged parts resolve to no "
+                "country. Replace it: %s",
+                path,
+                type(exc).__name__,
+                str(exc)[:160],
+                FETCH_HINT,
+            )
 
     def country(self, ip: str) -> str | None:
         """Upper-case ISO 3166-1 alpha-2 code, or None (unknown, private or malformed)."""

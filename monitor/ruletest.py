@@ -30,7 +30,11 @@ def run_example(
 ) -> ExampleResult:
     detector = LocalDetector(pack, Resolver(StaticLookup(ex.geoip), endpoints))
     for i, raw in enumerate(ex.records):
-        got = decode_line(orjson.dumps(raw), {"file": str(ex.location), "line": i + 1})
+        try:
+            line = orjson.dumps(raw)
+        except orjson.JSONEncodeError as e:  # e.g. an integer past 64 bits
+            return ExampleResult(rule, ex, False, f"record {i + 1} is not JSON: {e}")
+        got = decode_line(line, {"file": str(ex.location), "line": i + 1})
         if isinstance(got, DeadLetter) or got is None:
             reason = got.reason if got is not None else "blank"
             return ExampleResult(rule, ex, False, f"record {i + 1} is invalid: {reason}")

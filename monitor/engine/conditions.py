@@ -40,7 +40,7 @@ from typing import Any, Final, Protocol, cast
 from monitor.disclosures import Disclosures
 from monitor.errors import ConfigError, ConfigErrors, Location
 from monitor.resolve import Flow
-from monitor.yamlfile import LDict, LList, location_of
+from monitor.yamlfile import LDict, LList, is_scalar, kind_of, location_of, token
 
 __all__ = [
     "FIELD_NAMES",
@@ -67,6 +67,9 @@ class Compiled:
     def __init__(self) -> None:
         self.namespace: dict[str, Any] = {"categories_under": categories_under}
         self.named: dict[str, str] = {}  # name -> expression (memoised in a local)
+        # Named conditions that failed to compile: compiling them again at every
+        # use would repeat their errors, and take 2**n tries for a chain of n.
+        self.broken: set[str] = set()
 
     def constant(self, value: Any) -> str:
         name = f"_k{len(self.namespace)}"
@@ -94,6 +97,15 @@ class Compiled:
 
 
 _MEMO: Final = re.compile(r"\b_n[0-9]+\b")
+
+# Named conditions are inlined where used, so a few lines of YAML can nest or
+# repeat them into an expression of any depth or length: a chain of 400 `not`s
+# or of conditions each using the previous one twice (2**40 characters). These
+# bound what one condition may become; Python refuses more than 200 nested
+# parentheses, and the bundled pack's longest condition is under 400 characters.
+MAX_CONDITION_DEPTH: Final = 32
+MAX_CONDITION_PARENS: Final = 100
+MAX_CONDITION_CHARS: Final = 20_000
 
 
 # Fields a condition may read. Record fields that carry personal data
@@ -130,23 +142,29 @@ class CompileContext:
     disclosures: Disclosures
     compiled: Compiled
     in_progress: set[str]
+    depth: int = 0  # conditions open around the one being compiled, named ones included
 
     def ref(self, value: Any, loc: Location) -> Any:
         if isinstance(value, str) and value.startswith("$"):
             key = value[1:]
             if key not in self.params:
-                raise ConfigError(f"unknown parameter {value!r}", loc)
+                raise ConfigError(f"unknown parameter {token(value)}", loc)
             return self.params[key]
         return value
 
     def ref_list(self, value: Any, loc: Location) -> list[Any]:
+        """A list of values, `$name` items expanded (a list parameter joins its items)."""
         value = self.ref(value, loc)
         if not isinstance(value, list):
-            raise ConfigError(f"expected a list, got {value!r}", loc)
+            raise ConfigError(f"expected a list, got {kind_of(value)}", loc)
         out: list[Any] = []
         for item in value:
             item = self.ref(item, loc)
             out.extend(item if isinstance(item, list) else [item])
+        for item in out:
+            # Members are compared and hashed: a mapping or list has no place here.
+            if not is_scalar(item):
+                raise ConfigError(f"expected a list of values, got {kind_of(item)} in it", loc)
         return out
 
 
@@ -162,20 +180,60 @@ def _register(name: str) -> Callable[[Compiler], Compiler]:
     return deco
 
 
-def compile_condition(node: Any, ctx: CompileContext) -> Predicate:
-    return ctx.compiled.predicate(condition_source(node, ctx))
+def compile_condition(node: Any, ctx: CompileContext, where: Location | None = None) -> Predicate:
+    """`where`: the place of the node's key, named when the node is a scalar (which has no line)."""
+    return ctx.compiled.predicate(condition_source(node, ctx, where))
 
 
-def condition_source(node: Any, ctx: CompileContext) -> str:
+def condition_source(node: Any, ctx: CompileContext, where: Location | None = None) -> str:
     """The expression of a condition node (see the module docstring)."""
-    loc = location_of(node, ctx.file)
+    loc = location_of(node, ctx.file, where)
     if not isinstance(node, LDict) or not node:
-        raise ConfigError("a condition must be a mapping such as {field: ..., eq: ...}", loc)
+        raise ConfigError(
+            f"a condition must be a mapping such as {{field: ..., eq: ...}}, got {kind_of(node)}",
+            loc,
+        )
     kinds = [k for k in node if k in _REGISTRY]
     if len(kinds) != 1:
         known = ", ".join(sorted(_REGISTRY))
-        raise ConfigError(f"a condition needs exactly one of: {known}; got {sorted(node)}", loc)
-    return _REGISTRY[kinds[0]](node[kinds[0]], node, ctx)
+        raise ConfigError(
+            f"a condition needs exactly one of: {known}; got {token(sorted(node))}", loc
+        )
+    if ctx.depth >= MAX_CONDITION_DEPTH:
+        raise ConfigError(
+            f"conditions nest deeper than {MAX_CONDITION_DEPTH} levels (with named ones)", loc
+        )
+    ctx.depth += 1
+    try:
+        src = _REGISTRY[kinds[0]](node[kinds[0]], node, ctx)
+    finally:
+        ctx.depth -= 1
+    _check_length(len(src), loc)
+    _check_nesting(src, loc)
+    return src
+
+
+def _check_length(length: int, loc: Location) -> None:
+    if length > MAX_CONDITION_CHARS:
+        raise ConfigError(
+            f"condition grows past {MAX_CONDITION_CHARS} characters of code "
+            "(named conditions are copied where used)",
+            loc,
+        )
+
+
+def _check_nesting(src: str, loc: Location) -> None:
+    # A named condition compiled at one place is reused at deeper ones: count
+    # the parentheses of the result (it holds no string literals).
+    depth = deepest = 0
+    for char in src:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    if deepest > MAX_CONDITION_PARENS:
+        raise ConfigError(f"condition nests deeper than {MAX_CONDITION_PARENS} levels of code", loc)
 
 
 def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[str]:
@@ -188,13 +246,18 @@ def _children(value: Any, node: LDict, key: str, ctx: CompileContext) -> list[st
     # Compile every child even after a failure, so one pass reports every error.
     out: list[str] = []
     errors: list[ConfigError] = []
-    for child in value:
+    length = 0
+    for i, child in enumerate(value):
         try:
-            out.append(condition_source(child, ctx))
+            out.append(condition_source(child, ctx, value.loc(i)))
         except ConfigError as e:
             errors.append(e)
         except ConfigErrors as e:
             errors.extend(e.errors)
+        else:
+            # Checked as it grows: many children each under the limit add up.
+            length += len(out[-1])
+            _check_length(length, node.loc(key))
     if errors:
         raise ConfigErrors(errors)
     return out
@@ -212,21 +275,32 @@ def _any(value: Any, node: LDict, ctx: CompileContext) -> str:
 
 @_register("not")
 def _not(value: Any, node: LDict, ctx: CompileContext) -> str:
-    return f"(not {condition_source(value, ctx)})"
+    return f"(not {condition_source(value, ctx, node.loc('not'))})"
 
 
 @_register("condition")
 def _named(value: Any, node: LDict, ctx: CompileContext) -> str:
     loc = node.loc("condition")
     if not isinstance(value, str) or value not in ctx.named:
-        raise ConfigError(f"unknown condition {value!r}", loc)
+        raise ConfigError(f"unknown condition {token(value)}", loc)
     shared = ctx.compiled
+    if value in shared.broken:
+        raise ConfigError(f"condition {token(value)} has errors (see its definition)", loc)
     if value not in shared.named:
         if value in ctx.in_progress:
-            raise ConfigError(f"condition {value!r} refers to itself", loc)
+            raise ConfigError(f"condition {token(value)} refers to itself", loc)
         ctx.in_progress.add(value)
-        inner = condition_source(ctx.named[value], ctx)
-        ctx.in_progress.discard(value)
+        named = ctx.named
+        try:
+            inner = condition_source(
+                named[value], ctx, named.loc(value) if isinstance(named, LDict) else loc
+            )
+        except (ConfigError, ConfigErrors):
+            shared.broken.add(value)
+            raise
+        finally:
+            # Also on error: a later reference must not look like a cycle.
+            ctx.in_progress.discard(value)
         var = f"_n{len(shared.named)}"
         shared.named[value] = f"({var} if {var} is not None else ({var} := {inner}))"
     return shared.named[value]
@@ -247,8 +321,9 @@ _COMPARE: Final[dict[str, str]] = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=
 @_register("field")
 def _field(name: Any, node: LDict, ctx: CompileContext) -> str:
     loc = node.loc("field")
-    if name not in FIELD_NAMES:
-        raise ConfigError(f"unknown field {name!r}; known: {', '.join(sorted(FIELD_NAMES))}", loc)
+    if not isinstance(name, str) or name not in FIELD_NAMES:
+        known = ", ".join(sorted(FIELD_NAMES))
+        raise ConfigError(f"unknown field {token(name)}; known: {known}", loc)
     ops = [k for k in node if k != "field"]
     if len(ops) != 1 or ops[0] not in _OPS:
         raise ConfigError(f"field condition needs exactly one operator of {', '.join(_OPS)}", loc)
@@ -280,9 +355,11 @@ def _field(name: Any, node: LDict, ctx: CompileContext) -> str:
     if op in ("eq", "ne"):
         if is_tuple:
             raise ConfigError(f"use 'in' or 'under' on list field {name!r}", oloc)
+        if not is_scalar(value):
+            raise ConfigError(f"'{op}' takes one value, got {kind_of(value)}", oloc)
         return f"({get} {'==' if op == 'eq' else '!='} {const(value)})"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"'{op}' takes a number, got {value!r}", oloc)
+        raise ConfigError(f"'{op}' takes a number, got {token(value)}", oloc)
     return (
         f"({get} is not None and type({get}) is not tuple and {get} {_COMPARE[op]} {const(value)})"
     )

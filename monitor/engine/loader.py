@@ -12,16 +12,27 @@ naming its file and line.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from monitor.countries import ISO_ALPHA2
 from monitor.disclosures import Disclosures
 from monitor.engine.conditions import CompileContext, Compiled, Predicate, compile_condition
 from monitor.engine.model import GROUP_FIELDS, SEVERITIES, Example, Rule, RulePack, parse_duration
 from monitor.engine.ruletypes import REGISTRY, OnwardRule, RuleType
 from monitor.errors import ConfigError, ConfigErrors, Location
-from monitor.yamlfile import LDict, LList, load_yaml
+from monitor.yamlfile import (
+    LDict,
+    LList,
+    is_scalar,
+    kind_of,
+    mapping_at,
+    parse_yaml,
+    read_config_file,
+    strings_at,
+    token,
+)
 
 __all__ = ["load_pack"]
 
@@ -32,6 +43,11 @@ _RULE_KEYS = {
 }  # fmt: skip
 _PACK_KEYS = {"version", "params", "lists", "conditions"}
 _DURATION_PARAMS = ("window", "group_window", "late_allowance", "allowed_lateness")
+# The rules' conditions become one function per record kind: past a few MB of
+# source, compiling it would stall start-up (about half a second per MB).
+MAX_PACK_CHARS = 1_000_000
+
+T = TypeVar("T")
 
 
 def _rule_files(directory: Path) -> list[Path]:
@@ -52,66 +68,105 @@ def load_pack(
     pack_file = directory / "pack.yaml"
     if not directory.is_dir():
         raise ConfigError("rules directory not found", Location(str(directory)))
-    head = load_yaml(pack_file)
-    if not isinstance(head, LDict):
-        raise ConfigError("pack.yaml must be a mapping", Location(str(pack_file)))
-    errors: list[ConfigError] = []
-    for key in set(head) - _PACK_KEYS:
-        errors.append(ConfigError(f"unknown key {key!r}", head.loc(key)))
-    params: dict[str, Any] = dict(head.get("params") or {})
-    params.update(overrides or {})
-    lists: LDict = head.get("lists") or LDict()
-    for name, values in lists.items():
-        if not isinstance(values, list):
-            errors.append(ConfigError(f"list {name!r} must be a list", lists.loc(name)))
-        params.setdefault(name, values)
-    named: LDict = head.get("conditions") or LDict()
     files = _rule_files(directory)
+    errors: list[ConfigError] = []
+    # Each file is read once, through the checks of read_config_file, for both
+    # the version digest and the parse: reading it twice could see two files.
+    texts = {pack_file: read_config_file(pack_file, (directory,))}
+    for path in files:
+        read = _collect(errors, read_config_file, path, (directory,))
+        if read is not None:
+            texts[path] = read
     digest = hashlib.sha256()
-    for path in [pack_file, *files]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path, data in texts.items():
+        digest.update(path.name.encode() + b"\0" + data)
+    head = parse_yaml(texts[pack_file], str(pack_file))
+    if not isinstance(head, LDict):
+        where = head.loc() if isinstance(head, LList) else Location(str(pack_file), 1)
+        raise ConfigError("pack.yaml must be a mapping", where)
+    params, named = _pack_head(head, overrides, errors)
     version = f"{head.get('version', '0')}+{digest.hexdigest()[:12]}"
 
     ctx = CompileContext(str(pack_file), params, named, disclosures, Compiled(), set())
     for name in named:
-        try:
-            _compile_named(name, named, ctx)
-        except ConfigError as e:
-            errors.append(e)
-        except ConfigErrors as e:
-            errors.extend(e.errors)
-
-    rules: list[Rule] = []
-    seen: dict[str, Location] = {}
-    for path in files:
-        try:
-            doc = load_yaml(path)
-        except ConfigError as e:
-            errors.append(e)
-        except ConfigErrors as e:
-            errors.extend(e.errors)
-            continue
-        entries = doc if isinstance(doc, LList) else [doc]
-        for entry in entries:
-            try:
-                rule = _rule(entry, path, params, ctx)
-            except ConfigErrors as e:
-                errors.extend(e.errors)
-                continue
-            if rule.id in seen:
-                errors.append(
-                    ConfigError(
-                        f"duplicate rule id {rule.id!r} (first at {seen[rule.id]})", rule.location
-                    )
-                )
-                continue
-            seen[rule.id] = rule.location
-            rules.append(rule)
+        _collect(errors, _compile_named, name, named, ctx)
+    rules = _load_rules(files, texts, params, ctx, errors)
+    _check_code_size(rules, errors)
     if not files:
         errors.append(ConfigError("no rule files in detections/", Location(str(directory))))
     if errors:
-        raise ConfigErrors(errors)
+        # A broken named condition is met again by every rule that uses it.
+        raise ConfigErrors(list({str(e): e for e in errors}.values()))
     return RulePack(version=version, params=params, rules=tuple(rules), conditions=ctx.compiled)
+
+
+def _collect(errors: list[ConfigError], fn: Callable[..., T], *args: Any) -> T | None:
+    """fn(*args), its ConfigError(s) added to `errors` (and None returned) instead of raised."""
+    try:
+        return fn(*args)
+    except ConfigError as e:
+        errors.append(e)
+    except ConfigErrors as e:
+        errors.extend(e.errors)
+    return None
+
+
+def _pack_head(
+    head: LDict, overrides: Mapping[str, Any] | None, errors: list[ConfigError]
+) -> tuple[dict[str, Any], LDict]:
+    """The params (pack params, overrides, then lists) and the named conditions of pack.yaml."""
+    for key in set(head) - _PACK_KEYS:
+        errors.append(ConfigError(f"unknown key {token(key)}", head.loc(key)))
+    version = head.get("version")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, (str, int, float))
+    ):
+        errors.append(
+            ConfigError(f"'version' must be a string, got {kind_of(version)}", head.loc("version"))
+        )
+    params = _params(mapping_at(head, "params", errors), errors)
+    params.update(overrides or {})
+    lists = mapping_at(head, "lists", errors)
+    for name, values in lists.items():
+        if not isinstance(values, LList):
+            errors.append(
+                ConfigError(
+                    f"list {token(name)} must be a list, got {kind_of(values)}", lists.loc(name)
+                )
+            )
+            continue
+        for i, value in enumerate(values):
+            if not is_scalar(value):
+                errors.append(
+                    ConfigError(
+                        f"list {token(name)} holds {kind_of(value)}; lists hold values",
+                        values.loc(i),
+                    )
+                )
+        params.setdefault(name, values)
+    return params, mapping_at(head, "conditions", errors)
+
+
+def _params(raw: LDict, errors: list[ConfigError]) -> dict[str, Any]:
+    """Params as rules read them: durations in milliseconds, the home region checked."""
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in _DURATION_PARAMS:
+            ms = parse_duration(value)
+            if ms is None:
+                errors.append(
+                    ConfigError(f"{name}: not a duration like 30d, 1h, 10m", raw.loc(name))
+                )
+            value = ms
+        elif name == "home_region" and (not isinstance(value, str) or value not in ISO_ALPHA2):
+            errors.append(
+                ConfigError(
+                    f"home_region must be an ISO 3166-1 alpha-2 code, got {token(value)}",
+                    raw.loc(name),
+                )
+            )
+        out[name] = value
+    return out
 
 
 def _compile_named(name: str, named: LDict, ctx: CompileContext) -> Predicate:
@@ -120,45 +175,96 @@ def _compile_named(name: str, named: LDict, ctx: CompileContext) -> Predicate:
     return compile_condition(node, ctx)
 
 
-def _rule(entry: Any, path: Path, pack_params: Mapping[str, Any], pctx: CompileContext) -> Rule:
+def _load_rules(
+    files: list[Path],
+    texts: Mapping[Path, bytes],
+    params: Mapping[str, Any],
+    ctx: CompileContext,
+    errors: list[ConfigError],
+) -> list[Rule]:
+    rules: list[Rule] = []
+    seen: dict[str, Location] = {}
+    for path in files:
+        if path not in texts:
+            continue  # its read error is collected already
+        try:
+            doc = parse_yaml(texts[path], str(path))
+        except ConfigError as e:
+            errors.append(e)
+            continue  # a file that does not parse has no rules
+        entries = doc if isinstance(doc, LList) else [doc]
+        for index, entry in enumerate(entries):
+            where = doc.loc(index) if isinstance(doc, LList) else Location(str(path), 1)
+            rule = _collect(errors, _rule, entry, path, params, ctx, where)
+            if rule is None:
+                continue
+            if rule.id in seen:
+                errors.append(
+                    ConfigError(
+                        f"duplicate rule id {token(rule.id)} (first at {seen[rule.id]})",
+                        rule.location,
+                    )
+                )
+                continue
+            seen[rule.id] = rule.location
+            rules.append(rule)
+    return rules
+
+
+def _check_code_size(rules: list[Rule], errors: list[ConfigError]) -> None:
+    total = 0
+    for rule in rules:
+        total += len(rule.when.src)
+        if total > MAX_PACK_CHARS:
+            errors.append(
+                ConfigError(
+                    f"with this rule, the conditions pass {MAX_PACK_CHARS} characters of code",
+                    rule.location,
+                )
+            )
+            return
+
+
+def _rule(
+    entry: Any, path: Path, pack_params: Mapping[str, Any], pctx: CompileContext, where: Location
+) -> Rule:
     file = str(path)
     if not isinstance(entry, LDict):
-        raise ConfigErrors([ConfigError("a rule must be a mapping", Location(file))])
+        raise ConfigErrors([ConfigError(f"a rule must be a mapping, got {kind_of(entry)}", where)])
     errors: list[ConfigError] = []
 
-    def need(key: str, kind: type | tuple[type, ...]) -> Any:
+    def need(key: str) -> str | None:
         if key not in entry:
             errors.append(ConfigError(f"rule needs '{key}'", entry.loc()))
             return None
-        if not isinstance(entry[key], kind):
-            errors.append(ConfigError(f"'{key}' has the wrong type", entry.loc(key)))
+        if not isinstance(entry[key], str):
+            errors.append(
+                ConfigError(f"'{key}' must be a string, got {kind_of(entry[key])}", entry.loc(key))
+            )
             return None
-        return entry[key]
+        return str(entry[key])
 
     for key in set(entry) - _RULE_KEYS:
-        errors.append(ConfigError(f"unknown key {key!r}", entry.loc(key)))
-    rule_id = need("id", str) or "?"
-    title = need("title", str) or ""
-    severity = need("severity", str) or "low"
+        errors.append(ConfigError(f"unknown key {token(key)}", entry.loc(key)))
+    rule_id = need("id") or "?"
+    title = need("title") or ""
+    severity = need("severity") or "low"
     if severity not in SEVERITIES:
         errors.append(ConfigError(f"severity must be one of {SEVERITIES}", entry.loc("severity")))
-    legal_ref = need("legal_ref", str) or ""
-    kinds = tuple(entry.get("kinds") or ("egress", "api_call"))
+    legal_ref = need("legal_ref") or ""
+    desc = entry.get("desc", "")
+    if not isinstance(desc, str):
+        errors.append(
+            ConfigError(f"'desc' must be a string, got {kind_of(desc)}", entry.loc("desc"))
+        )
+    tags = strings_at(entry, "tags", errors) or ()
+    kinds = strings_at(entry, "kinds", errors) or ("egress", "api_call")
     for k in kinds:
         if k not in _KINDS:
-            errors.append(ConfigError(f"unknown kind {k!r}", entry.loc("kinds")))
+            errors.append(ConfigError(f"unknown kind {token(k)}", entry.loc("kinds")))
 
-    params = dict(pack_params)
-    rule_params = entry.get("params") or LDict()
-    for name, value in rule_params.items():
-        if name in _DURATION_PARAMS:
-            ms = parse_duration(value)
-            if ms is None:
-                errors.append(
-                    ConfigError(f"{name}: not a duration like 30d, 1h, 10m", rule_params.loc(name))
-                )
-            value = ms
-        params[name] = value
+    rule_params = mapping_at(entry, "params", errors)
+    params = {**pack_params, **_params(rule_params, errors)}
     # Named conditions were compiled once with the pack's params; rules share them.
     ctx = CompileContext(file, params, pctx.named, pctx.disclosures, pctx.compiled, set())
 
@@ -166,48 +272,23 @@ def _rule(entry: Any, path: Path, pack_params: Mapping[str, Any], pctx: CompileC
     if "when" not in entry:
         errors.append(ConfigError("rule needs 'when'", entry.loc()))
     else:
-        try:
-            when = compile_condition(entry["when"], ctx)
-        except ConfigError as e:
-            errors.append(e)
-        except ConfigErrors as e:
-            errors.extend(e.errors)
+        when = _collect(errors, compile_condition, entry["when"], ctx, entry.loc("when")) or when
 
-    group_by = tuple(entry.get("group_by") or ("platform", "src_country", "dst_country"))
+    group_by = strings_at(entry, "group_by", errors) or ("platform", "src_country", "dst_country")
     for g in group_by:
         if g not in GROUP_FIELDS:
             errors.append(
                 ConfigError(
-                    f"group_by: unknown field {g!r}; known {GROUP_FIELDS}", entry.loc("group_by")
+                    f"group_by: unknown field {token(g)}; known {GROUP_FIELDS}",
+                    entry.loc("group_by"),
                 )
             )
     group_window = parse_duration(entry.get("group_window", "24h"))
     if group_window is None:
         errors.append(ConfigError("group_window: not a duration", entry.loc("group_window")))
 
-    rtype: RuleType | None = None
-    type_name = entry.get("type", "match")
-    if type_name != "match":
-        cls = REGISTRY.get(type_name)
-        if cls is None:
-            known = ", ".join(["match", *sorted(REGISTRY)])
-            errors.append(
-                ConfigError(f"unknown rule type {type_name!r}; known: {known}", entry.loc("type"))
-            )
-        else:
-            missing = [p for p in cls.required if p not in params]
-            for p in missing:
-                errors.append(
-                    ConfigError(f"type {type_name} needs param {p!r}", entry.loc("params"))
-                )
-            if not missing and not errors:
-                rtype = _make_type(cls, rule_id, params, entry, ctx, errors)
-    elif "first_hop" in entry:
-        errors.append(
-            ConfigError("'first_hop' belongs to rules of type onward", entry.loc("first_hop"))
-        )
-
-    examples = _examples(entry, file, errors)
+    rtype = _rule_type(entry, rule_id, params, ctx, errors)
+    examples = _examples(entry, errors)
     if errors:
         raise ConfigErrors(errors)
     return Rule(
@@ -215,8 +296,8 @@ def _rule(entry: Any, path: Path, pack_params: Mapping[str, Any], pctx: CompileC
         title=title,
         severity=severity,
         legal_ref=legal_ref,
-        desc=str(entry.get("desc", "")).strip(),
-        tags=tuple(str(t) for t in entry.get("tags") or ()),
+        desc=str(desc).strip(),
+        tags=tags,
         kinds=frozenset(kinds),
         when=when,
         type=rtype,
@@ -228,48 +309,91 @@ def _rule(entry: Any, path: Path, pack_params: Mapping[str, Any], pctx: CompileC
     )
 
 
+def _rule_type(
+    entry: LDict,
+    rule_id: str,
+    params: Mapping[str, Any],
+    ctx: CompileContext,
+    errors: list[ConfigError],
+) -> RuleType | None:
+    """The stateful type a rule names (None for `match`, or when it cannot be made)."""
+    type_name = entry.get("type", "match")
+    if type_name == "match":
+        if "first_hop" in entry:
+            errors.append(
+                ConfigError("'first_hop' belongs to rules of type onward", entry.loc("first_hop"))
+            )
+        return None
+    cls = REGISTRY.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        known = ", ".join(["match", *sorted(REGISTRY)])
+        errors.append(
+            ConfigError(f"unknown rule type {token(type_name)}; known: {known}", entry.loc("type"))
+        )
+        return None
+    missing = [p for p in cls.required if p not in params]
+    for p in missing:
+        errors.append(ConfigError(f"type {type_name} needs param {p!r}", entry.loc("params")))
+    if missing or errors:
+        return None
+    return _collect(errors, _make_type, cls, rule_id, params, entry, ctx)
+
+
 def _make_type(
     cls: type[RuleType],
     rule_id: str,
     params: Mapping[str, Any],
     entry: LDict,
     ctx: CompileContext,
-    errors: list[ConfigError],
-) -> RuleType | None:
+) -> RuleType:
+    """The rule type built from resolved params; ConfigError(s) when they do not fit it."""
     home = str(params.get("home_region", "KR"))
-    resolved = {k: ctx.ref(v, entry.loc("params")) for k, v in params.items()}
+    loc = entry.loc("params")
+    own = entry.get("params")
+
+    def at(name: str) -> Location:
+        """The line of the rule's own param, else of its `params` (the value came from the pack)."""
+        return own.loc(name) if isinstance(own, LDict) and name in own else loc
+
+    resolved = {k: ctx.ref(v, at(k)) for k, v in params.items()}
+    for name in _DURATION_PARAMS:
+        value = resolved.get(name)
+        # Pack lists join the params too: a list named like a duration is no duration.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{name}: not a duration, got {kind_of(value)}", at(name))
     if cls is OnwardRule:
         if "first_hop" not in entry:
-            errors.append(ConfigError("type onward needs 'first_hop'", entry.loc()))
-            return None
-        try:
-            first = compile_condition(entry["first_hop"], ctx)
-        except ConfigError as e:
-            errors.append(e)
-        except ConfigErrors as e:
-            errors.extend(e.errors)
-            return None
+            raise ConfigError("type onward needs 'first_hop'", entry.loc())
+        first = compile_condition(entry["first_hop"], ctx, entry.loc("first_hop"))
         return OnwardRule(rule_id, resolved, home, first)
     if cls.name == "threshold":
         per = resolved.get("per")
         if not isinstance(per, list) or any(p not in GROUP_FIELDS for p in per):
-            errors.append(ConfigError(f"per: a list of {GROUP_FIELDS}", entry.loc("params")))
-            return None
+            raise ConfigError(f"per: a list of {GROUP_FIELDS}", at("per"))
         if resolved.get("sum") not in ("records", "bytes"):
-            errors.append(ConfigError("sum: records or bytes", entry.loc("params")))
-            return None
+            raise ConfigError("sum: records or bytes", at("sum"))
+        at_least = resolved.get("at_least")
+        if isinstance(at_least, bool) or not isinstance(at_least, int) or at_least <= 0:
+            raise ConfigError(
+                f"at_least: a whole number above 0, got {token(at_least)}", at("at_least")
+            )
     return cls(rule_id, resolved, home)
 
 
-def _examples(entry: LDict, file: str, errors: list[ConfigError]) -> tuple[Example, ...]:
+def _examples(entry: LDict, errors: list[ConfigError]) -> tuple[Example, ...]:
     raw = entry.get("examples")
     if raw is None:
         errors.append(
             ConfigError("rule needs 'examples' (records that must and must not fire)", entry.loc())
         )
         return ()
+    if not isinstance(raw, LList):
+        errors.append(
+            ConfigError(f"'examples' must be a list, got {kind_of(raw)}", entry.loc("examples"))
+        )
+        return ()
     out: list[Example] = []
-    for i, ex in enumerate(raw if isinstance(raw, LList) else []):
+    for i, ex in enumerate(raw):
         loc = raw.loc(i)
         if (
             not isinstance(ex, LDict)
@@ -278,17 +402,9 @@ def _examples(entry: LDict, file: str, errors: list[ConfigError]) -> tuple[Examp
         ):
             errors.append(ConfigError("an example needs 'records' (a list) and 'fires'", loc))
             continue
-        count = ex.get("count")
-        out.append(
-            Example(
-                name=str(ex.get("name", f"example {i + 1}")),
-                records=tuple(ex["records"]),
-                fires=bool(ex["fires"]),
-                count=int(count) if count is not None else None,
-                geoip=dict(ex.get("geoip") or {}),
-                location=loc,
-            )
-        )
+        example = _collect(errors, _example, ex, i, loc)
+        if example is not None:
+            out.append(example)
     if not any(e.fires for e in out) or not any(not e.fires for e in out):
         errors.append(
             ConfigError(
@@ -296,3 +412,30 @@ def _examples(entry: LDict, file: str, errors: list[ConfigError]) -> tuple[Examp
             )
         )
     return tuple(out)
+
+
+def _example(ex: LDict, index: int, loc: Location) -> Example:
+    fires, count, name = ex["fires"], ex.get("count"), ex.get("name", f"example {index + 1}")
+    if not isinstance(fires, bool):
+        raise ConfigError(f"'fires' must be true or false, got {kind_of(fires)}", ex.loc("fires"))
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise ConfigError(f"'count' must be a whole number, got {token(count)}", ex.loc("count"))
+    if not isinstance(name, str):
+        raise ConfigError(f"'name' must be a string, got {kind_of(name)}", ex.loc("name"))
+    errors: list[ConfigError] = []
+    geoip = mapping_at(ex, "geoip", errors)
+    for ip, country in geoip.items():
+        if not isinstance(country, str):
+            errors.append(
+                ConfigError(f"geoip: {token(ip)} must map to a country code", geoip.loc(ip))
+            )
+    if errors:
+        raise ConfigErrors(errors)
+    return Example(
+        name=name,
+        records=tuple(ex["records"]),
+        fires=fires,
+        count=count,
+        geoip=dict(geoip),
+        location=loc,
+    )

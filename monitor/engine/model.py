@@ -27,7 +27,9 @@ SEVERITIES: Final = ("low", "medium", "high", "critical")
 # Fields an alert is grouped by and carries; a rule's group_by is a subset.
 GROUP_FIELDS: Final = ("platform", "src_country", "dst_country", "subject_region", "dataset_id")
 
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
+# At most 12 digits: longer numbers are no real duration, and int() refuses
+# strings past 4,300 digits with a ValueError.
+_DURATION = re.compile(r"(\d{1,12})(ms|s|m|h|d)")
 _UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
