@@ -83,9 +83,19 @@ def _fits(group: Mapping[str, Any], hit: Hit, window: int) -> bool:
 
 
 def _open(groups: list[dict[str, Any]], rule: Rule, key: str, hit: Hit) -> dict[str, Any]:
+    """A new group among the key's groups, kept in anchor order; the oldest beyond the bound go.
+
+    Groups are emitted as they change, so dropping the oldest loses no
+    alert; a late record of a dropped group's window opens a group anew.
+    """
     group = _new_group(rule, key, hit)
     groups.append(group)
     groups.sort(key=lambda g: g["anchor"])
+    if len(groups) > bounds.MAX_GROUPS_PER_KEY:
+        bounds.REACHED["groups"] += 1
+        others = [g for g in groups if g is not group]
+        for old in others[: len(groups) - bounds.MAX_GROUPS_PER_KEY]:
+            groups.remove(old)
     return group
 
 

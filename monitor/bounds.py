@@ -37,12 +37,20 @@ COUNT_MAX: Final = (1 << 64) - 1  # the contract's largest count; sums stay here
 MAX_LABEL: Final = 128  # a longer label matches rules but is not kept in state or alerts
 MAX_CATEGORIES: Final = 64  # labels kept per window, alert group and alert
 MAX_RECORD_CATEGORIES: Final = 32  # labels kept of one record in state items (x 1,000 subjects)
-MAX_CALLS_PER_SUBJECT: Final = 256  # consent rule: calls kept per subject (newest)
+# State values are Kafka messages on their changelog (1 MB by default): a
+# call or pending hop holds a record's state (at most about 9 KB with the
+# longest texts the contract allows), a window or a group at most about
+# 140 KB, so these counts keep every value under about 700 KB.
+MAX_CALLS_PER_SUBJECT: Final = 64  # consent rule: calls kept per subject (newest)
 MAX_CONSENTS_PER_SUBJECT: Final = 64  # consent rule: consent records kept per subject (newest)
+MAX_PENDING_HOPS: Final = 64  # onward rule: second hops waiting for their first, per dataset
+MAX_FIRST_HOPS: Final = 512  # onward rule: first hops kept per dataset (newest)
+MAX_WINDOWS_PER_KEY: Final = 4  # threshold rule: windows kept per key (newest)
+MAX_GROUPS_PER_KEY: Final = 16  # alert groups kept per group key (newest)
 
 # Times each bound was reached, by name; read by the metrics collector.
 REACHED: Counter[str] = Counter()
-BOUND_NAMES: Final = ("count", "categories", "calls", "consents")
+BOUND_NAMES: Final = ("count", "categories", "calls", "consents", "hops", "windows", "groups")
 
 
 def add(a: int, b: int) -> int:

@@ -164,9 +164,10 @@ def test_one_subject_keeps_a_bounded_history_and_still_fires() -> None:
     assert len(value["consents"]) == bounds.MAX_CONSENTS_PER_SUBJECT
     assert bounds.REACHED["calls"] > reached[0] and bounds.REACHED["consents"] > reached[1]
     # The newest calls are the ones kept, and a late withdrawal still reaches them.
-    assert min(c["flow"]["ts"] for c in value["calls"]) == T0 + (8_000 - 256) * 1000
-    hits = rule.apply(store, seen, key, consent("w", T0 + 7_900 * 1000, False))
-    assert len(hits) == 100  # the kept calls at or after the withdrawal
+    kept = bounds.MAX_CALLS_PER_SUBJECT
+    assert min(c["flow"]["ts"] for c in value["calls"]) == T0 + (8_000 - kept) * 1000
+    hits = rule.apply(store, seen, key, consent("w", T0 + 7_980 * 1000, False))
+    assert len(hits) == 20  # the kept calls at or after the withdrawal
 
 
 def test_bounds_reached_are_exported() -> None:
@@ -306,3 +307,47 @@ def _decoded(obj: dict[str, Any]) -> Any:
     got = check(orjson.dumps(obj))
     assert not isinstance(got, str), got
     return got
+
+
+def test_state_values_of_hostile_keys_stay_under_a_kafka_message() -> None:
+    """Many windows, datasets' hops and groups per key: the oldest go, each value stays small."""
+    long_source = {"file": "f" * 4000, "line": 1}
+    detector_records = [
+        api(
+            f"w{i}",
+            T0 - i * 25 * H,  # each in a window and a group window of its own
+            dataset_id="d" * 4000,
+            records=120_000,
+            legal_basis="contract",
+            data_categories=labels(f"x{i}", 100),
+        )
+        for i in range(60)
+    ]
+    detector_records += [
+        egress(f"h{i}", T0 + i, "47.92.1.1", "5.45.200.1", dataset_id="e" * 4000, src_country="CN")
+        for i in range(300)
+    ]
+    from monitor.pipeline import LocalDetector
+
+    detector = LocalDetector(PACK, Resolver(StaticLookup(GEO), ENDPOINTS), clock=lambda: T0 / 1000)
+    for obj in detector_records:
+        detector.process_batch([_decoded(obj)], [long_source])
+    sizes = {
+        rule_id: max((len(orjson.dumps(v)) for v in store.values()), default=0)
+        for rule_id, store in detector.stores.items()
+    }
+    sizes["groups"] = max(len(orjson.dumps(v)) for v in detector.groups.values())
+    assert max(sizes.values()) < 900 * 1024, sizes
+    assert bounds.REACHED["windows"] and bounds.REACHED["groups"] and bounds.REACHED["hops"]
+
+
+def test_first_hops_keep_the_newest_across_countries() -> None:
+    from monitor.engine.ruletypes import _keep_newest_hops
+
+    first = {
+        c: [{"event_id": f"{c}{i}", "ts": i * 10 + n, "source": {}} for i in range(4)]
+        for n, c in enumerate(["CN", "SG", "RU"])
+    }
+    _keep_newest_hops(first, 5)
+    kept = sorted((h["ts"], h["event_id"]) for hops in first.values() for h in hops)
+    assert kept == [(21, "SG2"), (22, "RU2"), (30, "CN3"), (31, "SG3"), (32, "RU3")]

@@ -244,6 +244,13 @@ class ThresholdRule(RuleType):
         w = windows.get(str(start))
         if w is None:
             w = windows[str(start)] = {"fired": False, "agg": _empty_agg(item)}
+            if len(windows) > bounds.MAX_WINDOWS_PER_KEY:
+                # Records spread far apart in time (the sweep has not yet
+                # dropped the old windows): the oldest go, this one stays.
+                bounds.REACHED["windows"] += 1
+                others = sorted(int(s) for s in windows if s != str(start))
+                for old in others[: len(windows) - bounds.MAX_WINDOWS_PER_KEY]:
+                    del windows[str(old)]
         scope = scope_of(key, start)
         agg = w["agg"]
         recent = w.get("recent", ())
@@ -382,6 +389,19 @@ def _consent_order(consent: Mapping[str, Any]) -> tuple[int, str]:
     return consent["ts"], consent["event_id"]
 
 
+def _keep_newest_hops(first: dict[str, list[dict[str, Any]]], limit: int) -> None:
+    """First hops of every country (each list sorted by time) cut to the newest `limit`."""
+    total = sum(map(len, first.values()))
+    if total <= limit:
+        return
+    bounds.REACHED["hops"] += 1
+    every = sorted((h["ts"], h["event_id"], c) for c, hops in first.items() for h in hops)
+    for _, event_id, country in every[: total - limit]:
+        first[country] = [h for h in first[country] if h["event_id"] != event_id]
+        if not first[country]:
+            del first[country]
+
+
 def _call_order(call: Mapping[str, Any]) -> tuple[int, str]:
     return call["flow"]["ts"], call["flow"]["event_id"]
 
@@ -401,7 +421,7 @@ class OnwardRule(RuleType):
     name = "onward"
     required = ("window",)
     MAX_PER_COUNTRY = 64
-    MAX_PENDING = 1024
+    MAX_PENDING = bounds.MAX_PENDING_HOPS
 
     def __init__(
         self,
@@ -483,8 +503,10 @@ class OnwardRule(RuleType):
                     pending[flow["event_id"]] = flow
                     waiting_from.setdefault(flow["src_country"], []).append(flow["event_id"])
                     if len(pending) > self.MAX_PENDING:
+                        bounds.REACHED["hops"] += 1
                         del pending[next(iter(pending))]  # the oldest to arrive
         value["pending"] = list(pending.values())
+        _keep_newest_hops(value["first"], bounds.MAX_FIRST_HOPS)
         store[key] = value
         return hits
 
