@@ -170,8 +170,41 @@ def latency(bootstrap: str, db: Path, work: Path, samples: int) -> list[float]:
     return out
 
 
+def dump_topics(bootstrap: str, run: WorkerRun, dest: Path) -> None:
+    """Every topic of a run, message by message, and the group's committed offsets: to find a loss."""
+    from kafka import KafkaAdminClient, TopicPartition
+
+    dest.mkdir(parents=True, exist_ok=True)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        names = [t for t in admin.list_topics() if t.startswith(run.app_id)]
+        committed = admin.list_consumer_group_offsets(run.app_id)
+    finally:
+        admin.close()
+    (dest / "committed.txt").write_text(
+        "".join(f"{tp.topic} {tp.partition} {om.offset}\n" for tp, om in sorted(committed.items()))
+    )
+    for name in names:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=2000)
+        tps = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        with (dest / f"{name}.txt").open("w") as out:
+            for m in consumer:
+                value = m.value[:2000].decode(errors="replace") if m.value else None
+                out.write(f"{m.partition} {m.offset} {m.key!r} {value}\n")
+        consumer.close()
+    if run.log_path.exists():
+        (dest / "worker.log").write_bytes(run.log_path.read_bytes())
+
+
 def kill_run(
-    bootstrap: str, db: Path, work: Path, guarantee: str, kill_after: int = 3
+    bootstrap: str,
+    db: Path,
+    work: Path,
+    guarantee: str,
+    kill_after: int = 3,
+    dump: Path | None = None,
 ) -> tuple[bool, int]:
     env = {"XBORDER_PROCESSING_GUARANTEE": guarantee, "XBORDER_ALERT_UPDATE_INTERVAL": "0"}
     run = WorkerRun(bootstrap, db, work, extra_env=env)
@@ -202,6 +235,9 @@ def kill_run(
         for key in sorted(set(got) | set(EXPECTED_ALERTS), key=repr):
             if got.get(key) != EXPECTED_ALERTS.get(key):
                 print(f"  differs: {key}: expected {EXPECTED_ALERTS.get(key)}, got {got.get(key)}")
+        if got != EXPECTED_ALERTS and dump is not None:
+            dump_topics(bootstrap, run, dump / run.app_id)
+            print(f"  topics dumped to {dump / run.app_id}")
     finally:
         consumer.close()
         run.stop()
@@ -234,6 +270,7 @@ def main() -> None:
     parser.add_argument(
         "--guarantee", choices=("at_least_once", "exactly_once"), help="kill series of one only"
     )
+    parser.add_argument("--dump", type=Path, help="folder for the topics of a run that differs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -256,7 +293,7 @@ def main() -> None:
             for guarantee in [args.guarantee] if args.guarantee else GUARANTEES:
                 with cpu_load(args.load):
                     results = [
-                        kill_run(kafka.bootstrap, db, work, guarantee, args.kill_after)
+                        kill_run(kafka.bootstrap, db, work, guarantee, args.kill_after, args.dump)
                         for _ in range(args.kills)
                     ]
                 same = sum(ok for ok, _ in results)
