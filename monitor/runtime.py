@@ -61,6 +61,7 @@ def key_subjects(pack: RulePack, key: bytes) -> None:
 def load_runtime(settings: Settings, require_subject_key: bool = False) -> Runtime:
     """Everything detection needs; `require_subject_key` where state outlives the process."""
     pack, disclosures, endpoints = load_config(settings)
+    geoip = _open_geoip(settings)
     key = subject_key(settings)
     if key is None and require_subject_key:
         raise ConfigError(
@@ -70,9 +71,12 @@ def load_runtime(settings: Settings, require_subject_key: bool = False) -> Runti
         )
     # Replay's state lives for one run: a random key keeps it unlinkable.
     key_subjects(pack, key if key is not None else random_key())
-    geoip: CountryLookup | None = None
-    if settings.use_geoip:
-        from monitor.geoip import GeoIP
-
-        geoip = GeoIP.open(settings.geoip_country_path, settings.geoip_asn_path)
     return Runtime(settings, pack, disclosures, endpoints, geoip)
+
+
+def _open_geoip(settings: Settings) -> CountryLookup | None:
+    if not settings.use_geoip:
+        return None
+    from monitor.geoip import GeoIP
+
+    return GeoIP.open(settings.geoip_country_path, settings.geoip_asn_path)
