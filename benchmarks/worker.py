@@ -205,8 +205,13 @@ def kill_run(
     guarantee: str,
     kill_after: int = 3,
     dump: Path | None = None,
+    log_level: str = "info",
 ) -> tuple[bool, int]:
-    env = {"XBORDER_PROCESSING_GUARANTEE": guarantee, "XBORDER_ALERT_UPDATE_INTERVAL": "0"}
+    env = {
+        "XBORDER_PROCESSING_GUARANTEE": guarantee,
+        "XBORDER_ALERT_UPDATE_INTERVAL": "0",
+        "XBORDER_LOG_LEVEL": log_level,
+    }
     run = WorkerRun(bootstrap, db, work, extra_env=env)
     run.create_topics({"max.message.bytes": str(4 << 20)})
     data = lines()
@@ -274,6 +279,7 @@ def main() -> None:
         "--guarantee", choices=("at_least_once", "exactly_once"), help="kill series of one only"
     )
     parser.add_argument("--dump", type=Path, help="folder for the topics of a run that differs")
+    parser.add_argument("--log-level", default="info", help="the killed worker's (debug: Faust's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -296,7 +302,15 @@ def main() -> None:
             for guarantee in [args.guarantee] if args.guarantee else GUARANTEES:
                 with cpu_load(args.load):
                     results = [
-                        kill_run(kafka.bootstrap, db, work, guarantee, args.kill_after, args.dump)
+                        kill_run(
+                            kafka.bootstrap,
+                            db,
+                            work,
+                            guarantee,
+                            args.kill_after,
+                            args.dump,
+                            args.log_level,
+                        )
                         for _ in range(args.kills)
                     ]
                 same = sum(ok for ok, _ in results)
