@@ -194,6 +194,11 @@ def dump_topics(bootstrap: str, run: WorkerRun, dest: Path) -> None:
                 value = m.value[:2000].decode(errors="replace") if m.value else None
                 out.write(f"{m.partition} {m.offset} {m.key!r} {value}\n")
         consumer.close()
+    if run.process is not None and run.process.poll() is None:
+        # The worker logs where its consumer stands (assignment, paused
+        # partitions, positions) on SIGUSR2.
+        run.process.send_signal(signal.SIGUSR2)
+        time.sleep(2)
     if run.log_path.exists():
         (dest / "worker.log").write_bytes(run.log_path.read_bytes())
 
