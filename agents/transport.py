@@ -343,25 +343,16 @@ class Consumer(driver.Consumer):
                     runs.setdefault(tp, []).append(message)
                     continue
                 self._deliver_below_read_offset(tp, message, below)
-                yield tp, message
-                if not self.flow_active:
-                    break  # see below: perhaps abandoned, so read again
                 handed[tp] = message.offset
+                yield tp, message
             for tp, run in runs.items():
                 if self.app.consumer_generation_id != generation or not self.flow_active:
                     break  # a rebalance meanwhile: not handed on, so read again
                 message = chunk_message(tp, run)
                 self._deliver_below_read_offset(tp, run[0], below)
                 await self._span(tp, run)
-                yield tp, message
-                # Faust's drain hands a message on with `wait_first(callback,
-                # suspend_flow)`: when the flow stops meanwhile (recovery
-                # seeks while the fetcher already runs) the message never
-                # reaches the stream, yet its read offset is raised. Counted
-                # as not handed on, it is read again (processing is idempotent).
-                if not self.flow_active:
-                    break
                 handed[tp] = message.offset
+                yield tp, message
         finally:
             if below:
                 logger.info("delivering records below the read offset again: %s", sorted(below))
