@@ -44,7 +44,7 @@ from monitor.stages import (
     UpdateLimiter,
     apply_routed,
     group_hits,
-    ingest_guarded,
+    ingest,
     item_time,
     partition_for,
     sweep_groups,
@@ -301,7 +301,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                 messages.append((m.value, source))
         for topic, count in counts.items():
             metrics.messages_in.labels(topic).inc(count)
-        out = ingest_guarded(
+        out = ingest(
             messages,
             pack,
             resolver,

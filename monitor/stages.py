@@ -46,7 +46,6 @@ __all__ = [
     "apply_routed",
     "group_hits",
     "ingest",
-    "ingest_guarded",
     "item_source",
     "item_time",
     "partition_for",
@@ -70,7 +69,7 @@ class IngestOutput:
 
 
 def ingest(
-    messages: Iterable[tuple[bytes | None, Source]],
+    messages: Sequence[tuple[bytes | None, Source]],
     pack: RulePack,
     resolver: Resolver,
     partitions: int,
@@ -79,8 +78,50 @@ def ingest(
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     mask_dead_letters: bool = False,
 ) -> IngestOutput:
-    """Decode, validate, resolve and evaluate a batch of message values, all at once."""
+    """Decode, validate, resolve and evaluate a batch of message values, all at once.
+
+    A message that makes a step raise becomes a `processing_error` dead
+    letter: ingest keeps no state, so after an error the batch is simply
+    redone a message at a time, and only the message that raises is set aside.
+    """
     now = time.time() if now is None else now
+    args = (pack, resolver, partitions, metrics, now, max_skew_ms, mask_dead_letters)
+    try:
+        return _ingest_all(messages, *args)
+    except Exception:  # any error of the monitor; isolated below
+        pass
+    out = IngestOutput()
+    for value, source in messages:
+        try:
+            one = _ingest_all([(value, source)], *args)
+        except Exception as e:  # dead-lettered and counted
+            letter = failed("ingest", e, source, value or b"")
+            received_at = iso_ms(int(now * 1000))
+            out.dead_letters.append(dead_letter_json(letter, received_at, mask_dead_letters))
+            if metrics is not None:
+                metrics.dead_letters.labels(PROCESSING_ERROR).inc()
+                metrics.processing_errors.labels("ingest").inc()
+            continue
+        out.dead_letters += one.dead_letters
+        for p, hits in one.hits.items():
+            out.hits[p] += hits
+        for p, routed in one.routed.items():
+            out.routed[p] += routed
+        out.records += one.records
+    return out
+
+
+def _ingest_all(
+    messages: Iterable[tuple[bytes | None, Source]],
+    pack: RulePack,
+    resolver: Resolver,
+    partitions: int,
+    metrics: Metrics | None,
+    now: float,
+    max_skew_ms: int,
+    mask_dead_letters: bool,
+) -> IngestOutput:
+    """`ingest` of the whole batch at once, unguarded."""
     received_at = iso_ms(int(now * 1000))
     out = IngestOutput()
     misses_before = resolver.geoip_misses
@@ -107,48 +148,6 @@ def ingest(
         record_metrics(metrics, flows, letters, out.records, now)
         if resolver.geoip_misses > misses_before:
             metrics.geoip_misses.inc(resolver.geoip_misses - misses_before)
-    return out
-
-
-def ingest_guarded(
-    messages: Sequence[tuple[bytes | None, Source]],
-    pack: RulePack,
-    resolver: Resolver,
-    partitions: int,
-    metrics: Metrics | None = None,
-    now: float | None = None,
-    max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
-    mask_dead_letters: bool = False,
-) -> IngestOutput:
-    """`ingest`, where a message that makes it raise becomes a `processing_error` dead letter.
-
-    Ingest keeps no state, so after an error the batch is simply redone a
-    message at a time, and only the message that raises is set aside.
-    """
-    now = time.time() if now is None else now
-    args = (pack, resolver, partitions, metrics, now, max_skew_ms, mask_dead_letters)
-    try:
-        return ingest(messages, *args)
-    except Exception:  # any error of the monitor; isolated below
-        pass
-    out = IngestOutput()
-    for value, source in messages:
-        try:
-            one = ingest([(value, source)], *args)
-        except Exception as e:  # dead-lettered and counted
-            letter = failed("ingest", e, source, value or b"")
-            received_at = iso_ms(int(now * 1000))
-            out.dead_letters.append(dead_letter_json(letter, received_at, mask_dead_letters))
-            if metrics is not None:
-                metrics.dead_letters.labels(PROCESSING_ERROR).inc()
-                metrics.processing_errors.labels("ingest").inc()
-            continue
-        out.dead_letters += one.dead_letters
-        for p, hits in one.hits.items():
-            out.hits[p] += hits
-        for p, routed in one.routed.items():
-            out.routed[p] += routed
-        out.records += one.records
     return out
 
 

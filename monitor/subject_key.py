@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from pathlib import Path
 
 from monitor.errors import ConfigError, Location
 from monitor.settings import Settings
+from monitor.yamlfile import read_config_file
 
 __all__ = ["MIN_SECRET_BYTES", "derive", "random_key", "subject_key"]
 
 MIN_SECRET_BYTES = 16
-_MAX_FILE_BYTES = 4096
 _HOW = "e.g. `head -c 32 /dev/urandom > subject.key` and XBORDER_SUBJECT_KEY_FILE=subject.key"
 
 
@@ -57,18 +56,9 @@ def subject_key(settings: Settings) -> bytes | None:
 
 
 def _read_secret(path: Path) -> bytes:
-    """A secret file's bytes, a trailing newline dropped; never echoed in errors."""
-    where = Location(str(path))
+    """A secret file's bytes, a trailing newline dropped; read as safely as configuration."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise ConfigError(f"subject key file not found ({_HOW})", where) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read subject key file: {e.strerror}", where) from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError("subject key file is not a regular file", where)
-        if info.st_size > _MAX_FILE_BYTES:
-            raise ConfigError(f"subject key file over {_MAX_FILE_BYTES} bytes", where)
-        return f.read(_MAX_FILE_BYTES).rstrip(b"\r\n")
+        data = read_config_file(path, [path.parent])
+    except ConfigError as e:
+        raise ConfigError(f"subject key: {e.message} ({_HOW})", e.location) from None
+    return data.rstrip(b"\r\n")

@@ -23,7 +23,7 @@ from monitor.engine.state import MemorySeen, MemoryStore
 from monitor.metrics import Metrics
 from monitor.pipeline import PROCESSING_ERROR, evaluate_batch
 from monitor.resolve import Resolver, StaticLookup
-from monitor.stages import Failures, apply_routed, group_hits, ingest, ingest_guarded
+from monitor.stages import Failures, apply_routed, group_hits, ingest
 from tests.test_alerts import GEO, NLB, T0, H, api, egress, of, run
 from tests.test_replay import run_replay
 from tests.test_rules import ENDPOINTS, PACK
@@ -244,7 +244,7 @@ def test_replay_dead_letters_a_record_a_stage_raises_on(
     assert alert["event_count"] == 5  # every other record, none counted twice
 
 
-def test_ingest_guarded_sets_aside_only_the_message_that_raises() -> None:
+def test_ingest_sets_aside_only_the_message_that_raises() -> None:
     resolver = Poisoned(StaticLookup(GEO), ENDPOINTS)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
@@ -252,7 +252,7 @@ def test_ingest_guarded_sets_aside_only_the_message_that_raises() -> None:
         (orjson.dumps(api(eid, T0)), {"topic": "t", "partition": 0, "offset": i})
         for i, eid in enumerate(["a", "poison", "b"])
     ]
-    out = ingest_guarded(messages, PACK, resolver, 1, metrics, now=T0 / 1000)
+    out = ingest(messages, PACK, resolver, 1, metrics, now=T0 / 1000)
     assert [(d["reason"], d["source"]["offset"], d["detail"]) for d in out.dead_letters] == [
         (PROCESSING_ERROR, 1, "ingest: ValueError")
     ]

@@ -394,3 +394,25 @@ def test_replay_cli_names_each_broken_file_and_exits_1(
         d["source"]["line"] for d in written if d["source"]["file"] == str(scenario_file)
     ) == sorted(n for v in EXPECTED_DEAD_LETTERS.values() for n in v)
     assert summarize(read_jsonl(alerts)) == EXPECTED_ALERTS
+
+
+def test_replay_piped_into_a_reader_that_leaves_exits_quietly(
+    tmp_path: Path, country_db: Path
+) -> None:
+    """`xborder replay ... | head -1`: the reader closes the pipe early; no BrokenPipe traceback."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"kind": "nope"}\n' * 3)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "replay", str(src), "--geoip-country",
+         str(country_db), "--alerts-out", str(tmp_path / "a"), "--dead-letters-out",
+         str(tmp_path / "d")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader left before the summary was written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "Traceback" not in err
