@@ -5,7 +5,7 @@
                         \\--> monitor.dead-letters          <app>-hits --group--> monitor.alerts
 
 Every agent body only moves batches between topics and calls a function of
-`monitor.stages`; tables back the `Store`/`SeenStore` interfaces that replay
+`monitor.detect.stages`; tables back the `Store`/`SeenStore` interfaces that replay
 backs with dicts, so the logic is one implementation.
 """
 
@@ -30,15 +30,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from agents import transport
 from agents.transport import Chunk, holding_changelogs, outputs_of, send_held, send_rows
-from monitor.alerts import AlertContext, AlertGrouper, build_alert, iso_ms
-from monitor.dead_letters import dead_letter_json
-from monitor.engine.state import owner_of
-from monitor.metrics import Metrics
-from monitor.pipeline import PROCESSING_ERROR
-from monitor.runtime import Runtime, load_runtime
-from monitor.schemas import Source
-from monitor.settings import Settings
-from monitor.stages import (
+from monitor.alerts.grouping import AlertContext, AlertGrouper, build_alert, iso_ms
+from monitor.config.runtime import Runtime, load_runtime
+from monitor.config.settings import Settings
+from monitor.contract.dead_letters import dead_letter_json
+from monitor.contract.schemas import Source
+from monitor.detect.local import PROCESSING_ERROR
+from monitor.detect.stages import (
     Emission,
     Failures,
     UpdateLimiter,
@@ -51,6 +49,8 @@ from monitor.stages import (
     sweep_seen,
     sweep_state,
 )
+from monitor.engine.state import owner_of
+from monitor.metrics import Metrics
 
 __all__ = ["TableSeen", "TableStore", "Worker", "create_app", "run_worker"]
 

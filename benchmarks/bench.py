@@ -44,8 +44,8 @@ from typing import Any
 
 import orjson
 
+from monitor.config.settings import Settings, Topics
 from monitor.kafka_admin import create_topics
-from monitor.settings import Settings, Topics
 from monitor.simulate import SimConfig, generate_items
 from tests.geoip_build import TEST_NETWORKS, build_country_db
 from tests.kafka_apache import ApacheKafka, kafka_version
@@ -390,7 +390,7 @@ def replay(db: Path, work: Path, items: list[tuple[str, bytes]], valid: int) -> 
     out = subprocess.run(
         [
             sys.executable, "-c",
-            "import resource, sys; from monitor.cli import main; code = main(sys.argv[1:]);"
+            "import resource, sys; from monitor.cli.main import main; code = main(sys.argv[1:]);"
             " u = resource.getrusage(resource.RUSAGE_SELF);"
             " print(f'cpu {u.ru_utime + u.ru_stime}', file=sys.stderr); sys.exit(code)",
             "replay", str(path), "--geoip-country", str(db),

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.app import TableSeen
-from monitor.alerts import AlertContext, AlertGrouper, group_key
-from monitor.runtime import load_runtime
-from monitor.settings import Settings
-from monitor.stages import group_hits, ingest
+from monitor.alerts.grouping import AlertContext, AlertGrouper, group_key
+from monitor.config.runtime import load_runtime
+from monitor.config.settings import Settings
+from monitor.detect.stages import group_hits, ingest
 
 
 class StateTable:

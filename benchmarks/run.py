@@ -21,14 +21,14 @@ from pathlib import Path
 
 import orjson
 
-from monitor.decode import decode_many
-from monitor.disclosures import load_disclosures, load_endpoints
+from monitor.config.disclosures import load_disclosures, load_endpoints
+from monitor.config.settings import default_rules_dir
+from monitor.contract.decode import decode_many
+from monitor.contract.schemas import Record
+from monitor.detect.local import LocalDetector, evaluate_batch
 from monitor.engine.loader import load_pack
-from monitor.geoip import GeoIP
-from monitor.pipeline import LocalDetector, evaluate_batch
-from monitor.resolve import Resolver
-from monitor.schemas import Record
-from monitor.settings import default_rules_dir
+from monitor.geo.geoip import GeoIP
+from monitor.geo.resolve import Resolver
 from monitor.simulate import SimConfig, generate
 
 

@@ -75,18 +75,18 @@ import orjson
 from faust.serializers import codecs
 
 from agents.app import TableSeen
-from monitor.alerts import AlertContext, AlertGrouper
-from monitor.decode import decode_line
-from monitor.disclosures import load_disclosures, load_endpoints
+from monitor.alerts.grouping import AlertContext, AlertGrouper
+from monitor.config.disclosures import load_disclosures, load_endpoints
+from monitor.config.settings import default_rules_dir
+from monitor.contract.decode import decode_line
+from monitor.contract.schemas import Record, Source
+from monitor.detect.local import evaluate
+from monitor.detect.stages import UpdateLimiter, group_hits, partition_for
 from monitor.engine.loader import load_pack
 from monitor.engine.model import Hit, Rule, RulePack
 from monitor.engine.ruletypes import ConsentRule, OnwardRule, RuleType, ThresholdRule
 from monitor.engine.state import MemorySeen, MemoryStore
-from monitor.pipeline import evaluate
-from monitor.resolve import Resolver, StaticLookup
-from monitor.schemas import Record, Source
-from monitor.settings import default_rules_dir
-from monitor.stages import UpdateLimiter, group_hits, partition_for
+from monitor.geo.resolve import Resolver, StaticLookup
 
 T0 = 1790812800000  # 2026-10-01T00:00:00Z
 HOUR = 3_600_000

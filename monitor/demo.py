@@ -18,9 +18,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from monitor.alerts_cli import format_alert, read_alerts
-from monitor.settings import Settings
-from monitor.subject_key import random_key
+from monitor.cli.alerts import format_alert, read_alerts
+from monitor.config.settings import Settings
+from monitor.config.subject_key import random_key
 
 __all__ = ["register", "run_demo"]
 

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor.bounds import BOUND_NAMES, REACHED
-from monitor.countries import ISO_ALPHA2
+from monitor.contract.countries import ISO_ALPHA2
 
 __all__ = [
     "CATEGORY_LABELS",

@@ -1240,7 +1240,7 @@ def networks_from_geoip(
     Drawing from the database the monitor will use makes every address land where the
     generator meant it, whatever database the demo ships.
     """
-    from monitor.geoip import sample_networks
+    from monitor.geo.geoip import sample_networks
 
     v4 = sample_networks(path, list(countries), per_country, ip_version=4)
     v6 = sample_networks(path, list(countries), max(1, per_country // 2), ip_version=6)
@@ -1380,8 +1380,8 @@ class KafkaSink:
 
 
 def _parse_start(text: str | None) -> int | None:
+    from monitor.contract.schemas import parse_ts
     from monitor.errors import XborderError
-    from monitor.schemas import parse_ts
 
     if text is None or text == "now":
         return None
@@ -1404,8 +1404,8 @@ def _parse_counts(values: Sequence[str]) -> dict[str, int]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from monitor.config.settings import Settings
     from monitor.errors import XborderError
-    from monitor.settings import Settings
 
     networks = None
     if args.geoip_country is not None:

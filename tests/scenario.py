@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from monitor.schemas import MAX_RECORD_BYTES
+from monitor.contract.schemas import MAX_RECORD_BYTES
 
 T0 = 1790812800000  # 2026-10-01T00:00:00Z (09:00 in Seoul)
 MIN = 60_000

@@ -17,10 +17,10 @@ from prometheus_client import CollectorRegistry
 
 import agents.app
 from agents.app import Worker, create_app
+from monitor.config.runtime import load_runtime
+from monitor.config.settings import Settings
+from monitor.detect.stages import partition_for
 from monitor.metrics import Metrics
-from monitor.runtime import load_runtime
-from monitor.settings import Settings
-from monitor.stages import partition_for
 
 T0 = 1790812800000
 BULK = "pipa.xborder.bulk_volume"

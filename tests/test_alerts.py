@@ -6,13 +6,13 @@ from typing import Any
 
 import orjson
 
-from monitor.alerts import AlertContext, build_alert, iso_ms
-from monitor.decode import decode_line
+from monitor.alerts.grouping import AlertContext, build_alert, iso_ms
+from monitor.contract.decode import decode_line
+from monitor.contract.schemas import Record
+from monitor.detect.local import LocalDetector
+from monitor.detect.stages import apply_routed, group_hits, ingest, partition_for
 from monitor.engine.model import RulePack
-from monitor.pipeline import LocalDetector
-from monitor.resolve import Resolver, StaticLookup
-from monitor.schemas import Record
-from monitor.stages import apply_routed, group_hits, ingest, partition_for
+from monitor.geo.resolve import Resolver, StaticLookup
 from tests.test_rules import ENDPOINTS, PACK
 
 T0 = 1790812800000
@@ -150,7 +150,7 @@ def test_bulk_window_rebuilt_after_a_crash_neither_double_counts_nor_loses() -> 
     import copy
     import random
 
-    from monitor.alerts import AlertGrouper
+    from monitor.alerts.grouping import AlertGrouper
     from monitor.engine.state import MemorySeen, MemoryStore
 
     n = 7
@@ -265,7 +265,7 @@ def test_worker_stages_give_the_same_alerts_as_the_local_detector() -> None:
     ]
     expected = {(a["rule_id"], a["event_count"]) for a in run(records)}
 
-    from monitor.alerts import AlertGrouper
+    from monitor.alerts.grouping import AlertGrouper
     from monitor.engine.state import MemorySeen, MemoryStore
 
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
@@ -290,7 +290,7 @@ def test_worker_stages_give_the_same_alerts_as_the_local_detector() -> None:
 
 
 def test_update_limiter_holds_updates_and_releases_them_when_due() -> None:
-    from monitor.stages import UpdateLimiter
+    from monitor.detect.stages import UpdateLimiter
 
     lim = UpdateLimiter(60.0)
     assert lim.admit("a", "k", is_new=True, now=0.0)
@@ -306,9 +306,9 @@ def test_update_limiter_holds_updates_and_releases_them_when_due() -> None:
 
 
 def test_sweeps_drop_state_past_each_rules_horizon() -> None:
-    from monitor.alerts import AlertGrouper
+    from monitor.alerts.grouping import AlertGrouper
+    from monitor.detect.stages import sweep_groups, sweep_seen, sweep_state
     from monitor.engine.state import MemorySeen, MemoryStore
-    from monitor.stages import sweep_groups, sweep_seen, sweep_state
 
     day = 24 * H
     first = egress("h1", T0, "211.234.1.1", "47.92.1.1", dataset_id="d")
@@ -339,7 +339,7 @@ def test_sweeps_drop_state_past_each_rules_horizon() -> None:
 
 def test_a_group_restored_without_the_seen_entry_of_its_last_hit_still_counts_it_once() -> None:
     """The group names its last hit's ids in `recent`; a copy arriving later is still a duplicate."""
-    from monitor.alerts import AlertGrouper
+    from monitor.alerts.grouping import AlertGrouper
     from monitor.engine.ruletypes import single_hit
     from monitor.engine.state import MemorySeen, MemoryStore
 
@@ -390,7 +390,7 @@ def test_observe_many_gives_the_histogram_observe_gives() -> None:
 def test_a_large_batch_of_one_bulk_window_travels_in_messages_kafka_accepts() -> None:
     """12,000 records of one window in one batch: items of bounded size, each counted once."""
     from agents.app import MAX_BATCH_BYTES, chunk_json
-    from monitor.alerts import AlertGrouper
+    from monitor.alerts.grouping import AlertGrouper
     from monitor.engine.state import MemorySeen, MemoryStore
 
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)

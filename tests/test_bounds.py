@@ -17,13 +17,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor import bounds
-from monitor.alerts import AlertContext, AlertGrouper
+from monitor.alerts.grouping import AlertContext, AlertGrouper
+from monitor.detect.local import PROCESSING_ERROR, evaluate_batch
+from monitor.detect.stages import Failures, apply_routed, group_hits, ingest
 from monitor.engine.ruletypes import ConsentRule
 from monitor.engine.state import MemorySeen, MemoryStore
+from monitor.geo.resolve import Resolver, StaticLookup
 from monitor.metrics import Metrics
-from monitor.pipeline import PROCESSING_ERROR, evaluate_batch
-from monitor.resolve import Resolver, StaticLookup
-from monitor.stages import Failures, apply_routed, group_hits, ingest
 from tests.test_alerts import GEO, NLB, T0, H, api, egress, of, run
 from tests.test_replay import run_replay
 from tests.test_rules import ENDPOINTS, PACK
@@ -231,7 +231,7 @@ class Poisoned(Resolver):
 def test_replay_dead_letters_a_record_a_stage_raises_on(
     tmp_path: Path, country_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("monitor.runtime.Resolver", Poisoned)
+    monkeypatch.setattr("monitor.config.runtime.Resolver", Poisoned)
     records = [api(f"a{i}", T0 + i * 1000, dst_ip="47.92.1.10") for i in range(5)]
     records.insert(2, api("poison", T0 + 1500, dst_ip="47.92.1.10"))
     path = write(tmp_path / "in.jsonl", records)
@@ -302,7 +302,7 @@ def test_routed_items_of_a_batch_stay_within_a_message() -> None:
 
 
 def _decoded(obj: dict[str, Any]) -> Any:
-    from monitor.decode import check
+    from monitor.contract.decode import check
 
     got = check(orjson.dumps(obj))
     assert not isinstance(got, str), got
@@ -327,7 +327,7 @@ def test_state_values_of_hostile_keys_stay_under_a_kafka_message() -> None:
         egress(f"h{i}", T0 + i, "47.92.1.1", "5.45.200.1", dataset_id="e" * 4000, src_country="CN")
         for i in range(300)
     ]
-    from monitor.pipeline import LocalDetector
+    from monitor.detect.local import LocalDetector
 
     detector = LocalDetector(PACK, Resolver(StaticLookup(GEO), ENDPOINTS), clock=lambda: T0 / 1000)
     for obj in detector_records:

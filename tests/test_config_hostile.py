@@ -18,11 +18,11 @@ from pathlib import Path
 import maxminddb
 import pytest
 
+from monitor.config.runtime import load_config
+from monitor.config.settings import Settings, default_rules_dir
+from monitor.config.yamlfile import MAX_FILE_BYTES, MAX_NODES
 from monitor.errors import ConfigError, ConfigErrors, GeoIPDatabaseError
-from monitor.geoip import GeoIP
-from monitor.runtime import load_config
-from monitor.settings import Settings, default_rules_dir
-from monitor.yamlfile import MAX_FILE_BYTES, MAX_NODES
+from monitor.geo.geoip import GeoIP
 from tests.geoip_build import (
     TEST_NETWORKS,
     build_asn_db,

@@ -12,18 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.cli import build_parser, main, settings_from
-from monitor.dead_letters import (
+from monitor.cli.main import build_parser, main, settings_from
+from monitor.config.runtime import load_runtime
+from monitor.config.settings import Settings
+from monitor.contract.dead_letters import (
     MAX_DEAD_LETTER_BYTES,
     MAX_SOURCE_TEXT,
     dead_letter_json,
     mask_raw,
 )
+from monitor.contract.schemas import MAX_RECORD_BYTES, DeadLetter, Source
+from monitor.detect.stages import ingest
 from monitor.errors import ConfigError
-from monitor.runtime import load_runtime
-from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, Source
-from monitor.settings import Settings
-from monitor.stages import ingest
 
 FILE = {"file": "export.jsonl", "line": 7}
 KAFKA = {"topic": "telemetry.api", "partition": 3, "offset": 123456789, "index": 999}

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from monitor.decode import check, decode_many, decode_messages
-from monitor.schemas import ApiCall, Egress, Record, check_record
+from monitor.contract.decode import check, decode_many, decode_messages
+from monitor.contract.schemas import ApiCall, Egress, Record, check_record
 from monitor.simulate import SimConfig, generate_items
 
 START = 1_790_000_000_000

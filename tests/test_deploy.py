@@ -22,8 +22,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from monitor.config.settings import Settings, Topics
 from monitor.metrics import Metrics
-from monitor.settings import Settings, Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor import bounds
-from monitor.decode import check, decode_many, decode_messages
-from monitor.pipeline import LocalDetector
-from monitor.resolve import Resolver, StaticLookup
-from monitor.schemas import Record
+from monitor.contract.decode import check, decode_many, decode_messages
+from monitor.contract.schemas import Record
+from monitor.detect.local import LocalDetector
+from monitor.geo.resolve import Resolver, StaticLookup
 from monitor.simulate import SimConfig, generate_items
 from tests.test_alerts import GEO
 from tests.test_replay import run_replay

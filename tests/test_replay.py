@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 import pytest
 
-from monitor.cli import main
-from monitor.decode import decode_message
-from monitor.replay import ReplaySummary, read_lines, replay
-from monitor.runtime import Runtime, load_runtime
-from monitor.schemas import JSON_WHITESPACE, MAX_RECORD_BYTES, DeadLetter, Record
-from monitor.settings import Settings
+from monitor.cli.main import main
+from monitor.config.runtime import Runtime, load_runtime
+from monitor.config.settings import Settings
+from monitor.contract.decode import decode_message
+from monitor.contract.schemas import JSON_WHITESPACE, MAX_RECORD_BYTES, DeadLetter, Record
+from monitor.replay.runner import ReplaySummary, read_lines, replay
 from tests.scenario import EXPECTED_ALERTS, EXPECTED_DEAD_LETTERS, lines, records, summarize
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
-from monitor.disclosures import load_disclosures, load_endpoints
+from monitor.cli.main import main
+from monitor.config.disclosures import load_disclosures, load_endpoints
+from monitor.config.settings import default_rules_dir
+from monitor.detect.examples import run_example
 from monitor.engine.loader import load_pack
 from monitor.engine.model import RulePack
 from monitor.errors import ConfigError, ConfigErrors
-from monitor.ruletest import run_example
-from monitor.settings import default_rules_dir
 
 RULES = default_rules_dir()
 DISCLOSURES = load_disclosures(RULES / "config" / "disclosures.yaml")

@@ -7,9 +7,9 @@ import base64
 import orjson
 import pytest
 
-from monitor.dead_letters import MAX_DEAD_LETTER_BYTES, dead_letter_json
-from monitor.decode import decode_line, decode_message
-from monitor.schemas import MAX_RECORD_BYTES, DeadLetter, Record, parse_ts
+from monitor.contract.dead_letters import MAX_DEAD_LETTER_BYTES, dead_letter_json
+from monitor.contract.decode import decode_line, decode_message
+from monitor.contract.schemas import MAX_RECORD_BYTES, DeadLetter, Record, parse_ts
 
 SRC = {"file": "t.jsonl", "line": 1}
 

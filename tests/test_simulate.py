@@ -14,14 +14,14 @@ from typing import Any
 import orjson
 import pytest
 
-from monitor.cli import main
-from monitor.decode import decode_line, decode_message
-from monitor.disclosures import load_disclosures
-from monitor.pipeline import LocalDetector
-from monitor.resolve import Resolver
-from monitor.runtime import Runtime, load_runtime
-from monitor.schemas import DeadLetter, Record, parse_ts
-from monitor.settings import Settings
+from monitor.cli.main import main
+from monitor.config.disclosures import load_disclosures
+from monitor.config.runtime import Runtime, load_runtime
+from monitor.config.settings import Settings
+from monitor.contract.decode import decode_line, decode_message
+from monitor.contract.schemas import DeadLetter, Record, parse_ts
+from monitor.detect.local import LocalDetector
+from monitor.geo.resolve import Resolver
 from monitor.simulate import (
     ALSO_FIRES,
     BUILTIN_NETWORKS,

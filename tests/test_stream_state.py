@@ -32,9 +32,9 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 
-from monitor import cli
-from monitor.schemas import parse_ts
-from monitor.settings import Topics
+from monitor.cli import main as cli
+from monitor.config.settings import Topics
+from monitor.contract.schemas import parse_ts
 from monitor.simulate import VIOLATIONS, SimConfig, SimItem, generate_items
 from tests.scenario import T0
 from tests.worker_harness import WorkerRun, latest, metric_value, producer

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from monitor.config.settings import Settings
+from monitor.config.subject_key import derive, subject_key
 from monitor.engine.state import subject_hash
 from monitor.errors import ConfigError
-from monitor.settings import Settings
-from monitor.subject_key import derive, subject_key
 
 
 def test_state_key_depends_on_the_secret() -> None:

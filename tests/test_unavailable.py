@@ -26,7 +26,7 @@ def test_worker_without_a_broker_exits_69_with_a_message(country_db: Path) -> No
         "import sys, monitor.kafka_admin as k\n"
         "real = k.create_topics\n"
         "k.create_topics = lambda *a, **kw: real(*a, **{**kw, 'timeout': 2})\n"
-        "from monitor.cli import main\n"
+        "from monitor.cli.main import main\n"
         "sys.exit(main(['worker']))\n"
     )
     env = {

@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
+from monitor.config.settings import Topics
 from monitor.embedded_broker import free_port, log_tail
 from monitor.kafka_admin import create_topics
-from monitor.settings import Topics
 
 
 @dataclass

@@ -37,10 +37,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
 
-from monitor.disclosures import Disclosures
+from monitor.config.disclosures import Disclosures
+from monitor.config.yamlfile import LDict, LList, is_scalar, kind_of, location_of, token
 from monitor.errors import ConfigError, ConfigErrors, Location
-from monitor.resolve import Flow
-from monitor.yamlfile import LDict, LList, is_scalar, kind_of, location_of, token
+from monitor.geo.resolve import Flow
 
 __all__ = [
     "FIELD_NAMES",

@@ -16,13 +16,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from monitor.countries import ISO_ALPHA2
-from monitor.disclosures import Disclosures
-from monitor.engine.conditions import CompileContext, Compiled, Predicate, compile_condition
-from monitor.engine.model import GROUP_FIELDS, SEVERITIES, Example, Rule, RulePack, parse_duration
-from monitor.engine.ruletypes import REGISTRY, OnwardRule, RuleType
-from monitor.errors import ConfigError, ConfigErrors, Location
-from monitor.yamlfile import (
+from monitor.config.disclosures import Disclosures
+from monitor.config.yamlfile import (
     LDict,
     LList,
     is_scalar,
@@ -33,6 +28,11 @@ from monitor.yamlfile import (
     strings_at,
     token,
 )
+from monitor.contract.countries import ISO_ALPHA2
+from monitor.engine.conditions import CompileContext, Compiled, Predicate, compile_condition
+from monitor.engine.model import GROUP_FIELDS, SEVERITIES, Example, Rule, RulePack, parse_duration
+from monitor.engine.ruletypes import REGISTRY, OnwardRule, RuleType
+from monitor.errors import ConfigError, ConfigErrors, Location
 
 __all__ = ["load_pack"]
 

@@ -19,11 +19,11 @@ from operator import attrgetter
 from typing import Any, ClassVar
 
 from monitor import bounds
+from monitor.contract.schemas import Record, Source
 from monitor.engine.conditions import Predicate
 from monitor.engine.model import Hit
 from monitor.engine.state import SeenStore, Store, event_hash, scope_of, subject_hash
-from monitor.resolve import Flow
-from monitor.schemas import Record, Source
+from monitor.geo.resolve import Flow
 
 __all__ = [
     "REGISTRY",
@@ -540,7 +540,7 @@ class ConsentRule(RuleType):
     name = "consent"
     required = ("late_allowance",)
     # Keys the hash of subject ids in state keys; set from the configured
-    # secret when the runtime loads (monitor.subject_key).
+    # secret when the runtime loads (monitor.config.subject_key).
     subject_key: bytes = b""
 
     def __init__(self, rule_id: str, params: Mapping[str, Any], home_region: str) -> None:

@@ -95,7 +95,7 @@ def event_hash(platform: str, event_id: str) -> int:
 def subject_hash(platform: str, subject_id: str, key: bytes = b"") -> str:
     """State key for a data subject: state and changelogs never hold raw subject ids.
 
-    Keyed (monitor.subject_key) wherever state outlives a run, so the hash
+    Keyed (monitor.config.subject_key) wherever state outlives a run, so the hash
     cannot be reversed by hashing guessed ids.
     """
     data = f"{platform}\0{subject_id}".encode()

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.countries import ISO_ALPHA2
+from monitor.config.yamlfile import LDict, LList, is_scalar, kind_of, load_yaml, strings_at, token
+from monitor.contract.countries import ISO_ALPHA2
 from monitor.errors import ConfigError, ConfigErrors, Location
-from monitor.yamlfile import LDict, LList, is_scalar, kind_of, load_yaml, strings_at, token
 
 __all__ = [
     "Disclosure",

@@ -5,14 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.disclosures import Disclosures, EndpointRegistry, load_disclosures, load_endpoints
+from monitor.config.disclosures import (
+    Disclosures,
+    EndpointRegistry,
+    load_disclosures,
+    load_endpoints,
+)
+from monitor.config.settings import Settings
+from monitor.config.subject_key import random_key, subject_key
 from monitor.engine.loader import load_pack
 from monitor.engine.model import RulePack
 from monitor.engine.ruletypes import ConsentRule
 from monitor.errors import ConfigError
-from monitor.resolve import CountryLookup, Resolver
-from monitor.settings import Settings
-from monitor.subject_key import random_key, subject_key
+from monitor.geo.resolve import CountryLookup, Resolver
 
 __all__ = ["Runtime", "key_subjects", "load_config", "load_runtime"]
 
@@ -38,7 +43,7 @@ def load_config(settings: Settings) -> tuple[RulePack, Disclosures, EndpointRegi
     """Rules and their configuration, without the GeoIP database."""
     overrides: dict[str, Any] = {}
     if settings.home_region is not None:
-        from monitor.countries import ISO_ALPHA2
+        from monitor.contract.countries import ISO_ALPHA2
 
         if settings.home_region not in ISO_ALPHA2:
             raise ConfigError(
@@ -77,6 +82,6 @@ def load_runtime(settings: Settings, require_subject_key: bool = False) -> Runti
 def _open_geoip(settings: Settings) -> CountryLookup | None:
     if not settings.use_geoip:
         return None
-    from monitor.geoip import GeoIP
+    from monitor.geo.geoip import GeoIP
 
     return GeoIP.open(settings.geoip_country_path, settings.geoip_asn_path)

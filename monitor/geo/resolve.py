@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from monitor.bounds import MAX_RECORD_CATEGORIES, categories
-from monitor.disclosures import EndpointRegistry, host_of
-from monitor.schemas import Record, Source
+from monitor.config.disclosures import EndpointRegistry, host_of
+from monitor.contract.schemas import Record, Source
 
 __all__ = ["CountryLookup", "Flow", "Resolver", "StaticLookup"]
 
 
 class CountryLookup(Protocol):
-    """What resolution needs of a GeoIP database (see monitor.geoip.GeoIP)."""
+    """What resolution needs of a GeoIP database (see monitor.geo.geoip.GeoIP)."""
 
     @property
     def build_date(self) -> str: ...

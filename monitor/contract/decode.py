@@ -19,7 +19,7 @@ Decisions where the contract is silent:
 - a message that is a JSON array or JSON Lines locates each record by
   `index`; a message holding one record has no `index`;
 - JSON Lines batches split into lines as files do (LF, CRLF or a lone CR;
-  see `monitor.schemas`), so a text gives the same records either way; a
+  see `monitor.contract.schemas`), so a text gives the same records either way; a
   message that does not split into valid records is still tried whole
   (pretty-printed JSON), so one record with a raw CR between its tokens
   stays valid.
@@ -37,8 +37,8 @@ from typing import Final
 import msgspec
 import orjson
 
-from monitor.countries import ISO_ALPHA2
-from monitor.schemas import (
+from monitor.contract.countries import ISO_ALPHA2
+from monitor.contract.schemas import (
     JSON_WHITESPACE,
     LABEL_PATTERN,
     LEGAL_BASES,

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from monitor import __version__
+from monitor.config.settings import Settings
 from monitor.errors import BrokerUnavailable, ConfigErrors, XborderError
-from monitor.settings import Settings
 
 __all__ = ["main"]
 
@@ -90,8 +90,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from monitor.replay import replay
-    from monitor.runtime import load_runtime
+    from monitor.config.runtime import load_runtime
+    from monitor.replay.runner import replay
 
     missing = [f for f in args.files if not f.is_file()]
     if missing:
@@ -127,7 +127,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    from monitor.runtime import load_config
+    from monitor.config.runtime import load_config
 
     pack, disclosures, endpoints = load_config(settings_from(args))
     print(
@@ -139,8 +139,8 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    from monitor.ruletest import run_examples
-    from monitor.runtime import load_config
+    from monitor.config.runtime import load_config
+    from monitor.detect.examples import run_examples
 
     pack, _, endpoints = load_config(settings_from(args))
     failed = 0
@@ -256,7 +256,7 @@ def _extra_commands() -> list[Register]:
     import importlib
 
     found: list[Register] = []
-    for module in ("monitor.simulate", "monitor.demo", "monitor.alerts_cli"):
+    for module in ("monitor.simulate", "monitor.demo", "monitor.cli.alerts"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

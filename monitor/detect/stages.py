@@ -21,13 +21,11 @@ from typing import Any
 
 import orjson
 
-from monitor.alerts import AlertContext, AlertGrouper, build_alert, group_key, iso_ms
-from monitor.dead_letters import dead_letter_json
-from monitor.decode import decode_messages
-from monitor.engine.model import Hit, RulePack
-from monitor.engine.state import SeenStore, Store
-from monitor.metrics import Metrics, country_label, observe_many, personal_categories
-from monitor.pipeline import (
+from monitor.alerts.grouping import AlertContext, AlertGrouper, build_alert, group_key, iso_ms
+from monitor.contract.dead_letters import dead_letter_json
+from monitor.contract.decode import decode_messages
+from monitor.contract.schemas import DeadLetter, Source
+from monitor.detect.local import (
     DEFAULT_MAX_SKEW_MS,
     PROCESSING_ERROR,
     by_key,
@@ -35,8 +33,10 @@ from monitor.pipeline import (
     failed,
     split_ahead,
 )
-from monitor.resolve import Flow, Resolver
-from monitor.schemas import DeadLetter, Source
+from monitor.engine.model import Hit, RulePack
+from monitor.engine.state import SeenStore, Store
+from monitor.geo.resolve import Flow, Resolver
+from monitor.metrics import Metrics, country_label, observe_many, personal_categories
 
 __all__ = [
     "Emission",

@@ -4,7 +4,7 @@ Every function here is pure and is the reference for what is valid: a
 record's bytes become a `Record` or a reason code; nothing raises on bad
 input. Checks run in the order the contract fixes (size, JSON, object, kind,
 v, then each field in the order of the contract's tables) and the first
-failure is the reason. `monitor.decode` decodes many records at once, fast,
+failure is the reason. `monitor.contract.decode` decodes many records at once, fast,
 and falls back to `check_record` for anything it refuses.
 
 Decisions where the contract is silent:
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import msgspec
 import orjson
 
-from monitor.countries import ISO_ALPHA2
+from monitor.contract.countries import ISO_ALPHA2
 
 __all__ = [
     "JSON_WHITESPACE",
@@ -90,7 +90,7 @@ class Record(msgspec.Struct, kw_only=True, gc=False, tag_field="kind", forbid_un
     immutable once validated. `gc=False`: values are strings, numbers and
     tuples of strings, which cannot form reference cycles. Unknown fields
     are refused by these classes' own decoder (the contract ignores them, so
-    `monitor.decode` gives such records a second, lenient decode).
+    `monitor.contract.decode` gives such records a second, lenient decode).
     """
 
     kind: ClassVar[str]
@@ -447,7 +447,7 @@ def check_record(raw: bytes, obj: object = _UNPARSED) -> Record | str:
     """The contract's own check of one record: the Record, or the reason code refusing it.
 
     `raw` is the record's bytes (stripped); `obj` its parsed value when the
-    caller has it. This is the reference the fast decoder (`monitor.decode`)
+    caller has it. This is the reference the fast decoder (`monitor.contract.decode`)
     falls back to and is tested against.
     """
     if len(raw) > MAX_RECORD_BYTES:

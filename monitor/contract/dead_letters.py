@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import orjson
 
-from monitor.schemas import DeadLetter, Source
+from monitor.contract.schemas import DeadLetter, Source
 
 __all__ = ["MAX_DEAD_LETTER_BYTES", "MAX_SOURCE_TEXT", "dead_letter_json", "mask_raw"]
 

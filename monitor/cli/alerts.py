@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import orjson
 
-from monitor.settings import Settings
+from monitor.config.settings import Settings
 
 __all__ = ["format_alert", "latest_alerts", "read_alerts", "register"]
 

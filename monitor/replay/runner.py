@@ -33,19 +33,19 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from monitor.alerts import iso_ms
-from monitor.dead_letters import dead_letter_json
-from monitor.decode import decode_many, lf_line_ends
-from monitor.engine.model import Rule, RulePack
-from monitor.pipeline import DEFAULT_MAX_SKEW_MS, LocalDetector, split_ahead
-from monitor.resolve import Resolver
-from monitor.schemas import (
+from monitor.alerts.grouping import iso_ms
+from monitor.contract.dead_letters import dead_letter_json
+from monitor.contract.decode import decode_many, lf_line_ends
+from monitor.contract.schemas import (
     JSON_WHITESPACE,
     MAX_RECORD_BYTES,
     DeadLetter,
     Record,
     Source,
 )
+from monitor.detect.local import DEFAULT_MAX_SKEW_MS, LocalDetector, split_ahead
+from monitor.engine.model import Rule, RulePack
+from monitor.geo.resolve import Resolver
 
 __all__ = ["ExportReader", "ReadError", "ReplaySummary", "open_export", "read_lines", "replay"]
 
@@ -177,7 +177,7 @@ def read_lines(stream: Readable) -> Iterator[tuple[int, bytes, bool]]:
     """(1-based line number, bytes, too_large) for each line, never holding more than the limit.
 
     Read a block at a time (a call per line cost more than decoding the
-    line). A line ends at LF, CRLF or a lone CR (see `monitor.schemas`). A
+    line). A line ends at LF, CRLF or a lone CR (see `monitor.contract.schemas`). A
     line over the record limit is cut to its first MiB, kept as evidence,
     and the rest skipped as it streams past.
     """
@@ -307,7 +307,7 @@ def replay(
             for batch in _batches(read_lines(reader)):
                 summary.lines += len(batch)
                 last_line = batch[-1][0]
-                # Blank lines are not records (see monitor.schemas).
+                # Blank lines are not records (see monitor.contract.schemas).
                 lines = [
                     (n, text, big)
                     for n, raw, big in batch

@@ -19,9 +19,9 @@ import hashlib
 import os
 from pathlib import Path
 
+from monitor.config.settings import Settings
+from monitor.config.yamlfile import read_config_file
 from monitor.errors import ConfigError, Location
-from monitor.settings import Settings
-from monitor.yamlfile import read_config_file
 
 __all__ = ["MIN_SECRET_BYTES", "derive", "random_key", "subject_key"]
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import orjson
 
-from monitor.decode import decode_line
-from monitor.disclosures import EndpointRegistry
+from monitor.config.disclosures import EndpointRegistry
+from monitor.contract.decode import decode_line
+from monitor.contract.schemas import DeadLetter
+from monitor.detect.local import LocalDetector
 from monitor.engine.model import Example, Rule, RulePack
-from monitor.pipeline import LocalDetector
-from monitor.resolve import Resolver, StaticLookup
-from monitor.schemas import DeadLetter
+from monitor.geo.resolve import Resolver, StaticLookup
 
 __all__ = ["ExampleResult", "run_example", "run_examples"]
 

@@ -16,12 +16,12 @@ from typing import Any, cast
 
 import msgspec
 
-from monitor.alerts import AlertContext, AlertGrouper, build_alert
+from monitor.alerts.grouping import AlertContext, AlertGrouper, build_alert
+from monitor.contract.schemas import DeadLetter, Record, Source
 from monitor.engine.model import Hit, Rule, RulePack
 from monitor.engine.ruletypes import RuleType, ThresholdRule, WindowBatch, single_hit
 from monitor.engine.state import MemorySeen, MemoryStore
-from monitor.resolve import Flow, Resolver
-from monitor.schemas import DeadLetter, Record, Source
+from monitor.geo.resolve import Flow, Resolver
 
 __all__ = [
     "DEFAULT_MAX_SKEW_MS",

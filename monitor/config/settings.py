@@ -17,7 +17,7 @@ __all__ = ["Settings", "Topics", "default_data_dir", "default_rules_dir"]
 
 def default_rules_dir() -> Path:
     """The rule pack of this checkout (`rules/` beside the `monitor` package), else ./rules."""
-    beside = Path(__file__).resolve().parent.parent / "rules"
+    beside = Path(__file__).resolve().parents[2] / "rules"
     return beside if (beside / "pack.yaml").is_file() else Path("rules")
 
 
@@ -71,9 +71,9 @@ class Settings:
     sweep_interval: float = 30.0  # seconds between expiry sweeps of a table partition
     state_grace: float = 86400.0  # seconds of event time state outlives its rule's horizon
     # Records stamped further ahead of the wall clock are dead-lettered: one
-    # would move stream time and expire everyone's state (monitor.pipeline).
+    # would move stream time and expire everyone's state (monitor.detect.local).
     max_clock_skew: float = 3600.0
-    # The secret keying data subjects' state keys (monitor.subject_key): the
+    # The secret keying data subjects' state keys (monitor.config.subject_key): the
     # secret itself, or a file holding it. Never printed.
     subject_key: str | None = field(default=None, repr=False)
     subject_key_file: Path | None = None
