@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -283,6 +283,21 @@ def unprocessed(fetched: dict[TP, tuple[int, int]], handed: dict[TP, int]) -> di
     return out
 
 
+def first_queued(queues: Iterable[Any]) -> dict[TP, int]:
+    """Per partition, the first offset among the events waiting in these stream queues."""
+    first: dict[TP, int] = {}
+    for queue in queues:
+        for event in list(queue._queue):
+            message = getattr(event, "message", None)
+            if message is None:
+                continue
+            value = event.value
+            offset = value.messages[0].offset if isinstance(value, Chunk) else message.offset
+            if offset < first.get(message.tp, offset + 1):
+                first[message.tp] = offset
+    return first
+
+
 def never_committed(committed: Mapping[Any, int | None]) -> list[Any]:
     """Stream partitions that aiokafka's seek to committed offsets leaves where they are.
 
@@ -311,6 +326,62 @@ class Consumer(driver.Consumer):
 
     _fetched: dict[TP, tuple[int, int]]  # set by each getmany
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Times each partition was sought back by `rewind`: records of it
+        # fetched before then are not handed on (they are fetched again).
+        self._rewinds: dict[TP, int] = {}
+        self._rewind_on_clear(self.app.flow_control)
+
+    def _rewind_on_clear(self, flow_control: Any) -> None:
+        """Read again whatever Faust's flow control drops from the stream queues.
+
+        mode's `FlowControlEvent.resume` (and `clear`) empties every stream
+        queue::
+
+            def resume(self) -> None:
+                self._suspend.clear()
+                self._resume.set()
+                self.clear()
+
+        Faust counts on a seek to committed offsets after that. But at the end
+        of table recovery it resumes stream partitions, seeks them one by one
+        (a broker round trip each, half a second under load) and only then
+        calls `flow_control.resume()`: records fetched after their partition
+        was sought reach the queues and are dropped, their partition's
+        position already past them. They were never processed; a later
+        record's gap then committed past them (a kill -9 series under CPU
+        load lost alert hits this way in about 1 run of 20). Here each
+        partition with a dropped record is sought back to the first one.
+        """
+        clear = flow_control.clear
+
+        def clear_and_rewind() -> None:
+            dropped = first_queued(flow_control._queues)
+            clear()
+            for tp, offset in dropped.items():
+                self.rewind(tp, offset)
+
+        flow_control.clear = clear_and_rewind
+
+    def rewind(self, tp: TP, offset: int) -> None:
+        """Fetch `tp` again from `offset` if the consumer is past it (never forward)."""
+        if self.should_stop or tp.topic.endswith("-changelog"):
+            return
+        try:
+            if tp not in self.assignment():
+                return
+            state = self._thread._ensure_consumer()._subscription.subscription.assignment
+            position = state.state_value(tp).position if tp in state.tps else None
+        except Exception:  # not started, or mid-rebalance: the next seek decides
+            return
+        if position is not None and position <= offset:
+            return
+        logger.info("re-reading %s from offset %d: fetched but not processed", tp, offset)
+        self._thread.seek(tp, offset)
+        self._read_offset[tp] = offset
+        self._rewinds[tp] = self._rewinds.get(tp, 0) + 1
+
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -337,8 +408,11 @@ class Consumer(driver.Consumer):
         below: set[TP] = set()
         runs: dict[TP, list[Any]] = {}
         generation = self.app.consumer_generation_id
+        rewinds = dict(self._rewinds)
         try:
             async for tp, message in super().getmany(timeout):
+                if self._rewinds.get(tp) != rewinds.get(tp):
+                    continue  # sought back since this fetch: fetched again
                 if tp.topic in BATCHED_TOPICS:
                     runs.setdefault(tp, []).append(message)
                     continue
@@ -348,6 +422,8 @@ class Consumer(driver.Consumer):
             for tp, run in runs.items():
                 if self.app.consumer_generation_id != generation or not self.flow_active:
                     break  # a rebalance meanwhile: not handed on, so read again
+                if self._rewinds.get(tp) != rewinds.get(tp):
+                    continue
                 message = chunk_message(tp, run)
                 self._deliver_below_read_offset(tp, run[0], below)
                 await self._span(tp, run)
@@ -401,12 +477,8 @@ class Consumer(driver.Consumer):
         fetched, self._fetched = self._fetched, {}
         if not fetched or self.should_stop:
             return
-        assigned = self.assignment()
         for tp, offset in unprocessed(fetched, handed).items():
-            if tp in assigned:
-                # Routine during recovery after a restart, so not a warning.
-                logger.info("re-reading %s from offset %d: fetched but not processed", tp, offset)
-                await self.seek(tp, offset)
+            self.rewind(tp, offset)
 
 
 class ProducerBuffer(base_producer.ProducerBuffer):
