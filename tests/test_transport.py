@@ -112,9 +112,9 @@ def test_records_dropped_from_stream_queues_when_flow_resumes_are_fetched_again(
             tp.topic, tp.partition, offset, 1.0, 0, None, None, b"[]", None, 0, 2, tp
         )
 
-    async def scenario() -> tuple[dict[TP, int], dict[TP, int], int]:
+    async def scenario() -> tuple[dict[TP, int], dict[Any, int], int]:
         app = faust.App("rewind-test", broker=f"{transport.register(10)}://127.0.0.1:9")
-        consumer = app.consumer
+        consumer: Any = app.consumer
         assert isinstance(consumer, transport.Consumer)
         positions = {hits: 4, telemetry: 9, changelog: 3}
         sought: dict[TP, int] = {}
@@ -125,10 +125,10 @@ def test_records_dropped_from_stream_queues_when_flow_resumes_are_fetched_again(
         raw = SimpleNamespace(
             _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=state))
         )
-        consumer._thread = SimpleNamespace(  # type: ignore[assignment]
+        consumer._thread = SimpleNamespace(
             _ensure_consumer=lambda: raw, seek=lambda tp, offset: sought.__setitem__(tp, offset)
         )
-        consumer.assignment = lambda: set(positions)  # type: ignore[method-assign]
+        consumer.assignment = lambda: set(positions)
         app.flow_control.suspend()
         queue = app.channel().queue
         for message in (record(hits, 3), record(hits, 2), record(changelog, 1)):
@@ -157,16 +157,16 @@ def test_a_rewind_never_moves_a_partition_forward() -> None:
 
     async def scenario() -> dict[TP, int]:
         app = faust.App("rewind-forward", broker=f"{transport.register(10)}://127.0.0.1:9")
-        consumer = app.consumer
+        consumer: Any = app.consumer
         sought: dict[TP, int] = {}
         state = SimpleNamespace(tps={A}, state_value=lambda tp: SimpleNamespace(position=3))
         raw = SimpleNamespace(
             _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=state))
         )
-        consumer._thread = SimpleNamespace(  # type: ignore[assignment]
+        consumer._thread = SimpleNamespace(
             _ensure_consumer=lambda: raw, seek=lambda tp, offset: sought.__setitem__(tp, offset)
         )
-        consumer.assignment = lambda: {A}  # type: ignore[method-assign]
+        consumer.assignment = lambda: {A}
         consumer.rewind(A, 3)  # not past it yet: nothing to read again
         consumer.rewind(A, 7)
         consumer.rewind(B, 0)  # not assigned here
