@@ -115,7 +115,7 @@ def test_records_dropped_from_stream_queues_when_flow_resumes_are_fetched_again(
     async def scenario() -> tuple[dict[TP, int], dict[Any, int], int]:
         app = faust.App("rewind-test", broker=f"{transport.register(10)}://127.0.0.1:9")
         consumer: Any = app.consumer
-        assert isinstance(consumer, transport.Consumer)
+        assert isinstance(app.consumer, transport.Consumer)
         positions = {hits: 4, telemetry: 9, changelog: 3}
         sought: dict[TP, int] = {}
         state = SimpleNamespace(
