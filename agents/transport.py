@@ -509,7 +509,7 @@ class ProducerBuffer(base_producer.ProducerBuffer):
             self.message_sent.clear()
             try:
                 await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue  # a busy loop, not an empty buffer: look again
 
 

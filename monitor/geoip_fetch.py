@@ -28,7 +28,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,7 +137,7 @@ ASN_SOURCE = NpmPackage(
 
 # The ASN CSV's version stamps its data hour (YYYYMMDDHH); the built mmdb gets it
 # as build_epoch so its build date tells the data's age, not the fetch time.
-_ASN_DATA_EPOCH = int(datetime(2026, 6, 17, 19, tzinfo=timezone.utc).timestamp())
+_ASN_DATA_EPOCH = int(datetime(2026, 6, 17, 19, tzinfo=UTC).timestamp())
 _ASN_DATABASE_TYPE = "ip-location-db-ASN"
 
 # The largest member used is about 25 MB; the cap only stops a hostile archive.
@@ -274,7 +274,7 @@ def _metadata(path: Path) -> tuple[str, str]:
             meta = reader.metadata()
     except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
         raise XborderError(f"{path} is not a usable MaxMind DB file: {exc}") from exc
-    built = datetime.fromtimestamp(meta.build_epoch, tz=timezone.utc).date().isoformat()
+    built = datetime.fromtimestamp(meta.build_epoch, tz=UTC).date().isoformat()
     return meta.database_type, built
 
 

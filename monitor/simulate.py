@@ -37,7 +37,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 
@@ -609,7 +609,7 @@ class _Sim:
     def ts(self, ms: int, form: str) -> int | str:
         if form == "ms":
             return ms
-        tz = timezone.utc if form == "utc" else _KST
+        tz = UTC if form == "utc" else _KST
         # Whole seconds plus exact milliseconds: ms / 1000 as a float can round a digit away.
         dt = datetime.fromtimestamp(ms // 1000, tz).replace(microsecond=ms % 1000 * 1000)
         text = dt.isoformat(timespec="milliseconds")

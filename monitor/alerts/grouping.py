@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from monitor import bounds
@@ -30,7 +30,7 @@ __all__ = ["AlertContext", "AlertGrouper", "alert_id", "build_alert", "group_key
 
 def iso_ms(ms: int) -> str:
     """Epoch milliseconds as RFC 3339 UTC with milliseconds."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 

@@ -31,7 +31,6 @@ import re
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Final
 
 import msgspec
@@ -47,7 +46,6 @@ from monitor.contract.schemas import (
     MAX_SUBJECT_IDS,
     MAX_TEXT,
     PLATFORM_PATTERN,
-    RFC3339,
     TS_MAX,
     ApiCall,
     Consent,
@@ -56,6 +54,7 @@ from monitor.contract.schemas import (
     Record,
     Source,
     check_record,
+    parse_ts,
 )
 
 __all__ = [
@@ -105,8 +104,6 @@ _CHUNK: Final = 64  # records per joint decode: small, as one bad record sends i
 # orjson, the reference parser, reads integers in this range only (others as floats).
 _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 64) - 1
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS: Final = timedelta(milliseconds=1)
 
 
 class _Memo:
@@ -167,22 +164,6 @@ def _labels_ok(labels: tuple[str, ...]) -> bool:
     return True
 
 
-def _ts_ms(value: str) -> int | None:
-    """RFC 3339 text as epoch ms, or None to leave it to the reference (which may still accept it).
-
-    The grammar is the reference's own pattern; `fromisoformat` does the
-    arithmetic in C, refusing what it does not know (a leap second, `t`/`z`),
-    which the reference then decides.
-    """
-    if RFC3339.fullmatch(value) is None:
-        return None
-    try:
-        ms = (datetime.fromisoformat(value) - _EPOCH) // _MS
-    except (ValueError, OverflowError):
-        return None
-    return ms if 0 <= ms < TS_MAX else None
-
-
 def _text_ok(value: str | None) -> bool:
     return value is None or 0 < len(value) <= MAX_TEXT
 
@@ -222,7 +203,7 @@ def _valid(r: Record) -> bool:
         if not 0 <= ts < TS_MAX:
             return False
     else:
-        parsed = _ts_ms(ts)  # type: ignore[arg-type]
+        parsed = parse_ts(ts)
         if parsed is None:
             return False
         r.ts = parsed

@@ -31,6 +31,7 @@ import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import msgspec
@@ -227,17 +228,8 @@ RFC3339: Final = re.compile(
 TS_MAX: Final = 253_402_300_800_000
 
 
-_MONTH_DAYS: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def _days_from_civil(y: int, m: int, d: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
 
 
 def parse_ts(value: Any) -> int | None:
@@ -249,23 +241,15 @@ def parse_ts(value: Any) -> int | None:
     m = RFC3339.fullmatch(value)
     if m is None:
         return None
-    year, month, day, hour, minute, second, frac, off = m.groups()
-    y, mo, d = int(year), int(month), int(day)
-    h, mi, sec = int(hour), int(minute), int(second)
-    if not 1 <= mo <= 12 or h > 23 or mi > 59 or sec > 60:
+    # `fromisoformat` reads RFC 3339 but not what RFC 3339 also allows: a
+    # lower-case `t`/`z` and a leap second (60, counted as the last instant of 59).
+    text = f"{value[:10]}T{value[11:17]}{'59' if m.group(6) == '60' else value[17:19]}{value[19:]}"
+    if text[-1] in "Zz":
+        text = text[:-1] + "+00:00"
+    try:
+        epoch = (datetime.fromisoformat(text) - _EPOCH) // _MS
+    except (ValueError, OverflowError):
         return None
-    leap = mo == 2 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
-    if not 1 <= d <= _MONTH_DAYS[mo - 1] + leap:
-        return None
-    offset = 0
-    if off not in ("Z", "z"):
-        oh, om = int(off[1:3]), int(off[4:6])
-        if oh > 23 or om > 59:
-            return None
-        offset = (oh * 60 + om) * (-60 if off[0] == "-" else 60)
-    # RFC 3339 allows a leap second (60); it is counted as the last instant of 59.
-    seconds = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + min(sec, 59) - offset
-    epoch = seconds * 1000 + (int(frac[1:4].ljust(3, "0")) if frac else 0)
     return epoch if 0 <= epoch < TS_MAX else None
 
 

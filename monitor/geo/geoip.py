@@ -22,7 +22,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, TypeVar
@@ -128,7 +128,7 @@ def _record_asn(record: object) -> tuple[int, str] | None:
 
 
 def _build_date(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).date().isoformat()
+    return datetime.fromtimestamp(epoch, tz=UTC).date().isoformat()
 
 
 def _open_reader(path: Path, role: str, hint: str) -> maxminddb.Reader:
