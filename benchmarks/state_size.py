@@ -84,7 +84,10 @@ from monitor.detect.local import evaluate
 from monitor.detect.stages import UpdateLimiter, group_hits, partition_for
 from monitor.engine.loader import load_pack
 from monitor.engine.model import Hit, Rule, RulePack
-from monitor.engine.ruletypes import ConsentRule, OnwardRule, RuleType, ThresholdRule
+from monitor.engine.ruletypes.base import RuleType
+from monitor.engine.ruletypes.consent import ConsentRule
+from monitor.engine.ruletypes.onward import OnwardRule
+from monitor.engine.ruletypes.threshold import ThresholdRule
 from monitor.engine.state import MemorySeen, MemoryStore
 from monitor.geo.resolve import Resolver, StaticLookup
 

@@ -1240,7 +1240,7 @@ def networks_from_geoip(
     Drawing from the database the monitor will use makes every address land where the
     generator meant it, whatever database the demo ships.
     """
-    from monitor.geo.geoip import sample_networks
+    from monitor.geo.sample_networks import sample_networks
 
     v4 = sample_networks(path, list(countries), per_country, ip_version=4)
     v6 = sample_networks(path, list(countries), max(1, per_country // 2), ip_version=6)

@@ -329,7 +329,7 @@ def test_sweeps_drop_state_past_each_rules_horizon() -> None:
 
     groups = MemoryStore()
     grouper = AlertGrouper(PACK, groups, seen)
-    from monitor.engine.ruletypes import single_hit
+    from monitor.engine.ruletypes.base import single_hit
 
     grouper.add(single_hit(NLB, flow.to_state()))
     assert sweep_groups(groups.items(), grouper, T0 + day) == ({}, [])
@@ -340,7 +340,7 @@ def test_sweeps_drop_state_past_each_rules_horizon() -> None:
 def test_a_group_restored_without_the_seen_entry_of_its_last_hit_still_counts_it_once() -> None:
     """The group names its last hit's ids in `recent`; a copy arriving later is still a duplicate."""
     from monitor.alerts.grouping import AlertGrouper
-    from monitor.engine.ruletypes import single_hit
+    from monitor.engine.ruletypes.base import single_hit
     from monitor.engine.state import MemorySeen, MemoryStore
 
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)

@@ -20,7 +20,7 @@ from monitor import bounds
 from monitor.alerts.grouping import AlertContext, AlertGrouper
 from monitor.detect.local import PROCESSING_ERROR, evaluate_batch
 from monitor.detect.stages import Failures, apply_routed, group_hits, ingest
-from monitor.engine.ruletypes import ConsentRule
+from monitor.engine.ruletypes.consent import ConsentRule
 from monitor.engine.state import MemorySeen, MemoryStore
 from monitor.geo.resolve import Resolver, StaticLookup
 from monitor.metrics import Metrics
@@ -342,7 +342,7 @@ def test_state_values_of_hostile_keys_stay_under_a_kafka_message() -> None:
 
 
 def test_first_hops_keep_the_newest_across_countries() -> None:
-    from monitor.engine.ruletypes import _keep_newest_hops
+    from monitor.engine.ruletypes.onward import _keep_newest_hops
 
     first = {
         c: [{"event_id": f"{c}{i}", "ts": i * 10 + n, "source": {}} for i in range(4)]

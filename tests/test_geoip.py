@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import GeoIPDatabaseError, XborderError
-from monitor.geo.geoip import GeoIP, sample_networks
+from monitor.geo.geoip import GeoIP
+from monitor.geo.sample_networks import sample_networks
 from monitor.geoip_fetch import COUNTRY_SOURCES, fetch_demo_databases
 from tests.geoip_build import (
     TEST_NETWORKS,
@@ -208,7 +209,7 @@ def test_permission_error_is_reported_with_the_path(dbdir: Path, monkeypatch: py
     def deny(*_args: object, **_kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("monitor.geo.geoip.maxminddb.open_database", deny)
+    monkeypatch.setattr("monitor.geo.opening.maxminddb.open_database", deny)
     with pytest.raises(GeoIPDatabaseError, match=r"cannot be read.*Permission denied") as err:
         GeoIP.open(dbdir / "country.mmdb")
     assert str(dbdir / "country.mmdb") in str(err.value)

@@ -22,8 +22,8 @@ from typing import Any
 
 from monitor import bounds
 from monitor.engine.model import Hit, Rule, RulePack
-from monitor.engine.ruletypes import MAX_EVIDENCE, settle_recent
-from monitor.engine.state import SeenStore, Store, scope_of
+from monitor.engine.ruletypes.base import MAX_EVIDENCE
+from monitor.engine.state import SeenStore, Store, scope_of, settle_recent
 
 __all__ = ["AlertContext", "AlertGrouper", "alert_id", "build_alert", "group_key", "iso_ms"]
 

@@ -15,7 +15,7 @@ from monitor.config.settings import Settings
 from monitor.config.subject_key import random_key, subject_key
 from monitor.engine.loader import load_pack
 from monitor.engine.model import RulePack
-from monitor.engine.ruletypes import ConsentRule
+from monitor.engine.ruletypes.consent import ConsentRule
 from monitor.errors import ConfigError
 from monitor.geo.resolve import CountryLookup, Resolver
 

@@ -19,7 +19,8 @@ import msgspec
 from monitor.alerts.grouping import AlertContext, AlertGrouper, build_alert
 from monitor.contract.schemas import DeadLetter, Record, Source
 from monitor.engine.model import Hit, Rule, RulePack
-from monitor.engine.ruletypes import RuleType, ThresholdRule, WindowBatch, single_hit
+from monitor.engine.ruletypes.base import RuleType, single_hit
+from monitor.engine.ruletypes.threshold import ThresholdRule, WindowBatch
 from monitor.engine.state import MemorySeen, MemoryStore
 from monitor.geo.resolve import Flow, Resolver
 

@@ -31,7 +31,9 @@ from monitor.config.yamlfile import (
 from monitor.contract.countries import ISO_ALPHA2
 from monitor.engine.conditions import CompileContext, Compiled, Predicate, compile_condition
 from monitor.engine.model import GROUP_FIELDS, SEVERITIES, Example, Rule, RulePack, parse_duration
-from monitor.engine.ruletypes import REGISTRY, OnwardRule, RuleType
+from monitor.engine.ruletypes import REGISTRY
+from monitor.engine.ruletypes.base import RuleType
+from monitor.engine.ruletypes.onward import OnwardRule
 from monitor.errors import ConfigError, ConfigErrors, Location
 
 __all__ = ["load_pack"]

@@ -11,7 +11,7 @@ from monitor.engine.conditions import Compiled, Predicate
 from monitor.errors import Location
 
 if TYPE_CHECKING:
-    from monitor.engine.ruletypes import RuleType
+    from monitor.engine.ruletypes.base import RuleType
 
 __all__ = [
     "GROUP_FIELDS",

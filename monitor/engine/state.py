@@ -8,7 +8,7 @@ keys. `replay` backs this with dicts; the Faust worker backs it with tables
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ __all__ = [
     "event_hash",
     "owner_of",
     "scope_of",
+    "settle_recent",
     "subject_hash",
 ]
 
@@ -100,3 +101,18 @@ def subject_hash(platform: str, subject_id: str, key: bytes = b"") -> str:
     """
     data = f"{platform}\0{subject_id}".encode()
     return hashlib.blake2b(data, digest_size=16, key=key).hexdigest()
+
+
+def settle_recent(seen: SeenStore, scope: str, recent: Iterable[int], expires: int) -> None:
+    """Give the ids a state value names as `recent` their seen entries, before it forgets them.
+
+    After a crash the state can come back without the seen entries of its last
+    update (they are written after it); `recent` covers them only until the
+    state's next update replaces it. A duplicate of such a record arriving
+    later (another copy of it, re-sent by a restarted upstream agent) would
+    then be counted again.
+    """
+    known = seen.members(scope)
+    missing = [i for i in recent if i not in known]
+    if missing:
+        seen.add_many(scope, missing, expires)

@@ -1,0 +1,152 @@
+"""Onward-transfer rules: home -> S, then S -> a third country, within a window."""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from monitor import bounds
+from monitor.contract.schemas import Record
+from monitor.engine.conditions import Predicate
+from monitor.engine.model import Hit
+from monitor.engine.ruletypes.base import RuleType, single_hit
+from monitor.engine.state import SeenStore, Store
+from monitor.geo.resolve import Flow
+
+__all__ = ["OnwardRule"]
+
+
+def _keep_newest_hops(first: dict[str, list[dict[str, Any]]], limit: int) -> None:
+    """First hops of every country (each list sorted by time) cut to the newest `limit`."""
+    total = sum(map(len, first.values()))
+    if total <= limit:
+        return
+    bounds.REACHED["hops"] += 1
+    every = sorted((h["ts"], h["event_id"], c) for c, hops in first.items() for h in hops)
+    for _, event_id, country in every[: total - limit]:
+        first[country] = [h for h in first[country] if h["event_id"] != event_id]
+        if not first[country]:
+            del first[country]
+
+
+def _hop_time(hop: Mapping[str, Any]) -> int:
+    return int(hop["ts"])
+
+
+class OnwardRule(RuleType):
+    """A dataset that went home -> S, then S -> a third country, within a window.
+
+    State per (platform, dataset): first hops by country S, and second hops
+    still waiting for their first hop (so arrival order does not matter: event
+    time decides).
+    """
+
+    name = "onward"
+    required = ("window",)
+    MAX_PER_COUNTRY = 64
+    MAX_PENDING = bounds.MAX_PENDING_HOPS
+
+    def __init__(
+        self,
+        rule_id: str,
+        params: Mapping[str, Any],
+        home_region: str,
+        first_hop: Predicate,
+    ) -> None:
+        super().__init__(rule_id, params, home_region)
+        self.window: int = params["window"]
+        self.first_hop = first_hop
+
+    def horizon_ms(self) -> int:
+        return self.window
+
+    concerns_src = "r.dataset_id is not None"
+
+    def concerns(self, record: Record) -> bool:
+        return record.dataset_id is not None
+
+    def route(self, flow: Flow, matched: bool) -> list[tuple[str, dict[str, Any]]]:
+        dataset = flow.record.dataset_id
+        if dataset is None:
+            return []
+        out: list[tuple[str, dict[str, Any]]] = []
+        key = f"{self.rule_id}|{flow.record.platform}|{dataset}"
+        if self.first_hop(flow):
+            out.append((key, {"role": "first", "flow": flow.to_state()}))
+        if matched:
+            out.append((key, {"role": "second", "flow": flow.to_state()}))
+        return out
+
+    def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
+        return self.apply_many(store, seen, key, (item,))
+
+    def apply_many(
+        self, store: Store, seen: SeenStore, key: str, items: Iterable[Mapping[str, Any]]
+    ) -> list[Hit]:
+        value = store.get(key) or {"first": {}, "pending": []}
+        hits: list[Hit] = []
+        # Indexes for this call only: the stored value stays plain JSON.
+        hop_ids = {c: {h["event_id"] for h in hops} for c, hops in value["first"].items()}
+        pending: dict[str, dict[str, Any]] = {p["event_id"]: p for p in value["pending"]}
+        waiting_from: dict[str, list[str]] = {}
+        for p in pending.values():
+            waiting_from.setdefault(p["src_country"], []).append(p["event_id"])
+        for item in items:
+            flow = item["flow"]
+            if item["role"] == "first":
+                country = flow["dst_country"]
+                ids = hop_ids.setdefault(country, set())
+                if flow["event_id"] in ids:
+                    continue  # a repeated first hop changes nothing
+                hop = {"event_id": flow["event_id"], "ts": flow["ts"], "source": flow["source"]}
+                hops: list[dict[str, Any]] = value["first"].setdefault(country, [])
+                insort(hops, hop, key=_hop_time)
+                ids.add(hop["event_id"])
+                for old in hops[: -self.MAX_PER_COUNTRY]:
+                    ids.discard(old["event_id"])
+                del hops[: -self.MAX_PER_COUNTRY]
+                # Only second hops sent from this country can be waiting for it.
+                still = []
+                for event_id in waiting_from.get(country, ()):
+                    second = pending.get(event_id)
+                    if second is None:
+                        continue
+                    first = self._first_for(value, second)
+                    if first is None:
+                        still.append(event_id)
+                    else:
+                        del pending[event_id]
+                        hits.append(single_hit(self.rule_id, second, first))
+                waiting_from[country] = still
+            else:
+                first = self._first_for(value, flow)
+                if first is not None:
+                    hits.append(single_hit(self.rule_id, flow, first))
+                elif flow["event_id"] not in pending:
+                    pending[flow["event_id"]] = flow
+                    waiting_from.setdefault(flow["src_country"], []).append(flow["event_id"])
+                    if len(pending) > self.MAX_PENDING:
+                        bounds.REACHED["hops"] += 1
+                        del pending[next(iter(pending))]  # the oldest to arrive
+        value["pending"] = list(pending.values())
+        _keep_newest_hops(value["first"], bounds.MAX_FIRST_HOPS)
+        store[key] = value
+        return hits
+
+    def _first_for(self, value: Mapping[str, Any], second: Mapping[str, Any]) -> Any:
+        """The latest first hop home -> S that precedes the second hop within the window."""
+        best = None
+        for hop in value["first"].get(second["src_country"], ()):
+            if hop["ts"] <= second["ts"] <= hop["ts"] + self.window:
+                best = hop
+        if best is not None and second["dst_country"] in (self.home, second["src_country"]):
+            return None
+        return best
+
+    def expire(self, value: Any, watermark: int) -> Any:
+        cutoff = watermark - self.window
+        first = {c: [h for h in hops if h["ts"] > cutoff] for c, hops in value["first"].items()}
+        first = {c: hops for c, hops in first.items() if hops}
+        pending = [p for p in value["pending"] if p["ts"] > cutoff]
+        return {"first": first, "pending": pending} if first or pending else None
