@@ -288,6 +288,50 @@ def test_state_and_group_stages_set_aside_what_raises() -> None:
         apply_routed(items, PACK, MemoryStore(), MemorySeen(), 1)
 
 
+def test_errors_of_the_infrastructure_are_not_set_aside_as_the_items_fault() -> None:
+    """A broker or framework error says nothing about the item: dead-lettering it would lose it."""
+
+    class BrokerDown(Exception):
+        pass
+
+    class FailingStore(MemoryStore):
+        def __setitem__(self, key: str, value: Any) -> None:
+            raise BrokerDown
+
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    recs = [api(f"b{i}", T0 + i * 1000, legal_basis="contract", records=60_000) for i in range(2)]
+    msgs = [
+        (orjson.dumps(r), {"topic": "t", "partition": 0, "offset": i}) for i, r in enumerate(recs)
+    ]
+    out = ingest(msgs, PACK, resolver, 1, now=T0 / 1000)
+    failures = Failures({"topic": "state", "partition": 0, "offset": 1}, passthrough=(BrokerDown,))
+    with pytest.raises(BrokerDown):
+        apply_routed(out.routed[0], PACK, FailingStore(), MemorySeen(), 1, failures)
+    hits = apply_routed(out.routed[0], PACK, MemoryStore(), MemorySeen(), 1)[0]
+    assert hits
+    grouper = AlertGrouper(PACK, FailingStore(), MemorySeen())
+    with pytest.raises(BrokerDown):
+        group_hits(hits, PACK, grouper, AlertContext("v", None), 0, failures)
+    assert failures.letters == []
+
+
+def test_an_error_escaping_an_agent_exits_the_worker_without_quoting_the_error() -> None:
+    """Faust would restart the agent and later commits would pass the failed event."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio\n"
+        "from agents.app import stop_on_agent_error\n"
+        "asyncio.run(stop_on_agent_error('group', ValueError('subject 12345 at 10.0.0.1')))\n"
+        "print('still running')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert run.returncode == 70
+    assert "still running" not in run.stdout
+    assert "ValueError" in run.stderr and "12345" not in run.stderr
+
+
 def test_routed_items_of_a_batch_stay_within_a_message() -> None:
     """Bulk items split by ids; each routed item of hostile records fits a Kafka message."""
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)

@@ -215,7 +215,7 @@ def apply_routed(
         try:
             hits = rule.type.apply_many(store, seen, key, batch)
         except Exception as e:
-            if failures is None:
+            if failures is None or not failures.keeps(e):
                 raise
             for item in batch:
                 failures.add("state", e, item, {"rule": rule_id, "key": key, "item": item})
@@ -227,10 +227,20 @@ def apply_routed(
 
 @dataclass
 class Failures:
-    """Dead letters of items a stage raised on; `batch` locates the internal message."""
+    """Dead letters of items a stage raised on; `batch` locates the internal message.
+
+    `passthrough`: errors that say nothing about the item (the framework's,
+    the broker's) and propagate: set aside as a dead letter, the item's
+    effect would be lost on a fault that a restart cures.
+    """
 
     batch: Source
     letters: list[DeadLetter] = field(default_factory=list)
+    passthrough: tuple[type[BaseException], ...] = ()
+
+    def keeps(self, error: BaseException) -> bool:
+        """Whether the stage sets the item aside (else it re-raises)."""
+        return not isinstance(error, self.passthrough)
 
     def add(self, stage: str, error: BaseException, item: Any, whole: Any) -> None:
         self.letters.append(failed(stage, error, item_source(item) or self.batch, _raw(whole)))
@@ -287,7 +297,7 @@ def group_hits(
         try:
             got = grouper.add(hit)
         except Exception as e:
-            if failures is None:
+            if failures is None or not failures.keeps(e):
                 raise
             failures.add("group", e, hit, hit)
             continue
