@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import time
-import traceback
 from collections import Counter
 from collections.abc import Collection, Iterator
 from collections.abc import Set as AbstractSet
@@ -178,7 +177,7 @@ class Worker:
 TABLES = ("state", "groups")
 # Errors of the framework or the broker, not of the item being processed: a
 # stage does not dead-letter an item for them (monitor.detect.stages.Failures)
-# and the worker stops instead (`stop_on_infrastructure_error`), to restart
+# and the worker exits instead (agents.transport.Consumer.on_task_error), to restart
 # from its committed offsets.
 INFRASTRUCTURE: tuple[type[BaseException], ...] = (FaustError, KafkaError)
 
@@ -280,7 +279,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             for chunk in chunk_json(items)
         ]
 
-    @app.agent(inputs, name="ingest", on_error=stop_on_agent_error)
+    @app.agent(inputs, name="ingest")
     async def ingest_agent(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
             started = time.perf_counter()
@@ -371,7 +370,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
         for key in deletes:
             del table[key]
 
-    @app.agent(state_topic, name="state", on_error=stop_on_agent_error)
+    @app.agent(state_topic, name="state")
     async def state_agent(stream: Any) -> None:
         # One message is one partition's batch: table writes land in that
         # partition's changelog, where recovery expects them.
@@ -429,7 +428,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                 g["emitted_rev"] = g["revision"]
                 groups_table[key] = value
 
-    @app.agent(hits_topic, name="group", on_error=stop_on_agent_error)
+    @app.agent(hits_topic, name="group")
     async def group_agent(stream: Any) -> None:
         async for event in stream.events():
             started = time.perf_counter()
@@ -512,32 +511,6 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
         },
         tables={"state": state_table, "groups": groups_table},
     )
-
-
-EXIT_AGENT_ERROR = 70  # sysexits EX_SOFTWARE
-
-
-async def stop_on_agent_error(agent: Any, error: BaseException) -> None:
-    """An error escaped an agent: exit at once, to restart from committed offsets.
-
-    Faust would restart the agent on the next event, and its commits take
-    the first run of acknowledged offsets without checking it starts at the
-    committed one: the event that failed would be committed past, unprocessed.
-    What a record can cause is dead-lettered inside the stages; what escapes
-    is the framework's, the broker's or a bug. Exiting without a graceful
-    stop commits nothing further, as a kill -9 would (which the worker
-    recovers from: README, processing guarantee); the orchestrator restarts it.
-    """
-    # Where, not the error's text: it may quote a record.
-    log.critical(
-        "agent %s stopped on %s; exiting with %d to restart from committed offsets\n%s",
-        getattr(agent, "name", agent),
-        type(error).__name__,
-        EXIT_AGENT_ERROR,
-        "".join(traceback.format_tb(error.__traceback__)),
-    )
-    logging.shutdown()
-    os._exit(EXIT_AGENT_ERROR)
 
 
 def ensure_topics(settings: Settings) -> None:

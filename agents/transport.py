@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -382,6 +384,24 @@ class Consumer(driver.Consumer):
         self._read_offset[tp] = offset
         self._rewinds[tp] = self._rewinds.get(tp, 0) + 1
 
+    async def on_task_error(self, exc: BaseException) -> None:
+        """An error escaped an agent: exit at once, to restart from committed offsets.
+
+        Faust commits here and restarts the agent on the next event::
+
+            async def on_task_error(self, exc: BaseException) -> None:
+                await self.commit()
+
+        and its commits take the first run of acknowledged offsets without
+        checking that it starts at the committed one: the event that failed
+        would be committed past, unprocessed. What a record can cause is
+        dead-lettered inside the stages; what escapes is the framework's, the
+        broker's or a bug. Exiting without a graceful stop commits nothing
+        further, as a kill -9 would, which the worker recovers from (README,
+        processing guarantee); the orchestrator restarts it.
+        """
+        exit_for_restart(exc)
+
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -479,6 +499,21 @@ class Consumer(driver.Consumer):
             return
         for tp, offset in unprocessed(fetched, handed).items():
             self.rewind(tp, offset)
+
+
+EXIT_AGENT_ERROR = 70  # sysexits EX_SOFTWARE
+
+
+def exit_for_restart(error: BaseException) -> None:
+    """Log where an agent failed (not the error's text, which may quote a record) and exit."""
+    logger.critical(
+        "an agent stopped on %s; exiting with %d to restart from committed offsets\n%s",
+        type(error).__name__,
+        EXIT_AGENT_ERROR,
+        "".join(traceback.format_tb(error.__traceback__)),
+    )
+    logging.shutdown()
+    os._exit(EXIT_AGENT_ERROR)
 
 
 class ProducerBuffer(base_producer.ProducerBuffer):

@@ -321,9 +321,10 @@ def test_an_error_escaping_an_agent_exits_the_worker_without_quoting_the_error()
     import sys
 
     code = (
-        "import asyncio\n"
-        "from agents.app import stop_on_agent_error\n"
-        "asyncio.run(stop_on_agent_error('group', ValueError('subject 12345 at 10.0.0.1')))\n"
+        "import logging\n"
+        "logging.basicConfig()  # as the worker does\n"
+        "from agents.transport import exit_for_restart\n"
+        "exit_for_restart(ValueError('subject 12345 at 10.0.0.1'))\n"
         "print('still running')\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

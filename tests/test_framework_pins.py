@@ -223,6 +223,13 @@ PINS = [
         "await self._add_gap(tp, r_offset + 1, offset)",
         "set_read_offset(tp, offset)", params="self fetcher"),
     # Reading again: a seek drops buffered records; seek_to_committed leaves offset 0 alone.
+    # An error escaping an agent: Faust commits and restarts it; the worker exits instead.
+    pin("faust.app.base:App._on_agent_error", "transport.Consumer.on_task_error",
+        "await self._consumer.on_task_error(exc)", params="self agent exc"),
+    pin("faust.app.base:App.agent", "transport.Consumer.on_task_error",
+        "on_error=self._on_agent_error,"),
+    pin(FB + "Consumer.on_task_error", "transport.Consumer.on_task_error",
+        "await self.commit()", params="self exc"),
     # Stream queues emptied by flow control are read again (Consumer.rewind).
     pin("mode.utils.queues:FlowControlEvent.resume", "transport.Consumer._rewind_on_clear",
         "self._resume.set()", "self.clear()", params="self"),
