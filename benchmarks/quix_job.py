@@ -19,7 +19,6 @@ input item was ingested and every repartitioned message processed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import threading
 import time
@@ -72,7 +71,7 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     args = parser.parse_args()
 
-    settings = dataclasses.replace(Settings(), geoip_country=args.geoip)
+    settings = Settings(geoip_country=args.geoip)
     runtime = load_runtime(settings)
     pack, resolver = runtime.pack, runtime.resolver()
     context = AlertContext(pack.version, resolver.geoip_build)

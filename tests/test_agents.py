@@ -54,9 +54,7 @@ def harness() -> Iterator[Harness]:
 
 
 def build_harness(**overrides: Any) -> Harness:
-    settings = dataclasses.replace(
-        Settings(), use_geoip=False, bootstrap="127.0.0.1:9", app_id="agent-test", **overrides
-    )
+    settings = Settings(use_geoip=False, bootstrap="127.0.0.1:9", app_id="agent-test", **overrides)
     registry = CollectorRegistry()
     worker = create_app(settings, load_runtime(settings), Metrics(registry))
     worker.app.finalize()

@@ -50,7 +50,7 @@ def geo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runtime(geo_db: Path) -> Iterator[Runtime]:
-    settings = dataclasses.replace(Settings.from_env(), geoip_country=geo_db, use_geoip=True)
+    settings = Settings.from_env().override({"geoip_country": geo_db, "use_geoip": True})
     rt = load_runtime(settings)
     yield rt
     rt.close()

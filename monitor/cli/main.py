@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import os
 import sys
@@ -11,82 +10,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from monitor import __version__
+from monitor.cli.flags import CONFIG, REPLAY, WORKER, add_setting_flags, settings_from
 from monitor.config.settings import Settings
 from monitor.errors import BrokerUnavailable, ConfigErrors, XborderError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "settings_from"]
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: a service it needs is not there
 # Replay: some input file could not be read to its end; the rest was replayed.
 EXIT_UNREADABLE = 1
-
-
-def _config_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("rules and configuration (defaults from XBORDER_* variables)")
-    g.add_argument("--rules", type=Path, help="rule pack directory (default: the bundled pack)")
-    g.add_argument("--disclosures", type=Path, help="disclosures YAML")
-    g.add_argument("--endpoints", type=Path, help="endpoint registry YAML")
-    g.add_argument("--geoip-country", type=Path, help="MaxMind GeoIP2/GeoLite2 Country database")
-    g.add_argument("--geoip-asn", type=Path, help="optional MaxMind ASN database")
-    g.add_argument(
-        "--no-geoip", action="store_true", help="resolve with the endpoint registry alone"
-    )
-    g.add_argument("--home-region", help="country whose residents' data is protected (KR)")
-
-
-def _skew_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--max-clock-skew",
-        type=float,
-        metavar="SECONDS",
-        help="dead-letter records stamped further ahead of the wall clock "
-        "(default: XBORDER_MAX_CLOCK_SKEW or 3600)",
-    )
-
-
-def _dead_letter_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--mask-dead-letters",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="write dead letters with subject ids and IP addresses masked as *** "
-        "(default: XBORDER_DEAD_LETTER_MASK, off)",
-    )
-
-
-def _kafka_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--bootstrap-servers",
-        help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
-    )
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    s = Settings.from_env()
-    changes: dict[str, object] = {}
-    for arg, name in (
-        ("rules", "rules_dir"),
-        ("disclosures", "disclosures"),
-        ("endpoints", "endpoints"),
-        ("geoip_country", "geoip_country"),
-        ("geoip_asn", "geoip_asn"),
-        ("home_region", "home_region"),
-        ("bootstrap_servers", "bootstrap"),
-        ("metrics_port", "metrics_port"),
-        ("app_id", "app_id"),
-        ("processing_guarantee", "processing_guarantee"),
-        ("state_dir", "state_dir"),
-        ("partitions", "partitions"),
-        ("max_clock_skew", "max_clock_skew"),
-        ("mask_dead_letters", "dead_letter_mask"),
-    ):
-        value = getattr(args, arg, None)
-        if value is not None:
-            changes[name] = value
-    if getattr(args, "no_geoip", False):
-        changes["use_geoip"] = False
-    return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -198,19 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--alerts-out", type=Path, default=Path("alerts.jsonl"))
     p.add_argument("--dead-letters-out", type=Path, default=Path("dead-letters.jsonl"))
-    _skew_option(p)
-    _dead_letter_options(p)
-    _config_options(p)
+    add_setting_flags(p, REPLAY)
     p.set_defaults(func=cmd_replay)
 
     rules = sub.add_parser("rules", help="check or test a rule pack").add_subparsers(
         dest="rules_command", required=True
     )
     p = rules.add_parser("check", help="load and validate rules and their configuration")
-    _config_options(p)
+    add_setting_flags(p, CONFIG)
     p.set_defaults(func=cmd_rules_check)
     p = rules.add_parser("test", help="run every rule's examples")
-    _config_options(p)
+    add_setting_flags(p, CONFIG)
     p.set_defaults(func=cmd_rules_test)
 
     geoip = sub.add_parser("geoip", help="GeoIP databases").add_subparsers(
@@ -230,17 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_geoip_fetch)
 
     p = sub.add_parser("worker", help="run the streaming worker (Faust)")
-    _config_options(p)
-    _kafka_options(p)
-    _dead_letter_options(p)
-    p.add_argument("--metrics-port", type=int, help="Prometheus endpoint port (9464)")
-    p.add_argument("--app-id", help="consumer group / application id")
-    p.add_argument("--partitions", type=int, help="partitions of internal topics")
-    p.add_argument("--state-dir", type=Path, help="folder for local table state")
-    _skew_option(p)
-    p.add_argument(
-        "--processing-guarantee", choices=("at_least_once", "exactly_once"), default=None
-    )
+    add_setting_flags(p, WORKER)
     p.set_defaults(func=cmd_worker)
 
     for register in _extra_commands():

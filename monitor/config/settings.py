@@ -1,18 +1,52 @@
 """Typed settings, read from the environment (XBORDER_*) and overridden by command-line flags.
 
-`deploy/xborder.env.example` lists every setting with its default.
+`deploy/xborder.env.example` lists every setting with its default. Values are
+checked where they are read: an invalid one is a ConfigError naming the
+variable (or flag) and what it accepts, so a command stops with one line
+rather than a traceback.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
 
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from monitor.config.yamlfile import token
 from monitor.errors import ConfigError
 
-__all__ = ["Settings", "Topics", "default_data_dir", "default_rules_dir"]
+__all__ = [
+    "Settings",
+    "Topics",
+    "default_data_dir",
+    "default_rules_dir",
+    "env_name",
+]
+
+ENV_PREFIX = "XBORDER_"
+# Names that do not follow XBORDER_<FIELD>: deployments already use them.
+# None: the field has no variable (--no-geoip alone turns GeoIP off).
+_ENV_NAMES: dict[str, str | None] = {
+    "rules_dir": "XBORDER_RULES",
+    "bootstrap": "KAFKA_BOOTSTRAP_SERVERS",
+    "use_geoip": None,
+}
+_TOPIC_PREFIX = ENV_PREFIX + "TOPIC_"
 
 
 def default_rules_dir() -> Path:
@@ -26,62 +60,149 @@ def default_data_dir() -> Path:
     return Path(base) / "xborder"
 
 
-@dataclass(frozen=True)
-class Topics:
-    egress: str = "telemetry.egress"
-    api: str = "telemetry.api"
-    consent: str = "telemetry.consent"
-    alerts: str = "monitor.alerts"
-    dead_letters: str = "monitor.dead-letters"
+_KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _topic_name(name: str) -> str:
+    # Kafka's rule, checked here so that a typo stops start-up rather than the first send.
+    if not _KAFKA_TOPIC.fullmatch(name):
+        raise ValueError("a Kafka topic name (1 to 249 letters, digits, '.', '_' or '-')")
+    return name
+
+
+TopicName = Annotated[str, AfterValidator(_topic_name)]
+
+
+class Topics(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    egress: TopicName = Field("telemetry.egress", description="egress telemetry topic")
+    api: TopicName = Field("telemetry.api", description="API-call telemetry topic")
+    consent: TopicName = Field("telemetry.consent", description="consent telemetry topic")
+    alerts: TopicName = Field("monitor.alerts", description="alerts topic")
+    dead_letters: TopicName = Field("monitor.dead-letters", description="dead letters topic")
 
     @property
     def inputs(self) -> tuple[str, ...]:
         return (self.egress, self.api, self.consent)
 
 
-@dataclass(frozen=True)
-class Settings:
-    rules_dir: Path = field(default_factory=default_rules_dir)
-    disclosures: Path | None = None  # default: <rules_dir>/config/disclosures.yaml
-    endpoints: Path | None = None  # default: <rules_dir>/config/endpoints.yaml
-    geoip_country: Path | None = None  # default: <data_dir>/geoip/country.mmdb
-    geoip_asn: Path | None = None
-    use_geoip: bool = True
-    home_region: str | None = None  # None: the pack's own (KR)
-    data_dir: Path = field(default_factory=default_data_dir)
+def env_name(loc: tuple[str, ...]) -> str | None:
+    """The variable that sets the field at `loc` (("topics", "egress") for a topic)."""
+    if loc[0] == "topics":
+        return _TOPIC_PREFIX + loc[1].upper() if len(loc) > 1 else None
+    return _ENV_NAMES.get(loc[0], ENV_PREFIX + loc[0].upper())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", allow_inf_nan=False
+    )
+
+    rules_dir: Path = Field(
+        default_factory=default_rules_dir,
+        description="rule pack directory (default: the bundled pack)",
+    )
+    disclosures: Path | None = Field(
+        None, description="disclosures YAML (default: <rules>/config/disclosures.yaml)"
+    )
+    endpoints: Path | None = Field(
+        None, description="endpoint registry YAML (default: <rules>/config/endpoints.yaml)"
+    )
+    geoip_country: Path | None = Field(
+        None,
+        description="MaxMind GeoIP2/GeoLite2 Country database "
+        "(default: <data dir>/geoip/country.mmdb)",
+    )
+    geoip_asn: Path | None = Field(None, description="optional MaxMind ASN database")
+    use_geoip: bool = Field(
+        True, description="resolve addresses with GeoIP (off: the endpoint registry alone)"
+    )
+    home_region: str | None = Field(
+        None, description="country whose residents' data is protected (default: the pack's, KR)"
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="data folder (default: $XDG_DATA_HOME/xborder)",
+    )
     # Worker
-    bootstrap: str = "127.0.0.1:9092"
-    app_id: str = "xborder-monitor"
-    topics: Topics = field(default_factory=Topics)
-    partitions: int = 4
-    replication: int = 1
-    metrics_host: str = "0.0.0.0"
-    metrics_port: int = 9464
-    state_dir: Path | None = None
-    batch_size: int = 500
-    batch_timeout: float = 0.01
+    bootstrap: str = Field("127.0.0.1:9092", min_length=1, description="Kafka bootstrap servers")
+    app_id: str = Field(
+        "xborder-monitor", min_length=1, description="consumer group / application id"
+    )
+    topics: Topics = Field(default_factory=Topics)
+    partitions: int = Field(4, ge=1, description="partitions of internal topics")
+    replication: int = Field(1, ge=1, description="replication factor of internal topics")
+    metrics_host: str = Field("0.0.0.0", description="Prometheus endpoint address")
+    # 0: any free port, as tests run several workers side by side.
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus endpoint port")
+    state_dir: Path | None = Field(None, description="folder for local table state")
+    batch_size: int = Field(500, ge=1, description="most messages taken in one batch")
+    batch_timeout: float = Field(0.01, gt=0, description="seconds to wait to fill a batch")
     # The broker holds a fetch of a quiet partition this long: lower is faster
     # alerts, higher is less CPU spent polling. At half load p99 send-to-alert
     # was 276 ms at 10 ms, 1,036 ms at 50 ms; an idle worker used 16% of a core
-    # at 10 ms, 7% at 50 ms.
-    fetch_max_wait_ms: int = 10
-    session_timeout: float = 30.0
-    processing_guarantee: str = "at_least_once"
-    alert_update_interval: float = 60.0  # seconds between two updates of one alert
-    sweep_interval: float = 30.0  # seconds between expiry sweeps of a table partition
-    state_grace: float = 86400.0  # seconds of event time state outlives its rule's horizon
+    # at 10 ms, 7% at 50 ms. Kafka's own limit is a minute.
+    fetch_max_wait_ms: int = Field(
+        10, ge=0, le=60000, description="milliseconds a fetch of a quiet partition waits"
+    )
+    session_timeout: float = Field(
+        30.0, gt=0, description="Kafka consumer-group session timeout in seconds"
+    )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once", description="Kafka delivery guarantee"
+    )
+    # 0: every update of an alert goes out.
+    alert_update_interval: float = Field(
+        60.0, ge=0, description="seconds between two updates of one alert"
+    )
+    # 0: a sweep every time a partition's records are processed.
+    sweep_interval: float = Field(
+        30.0, ge=0, description="seconds between expiry sweeps of a table partition"
+    )
+    state_grace: float = Field(
+        86400.0, ge=0, description="seconds of event time state outlives its rule's horizon"
+    )
     # Records stamped further ahead of the wall clock are dead-lettered: one
     # would move stream time and expire everyone's state (monitor.detect.local).
-    max_clock_skew: float = 3600.0
-    # The secret keying data subjects' state keys (monitor.config.subject_key): the
-    # secret itself, or a file holding it. Never printed.
-    subject_key: str | None = field(default=None, repr=False)
-    subject_key_file: Path | None = None
-    log_level: str = "info"
+    max_clock_skew: float = Field(
+        3600.0,
+        gt=0,
+        description="dead-letter records stamped further ahead of the wall clock, in seconds",
+    )
+    # The secret keying data subjects' state keys (monitor.config.subject_key):
+    # the secret itself, or a file holding it.
+    subject_key: SecretStr | None = Field(
+        None, repr=False, description="secret keying data subjects' state"
+    )
+    subject_key_file: Path | None = Field(None, description="file holding the subject key")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="log level"
+    )
     # Mask subject ids and IP addresses in dead letters' raw text. Off: the
     # raw bytes are the evidence of what a platform sent, and the input
     # topics hold the same bytes under the same access (README, Dead letters).
-    dead_letter_mask: bool = False
+    dead_letter_mask: bool = Field(
+        False, description="write dead letters with subject ids and IP addresses masked as ***"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keywords alone: from_env reads the environment, from a mapping its
+        # caller chooses, so Settings() is the same in every shell and test.
+        return (init_settings,)
 
     @property
     def disclosures_path(self) -> Path:
@@ -104,84 +225,112 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        """Settings from `env` (default: os.environ); an empty variable counts as unset."""
+        values = _EnvSource(cls, os.environ if env is None else env)()
+        return cls._validated(values, lambda loc: env_name(loc) or ".".join(loc))
 
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value if value else None
-
-        def path(name: str) -> Path | None:
-            value = get(name)
-            return Path(value) if value else None
-
-        def number(name: str, default: float) -> float:
-            value = get(name)
-            if value is None:
-                return default
-            try:
-                return float(value)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {value!r}") from None
-
-        def flag(name: str, default: bool) -> bool:
-            value = get(name)
-            if value is None:
-                return default
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ConfigError(f"{name} must be 1 or 0 (true or false), got {value!r}")
-
-        def integer(name: str, default: int) -> int:
-            value = get(name)
-            if value is None:
-                return default
-            try:
-                return int(value)
-            except ValueError:
-                raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
-
-        base = cls()
-        topics = Topics(
-            egress=get("XBORDER_TOPIC_EGRESS") or base.topics.egress,
-            api=get("XBORDER_TOPIC_API") or base.topics.api,
-            consent=get("XBORDER_TOPIC_CONSENT") or base.topics.consent,
-            alerts=get("XBORDER_TOPIC_ALERTS") or base.topics.alerts,
-            dead_letters=get("XBORDER_TOPIC_DEAD_LETTERS") or base.topics.dead_letters,
+    def override(
+        self, changes: Mapping[str, object], names: Mapping[str, str] | None = None
+    ) -> Settings:
+        """A copy with `changes` validated; an invalid one is named as `names` says (a flag)."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        named = names or {}
+        return self._validated(
+            {**values, **changes}, lambda loc: named.get(loc[0]) or ".".join(loc)
         )
-        guarantee = get("XBORDER_PROCESSING_GUARANTEE") or base.processing_guarantee
-        if guarantee not in ("at_least_once", "exactly_once"):
-            raise ConfigError("XBORDER_PROCESSING_GUARANTEE: at_least_once or exactly_once")
-        return cls(
-            rules_dir=path("XBORDER_RULES") or base.rules_dir,
-            disclosures=path("XBORDER_DISCLOSURES"),
-            endpoints=path("XBORDER_ENDPOINTS"),
-            geoip_country=path("XBORDER_GEOIP_COUNTRY"),
-            geoip_asn=path("XBORDER_GEOIP_ASN"),
-            home_region=get("XBORDER_HOME_REGION"),
-            data_dir=path("XBORDER_DATA_DIR") or base.data_dir,
-            bootstrap=get("KAFKA_BOOTSTRAP_SERVERS") or base.bootstrap,
-            app_id=get("XBORDER_APP_ID") or base.app_id,
-            topics=topics,
-            partitions=integer("XBORDER_PARTITIONS", base.partitions),
-            replication=integer("XBORDER_REPLICATION", base.replication),
-            metrics_host=get("XBORDER_METRICS_HOST") or base.metrics_host,
-            metrics_port=integer("XBORDER_METRICS_PORT", base.metrics_port),
-            state_dir=path("XBORDER_STATE_DIR"),
-            batch_size=integer("XBORDER_BATCH_SIZE", base.batch_size),
-            batch_timeout=number("XBORDER_BATCH_TIMEOUT", base.batch_timeout),
-            session_timeout=number("XBORDER_SESSION_TIMEOUT", base.session_timeout),
-            fetch_max_wait_ms=integer("XBORDER_FETCH_MAX_WAIT_MS", base.fetch_max_wait_ms),
-            processing_guarantee=guarantee,
-            alert_update_interval=number(
-                "XBORDER_ALERT_UPDATE_INTERVAL", base.alert_update_interval
-            ),
-            sweep_interval=number("XBORDER_SWEEP_INTERVAL", base.sweep_interval),
-            state_grace=number("XBORDER_STATE_GRACE", base.state_grace),
-            max_clock_skew=number("XBORDER_MAX_CLOCK_SKEW", base.max_clock_skew),
-            subject_key=get("XBORDER_SUBJECT_KEY"),
-            subject_key_file=path("XBORDER_SUBJECT_KEY_FILE"),
-            log_level=get("XBORDER_LOG_LEVEL") or base.log_level,
-            dead_letter_mask=flag("XBORDER_DEAD_LETTER_MASK", base.dead_letter_mask),
-        )
+
+    @classmethod
+    def _validated(
+        cls, values: dict[str, Any], name_of: Callable[[tuple[str, ...]], str]
+    ) -> Settings:
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            raise _config_error(e, name_of) from None
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """Each setting's variable, asked for by name, in a mapping the caller chooses."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.env = env
+
+    def _get(self, name: str) -> str | None:
+        return self.env.get(name) or None
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name == "topics":
+            topics = {
+                sub: value
+                for sub in Topics.model_fields
+                if (value := self._get(_TOPIC_PREFIX + sub.upper())) is not None
+            }
+            return topics or None, _TOPIC_PREFIX + "*", True
+        name = env_name((field_name,))
+        value = self._get(name) if name else None
+        # Wrapped at once, so a debug log of what sources read shows no secret.
+        if value is not None and SecretStr in get_args(field.annotation):
+            return SecretStr(value), name or field_name, False
+        return value, name or field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                values[field_name] = value
+        return values
+
+
+def _field_at(loc: tuple[str, ...]) -> FieldInfo | None:
+    model: type[BaseModel] = Settings
+    field = None
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model = field.annotation
+    return field
+
+
+def _allowed(field: FieldInfo) -> str | None:
+    """What a field accepts, in words; None where pydantic's own message says it better."""
+    kind = field.annotation
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(str(a) for a in get_args(kind))
+    if kind is bool:
+        return "1 or 0 (true or false)"
+    if kind not in (int, float):
+        return None
+    noun = "a whole number" if kind is int else "a number"
+    limits = {
+        type(m).__name__.lower(): getattr(m, type(m).__name__.lower())
+        for m in field.metadata
+        if isinstance(m, Ge | Gt | Le | Lt)
+    }
+    if limits.keys() == {"ge", "le"}:
+        return f"{noun} from {limits['ge']} to {limits['le']}"
+    if limits.keys() == {"ge"}:
+        return f"{noun} of at least {limits['ge']}"
+    if limits.keys() == {"gt"}:
+        return f"{noun} above {limits['gt']}"
+    return None if limits else noun
+
+
+def _config_error(error: ValidationError, name_of: Callable[[tuple[str, ...]], str]) -> ConfigError:
+    problems = []
+    for e in error.errors():
+        loc = tuple(str(part) for part in e["loc"])
+        field = _field_at(loc) if loc else None
+        what = name_of(loc) if loc else "settings"
+        if e["type"] == "value_error":  # our own validators say what they accept
+            rule: str | None = str(e.get("ctx", {}).get("error", ""))
+        else:
+            rule = _allowed(field) if field is not None else None
+        msg = e["msg"]
+        problem = f"{what} must be {rule}" if rule else f"{what}: {msg[:1].lower()}{msg[1:]}"
+        secret = field is not None and SecretStr in get_args(field.annotation)
+        problems.append(problem if secret else f"{problem}, got {token(e['input'])}")
+    return ConfigError("; ".join(problems))

@@ -41,7 +41,7 @@ def random_key() -> bytes:
 def subject_key(settings: Settings) -> bytes | None:
     """The key from XBORDER_SUBJECT_KEY or XBORDER_SUBJECT_KEY_FILE; None when neither is set."""
     if settings.subject_key is not None:
-        secret = settings.subject_key.encode()
+        secret = settings.subject_key.get_secret_value().encode()
         where = "XBORDER_SUBJECT_KEY"
     elif settings.subject_key_file is not None:
         secret = _read_secret(settings.subject_key_file)

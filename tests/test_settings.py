@@ -1,0 +1,362 @@
+"""Settings: read from the environment by name, validated, overridden by flags from one table."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from monitor.cli.flags import CONFIG, FLAGS, REPLAY, WORKER, settings_from
+from monitor.cli.main import build_parser, main
+from monitor.config.settings import Settings, Topics
+from monitor.config.subject_key import derive, subject_key
+from monitor.errors import ConfigError
+
+SECRET = "a-subject-key-nobody-may-read"
+
+# Every variable the README and deploy/xborder.env.example name.
+VARIABLES = {
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "XBORDER_RULES",
+    "XBORDER_DISCLOSURES",
+    "XBORDER_ENDPOINTS",
+    "XBORDER_GEOIP_COUNTRY",
+    "XBORDER_GEOIP_ASN",
+    "XBORDER_HOME_REGION",
+    "XBORDER_DATA_DIR",
+    "XBORDER_APP_ID",
+    "XBORDER_TOPIC_EGRESS",
+    "XBORDER_TOPIC_API",
+    "XBORDER_TOPIC_CONSENT",
+    "XBORDER_TOPIC_ALERTS",
+    "XBORDER_TOPIC_DEAD_LETTERS",
+    "XBORDER_PARTITIONS",
+    "XBORDER_REPLICATION",
+    "XBORDER_PROCESSING_GUARANTEE",
+    "XBORDER_METRICS_HOST",
+    "XBORDER_METRICS_PORT",
+    "XBORDER_STATE_DIR",
+    "XBORDER_BATCH_SIZE",
+    "XBORDER_FETCH_MAX_WAIT_MS",
+    "XBORDER_LOG_LEVEL",
+    "XBORDER_DEAD_LETTER_MASK",
+    "XBORDER_BATCH_TIMEOUT",
+    "XBORDER_SESSION_TIMEOUT",
+    "XBORDER_ALERT_UPDATE_INTERVAL",
+    "XBORDER_SWEEP_INTERVAL",
+    "XBORDER_STATE_GRACE",
+    "XBORDER_MAX_CLOCK_SKEW",
+    "XBORDER_SUBJECT_KEY_FILE",
+    "XBORDER_SUBJECT_KEY",
+}
+
+
+class Asked(dict[str, str]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+# --- the environment -----------------------------------------------------------------
+
+
+def test_every_variable_is_asked_for_by_name() -> None:
+    env = Asked()
+    Settings.from_env(env)
+    assert env.asked == VARIABLES
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert s == Settings()
+    assert (s.bootstrap, s.app_id, s.partitions, s.replication) == (
+        "127.0.0.1:9092",
+        "xborder-monitor",
+        4,
+        1,
+    )
+    assert (s.metrics_host, s.metrics_port, s.batch_size, s.fetch_max_wait_ms) == (
+        "0.0.0.0",
+        9464,
+        500,
+        10,
+    )
+    assert s.processing_guarantee == "at_least_once" and s.log_level == "info"
+    assert (s.max_clock_skew, s.state_grace, s.session_timeout) == (3600.0, 86400.0, 30.0)
+    assert s.topics == Topics() and s.topics.inputs == (
+        "telemetry.egress",
+        "telemetry.api",
+        "telemetry.consent",
+    )
+    assert s.use_geoip and not s.dead_letter_mask
+    assert s.subject_key is None and s.home_region is None
+    assert s.disclosures_path == s.rules_dir / "config" / "disclosures.yaml"
+    assert s.geoip_country_path == s.data_dir / "geoip" / "country.mmdb"
+
+
+def test_each_kind_of_variable() -> None:
+    s = Settings.from_env(
+        {
+            "XBORDER_RULES": "/packs/one",
+            "XBORDER_ENDPOINTS": "/etc/endpoints.yaml",
+            "KAFKA_BOOTSTRAP_SERVERS": "kafka-1:9092,kafka-2:9092",
+            "XBORDER_PARTITIONS": "12",
+            "XBORDER_BATCH_TIMEOUT": "0.25",
+            "XBORDER_DEAD_LETTER_MASK": "yes",
+            "XBORDER_PROCESSING_GUARANTEE": "exactly_once",
+            "XBORDER_LOG_LEVEL": "WARNING",
+            "XBORDER_HOME_REGION": "JP",
+            "XBORDER_TOPIC_DEAD_LETTERS": "dlq",
+            "XBORDER_TOPIC_API": "api.v2",
+        }
+    )
+    assert s.rules_dir == Path("/packs/one")
+    assert s.disclosures_path == Path("/packs/one/config/disclosures.yaml")
+    assert s.endpoints_path == Path("/etc/endpoints.yaml")
+    assert s.bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert s.partitions == 12 and s.batch_timeout == 0.25
+    assert s.dead_letter_mask is True
+    assert s.processing_guarantee == "exactly_once"
+    assert s.log_level == "warning"
+    assert s.home_region == "JP"
+    assert s.topics == Topics(dead_letters="dlq", api="api.v2")
+
+
+def test_an_empty_variable_counts_as_unset() -> None:
+    empty = dict.fromkeys(VARIABLES, "")
+    assert Settings.from_env(empty) == Settings.from_env({})
+
+
+def test_read_from_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XBORDER_APP_ID", "from-os-environ")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "elsewhere:9092")
+    s = Settings.from_env()
+    assert (s.app_id, s.bootstrap) == ("from-os-environ", "elsewhere:9092")
+    assert Settings().app_id == "xborder-monitor"  # built from keywords alone
+
+
+# --- what is refused ---------------------------------------------------------------
+
+REFUSED = [
+    ("XBORDER_PARTITIONS", "0", "a whole number of at least 1"),
+    ("XBORDER_PARTITIONS", "four", "a whole number of at least 1"),
+    ("XBORDER_REPLICATION", "0", "a whole number of at least 1"),
+    ("XBORDER_METRICS_PORT", "65536", "a whole number from 0 to 65535"),
+    ("XBORDER_METRICS_PORT", "-1", "a whole number from 0 to 65535"),
+    ("XBORDER_BATCH_SIZE", "0", "a whole number of at least 1"),
+    ("XBORDER_FETCH_MAX_WAIT_MS", "60001", "a whole number from 0 to 60000"),
+    ("XBORDER_BATCH_TIMEOUT", "0", "a number above 0"),
+    ("XBORDER_SESSION_TIMEOUT", "-3", "a number above 0"),
+    ("XBORDER_ALERT_UPDATE_INTERVAL", "-1", "a number of at least 0"),
+    ("XBORDER_SWEEP_INTERVAL", "-0.5", "a number of at least 0"),
+    ("XBORDER_STATE_GRACE", "-1", "a number of at least 0"),
+    ("XBORDER_MAX_CLOCK_SKEW", "0", "a number above 0"),
+    ("XBORDER_MAX_CLOCK_SKEW", "inf", "a number above 0"),
+    ("XBORDER_MAX_CLOCK_SKEW", "nan", "a number above 0"),
+    ("XBORDER_PROCESSING_GUARANTEE", "maybe", "one of at_least_once, exactly_once"),
+    ("XBORDER_LOG_LEVEL", "verbose", "one of debug, info, warning, error, critical"),
+    ("XBORDER_DEAD_LETTER_MASK", "maybe", "1 or 0 (true or false)"),
+    (
+        "XBORDER_TOPIC_ALERTS",
+        "my alerts",
+        "a Kafka topic name (1 to 249 letters, digits, '.', '_' or '-')",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "accepted"), REFUSED)
+def test_an_invalid_variable_is_named_with_what_it_accepts(
+    name: str, value: str, accepted: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({name: value})
+    assert str(err.value) == f"{name} must be {accepted}, got {value!r}"
+
+
+def test_every_invalid_variable_on_one_line() -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"XBORDER_PARTITIONS": "0", "XBORDER_LOG_LEVEL": "loud"})
+    message = str(err.value)
+    assert "\n" not in message
+    assert "XBORDER_PARTITIONS" in message and "XBORDER_LOG_LEVEL" in message
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"partitions": 0},
+        {"log_level": "verbose"},
+        {"processing_guarantee": "maybe"},
+        {"metrics_port": 70000},
+        {"max_clock_skew": math.inf},
+        {"topics": {"egress": ""}},
+        {"no_such_setting": 1},
+    ],
+)
+def test_direct_construction_is_validated(values: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**values)
+
+
+def test_settings_are_immutable() -> None:
+    s = Settings()
+    with pytest.raises(ValidationError):
+        s.partitions = 8  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        s.topics.egress = "elsewhere"  # type: ignore[misc]
+
+
+def test_override_validates_and_names_what_it_was_told() -> None:
+    s = Settings().override({"partitions": "8", "use_geoip": False})
+    assert s.partitions == 8 and s.use_geoip is False
+    with pytest.raises(ConfigError, match=r"^--partitions must be a whole number of at least 1"):
+        Settings().override({"partitions": 0}, {"partitions": "--partitions"})
+    with pytest.raises(ConfigError, match=r"^partitions must be"):
+        Settings().override({"partitions": 0})
+
+
+# --- the subject key -----------------------------------------------------------------
+
+
+def test_the_subject_key_is_never_printed() -> None:
+    s = Settings.from_env({"XBORDER_SUBJECT_KEY": SECRET})
+    shown = [repr(s), str(s), repr(s.model_dump()), str(s.model_dump()), s.model_dump_json()]
+    assert not [text for text in shown if SECRET in text]
+    assert subject_key(s) == derive(SECRET.encode())
+    assert Settings(subject_key=SECRET) == s
+
+
+def test_an_error_beside_the_subject_key_does_not_show_it() -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"XBORDER_SUBJECT_KEY": SECRET, "XBORDER_PARTITIONS": "0"})
+    assert SECRET not in str(err.value) and SECRET not in repr(err.value)
+    with pytest.raises(ConfigError) as err:
+        Settings().override({"subject_key": 1234567890123456789})
+    assert "1234567890123456789" not in str(err.value)
+    assert str(err.value).startswith("subject_key")
+
+
+# --- the command line ----------------------------------------------------------------
+
+# The flags of each command before they came from the table: none lost, none added.
+COMMANDS = {
+    ("rules", "check"): set(CONFIG),
+    ("rules", "test"): set(CONFIG),
+    ("replay", "in.jsonl"): set(REPLAY),
+    ("worker",): set(WORKER),
+}
+CONFIG_FLAGS = {
+    "--rules",
+    "--disclosures",
+    "--endpoints",
+    "--geoip-country",
+    "--geoip-asn",
+    "--no-geoip",
+    "--home-region",
+}
+
+
+def subparser(command: tuple[str, ...]) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for word in command:
+        actions = [a for a in parser._actions if isinstance(a.choices, dict) and word in a.choices]
+        if not actions:
+            break
+        parser = actions[0].choices[word]  # type: ignore[index]
+    return parser
+
+
+def options_of(command: tuple[str, ...]) -> set[str]:
+    return {o for a in subparser(command)._actions for o in a.option_strings}
+
+
+def test_the_table_names_fields_and_every_flag_is_on_its_commands() -> None:
+    assert set(FLAGS) <= set(Settings.model_fields)
+    assert set(WORKER) == set(FLAGS)
+    assert {FLAGS[f].option for f in CONFIG} == CONFIG_FLAGS
+    assert {FLAGS[f].option for f in REPLAY} == CONFIG_FLAGS | {
+        "--max-clock-skew",
+        "--mask-dead-letters",
+    }
+    assert {FLAGS[f].option for f in WORKER} - {FLAGS[f].option for f in REPLAY} == {
+        "--bootstrap-servers",
+        "--metrics-port",
+        "--app-id",
+        "--partitions",
+        "--state-dir",
+        "--processing-guarantee",
+    }
+    for command, fields in COMMANDS.items():
+        options = options_of(command)
+        for name in FLAGS:
+            assert (FLAGS[name].option in options) == (name in fields), (command, name)
+    assert "--no-mask-dead-letters" in options_of(("worker",))
+
+
+def test_help_comes_from_the_field_and_names_the_variable() -> None:
+    help_text = " ".join(subparser(("worker",)).format_help().split())
+    assert "partitions of internal topics [XBORDER_PARTITIONS, default 4]" in help_text
+    assert "[KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092]" in help_text
+    assert "[XBORDER_DEAD_LETTER_MASK, default off]" in help_text
+    assert "resolve with the endpoint registry alone" in help_text
+
+
+def test_every_flag_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XBORDER_PARTITIONS", "3")
+    monkeypatch.setenv("XBORDER_DEAD_LETTER_MASK", "1")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "env:9092")
+    parse = build_parser().parse_args
+    assert settings_from(parse(["worker"])).partitions == 3
+    args = parse(
+        [
+            "worker",
+            *("--rules", "/r", "--disclosures", "/d.yaml", "--endpoints", "/e.yaml"),
+            *("--geoip-country", "/c.mmdb", "--geoip-asn", "/a.mmdb", "--no-geoip"),
+            *("--home-region", "JP", "--max-clock-skew", "60", "--no-mask-dead-letters"),
+            *("--bootstrap-servers", "flag:9092", "--metrics-port", "0", "--app-id", "x"),
+            *("--partitions", "5", "--state-dir", "/s", "--processing-guarantee", "exactly_once"),
+        ]
+    )
+    s = settings_from(args)
+    expected = {
+        "rules_dir": Path("/r"),
+        "disclosures": Path("/d.yaml"),
+        "endpoints": Path("/e.yaml"),
+        "geoip_country": Path("/c.mmdb"),
+        "geoip_asn": Path("/a.mmdb"),
+        "use_geoip": False,
+        "home_region": "JP",
+        "max_clock_skew": 60.0,
+        "dead_letter_mask": False,
+        "bootstrap": "flag:9092",
+        "metrics_port": 0,
+        "app_id": "x",
+        "partitions": 5,
+        "state_dir": Path("/s"),
+        "processing_guarantee": "exactly_once",
+    }
+    assert set(expected) == set(FLAGS)
+    assert {name: getattr(s, name) for name in expected} == expected
+
+
+def test_an_invalid_flag_or_variable_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["worker", "--partitions", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "xborder: --partitions must be a whole number of at least 1, got '0'\n"
+    monkeypatch.setenv("XBORDER_PROCESSING_GUARANTEE", "maybe")
+    assert main(["rules", "check"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "xborder: XBORDER_PROCESSING_GUARANTEE must be one of at_least_once, exactly_once, "
+        "got 'maybe'"
+    ]
