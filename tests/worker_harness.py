@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config.settings import Topics
 from monitor.embedded_broker import free_port, log_tail
@@ -180,17 +181,10 @@ def latest(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
-    """Summed over the samples whose labels include `labels`."""
-    want = {f'{k}="{v}"' for k, v in labels.items()}
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        sample, _, label_text = head.partition("{")
-        if sample != name:
-            continue
-        got = set(label_text.rstrip("}").split(",")) if label_text else set()
-        if want <= got:
-            total += float(value)
-    return total
+    """Summed over the samples named `name` whose labels include `labels`."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
