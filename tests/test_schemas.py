@@ -196,3 +196,11 @@ def test_dead_letters_of_huge_records_keep_a_bounded_raw() -> None:
     assert len(orjson.dumps(out)) <= MAX_DEAD_LETTER_BYTES and out["raw"].startswith('{"pad": "é')
     small = dead_letter_json(DeadLetter("invalid_json", SRC, b"{x"), "t")
     assert "raw_truncated" not in small and small["raw"] == "{x"
+
+
+def test_country_fields_take_the_249_officially_assigned_codes_only() -> None:
+    from monitor.contract.countries import ISO_ALPHA2
+
+    assert len(ISO_ALPHA2) == 249
+    assert {"KR", "CN", "SG", "US", "RU"} <= ISO_ALPHA2
+    assert not {"XK", "EU", "UK", "ZZ"} & ISO_ALPHA2  # user-assigned, reserved, or not a code
