@@ -35,6 +35,7 @@ from monitor.config.runtime import Runtime, load_runtime
 from monitor.config.settings import Settings
 from monitor.contract.dead_letters import dead_letter_json
 from monitor.contract.schemas import Source
+from monitor.detect.expiry import expire_groups, expire_seen, expire_state, horizon
 from monitor.detect.local import PROCESSING_ERROR
 from monitor.detect.stages import (
     Emission,
@@ -45,9 +46,6 @@ from monitor.detect.stages import (
     ingest,
     item_time,
     partition_for,
-    sweep_groups,
-    sweep_seen,
-    sweep_state,
 )
 from monitor.engine.state import owner_of
 from monitor.metrics import Metrics
@@ -112,7 +110,7 @@ class TableSeen:
     rebalance). Same table, so the same changelog partition: the state value
     and then its segment are written in order (see AlertGrouper._save).
     Segments are dropped by the sweep once their scope has closed
-    (`sweep_seen`).
+    (`monitor.detect.expiry.expire_seen`), and the scope's cached set with them.
     """
 
     MAX_SEGMENT = 20_000  # ids per entry: well under Kafka's default 1 MB message
@@ -133,7 +131,10 @@ class TableSeen:
                 break
             ids.update(value["ids"])
             count += 1
-        self._known[scope] = (count, ids)
+        if count:
+            # A scope without segments is not cached: no sweep would ever
+            # find an entry of it to free the cache by.
+            self._known[scope] = (count, ids)
         return count, ids
 
     def members(self, scope: str) -> AbstractSet[int]:
@@ -339,11 +340,8 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                 state.append((k, v))
         return state, seen
 
-    def horizon(name: str, partition: int) -> int:
-        # State is kept a grace period past each rule's horizon, so records
-        # redelivered after a restart, or late from a slow partition, still
-        # meet it instead of opening windows and groups anew.
-        return watermarks.get((name, partition), 0) - grace_ms
+    def horizon_of(name: str, partition: int) -> int:
+        return horizon(watermarks.get((name, partition), 0), grace_ms)
 
     def sweep_due(name: str, partition: int) -> bool:
         now = time.monotonic()
@@ -384,8 +382,9 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
             await send_rows(app.producer, state_changelog, partition, rows)
             if sweep_due("state", partition):
                 entries, seen = local(state_table, partition)
-                apply_sweep(state_table, *sweep_state(entries, pack, horizon("state", partition)))
-                closed = sweep_seen(seen, horizon("state", partition))
+                expired = expire_state(entries, pack, horizon_of("state", partition))
+                apply_sweep(state_table, expired.updates, expired.deletes)
+                closed = expire_seen(seen, horizon_of("state", partition))
                 apply_sweep(state_table, {}, closed)
                 for key in closed:
                     state_seen.drop(seen_scope(key))
@@ -450,10 +449,9 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
                             limiter.hold(g["alert_id"], key)
             if sweep_due("groups", partition):
                 entries, seen = local(groups_table, partition)
-                apply_sweep(
-                    groups_table, *sweep_groups(entries, grouper, horizon("group", partition))
-                )
-                closed = sweep_seen(seen, horizon("group", partition))
+                expired = expire_groups(entries, pack, horizon_of("group", partition))
+                apply_sweep(groups_table, expired.updates, expired.deletes)
+                closed = expire_seen(seen, horizon_of("group", partition))
                 apply_sweep(groups_table, {}, closed)
                 for key in closed:
                     groups_seen.drop(seen_scope(key))
