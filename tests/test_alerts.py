@@ -388,7 +388,7 @@ def test_observe_many_gives_the_histogram_observe_gives() -> None:
 
 def test_a_large_batch_of_one_bulk_window_travels_in_messages_kafka_accepts() -> None:
     """12,000 records of one window in one batch: items of bounded size, each counted once."""
-    from agents.app import MAX_BATCH_BYTES, chunk_json
+    from agents.context import MAX_BATCH_BYTES, chunk_json
     from monitor.alerts.grouping import AlertGrouper
     from monitor.engine.state import MemorySeen, MemoryStore
 

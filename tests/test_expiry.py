@@ -1,4 +1,11 @@
-"""One expiry for replay and the worker (`monitor.detect.expiry`)."""
+"""One expiry for replay and the worker: the same input leaves the same state behind.
+
+Replay's `LocalDetector` keeps its state in dicts, the worker in table
+partitions swept one at a time; both hand their entries to
+`monitor.detect.expiry`. These tests drive both drivers over the same
+records and compare what each keeps, what alert groups each closes and which
+seen ids each frees, horizon after horizon.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +14,22 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.app import TableSeen, seen_scope
+from agents.stores import SEEN_PREFIX, TableSeen, TableStore, seen_scope
+from agents.sweep import StreamTime, TableSweep
+from monitor.alerts.grouping import AlertContext, AlertGrouper
 from monitor.contract.decode import decode_line
 from monitor.contract.schemas import Record, Source
-from monitor.detect.expiry import Expired, expire_groups, expire_seen
+from monitor.detect.expiry import Expired, expire_groups, expire_seen, expire_state
 from monitor.detect.local import LocalDetector
+from monitor.detect.stages import apply_routed, group_hits, ingest
 from monitor.engine.state import MemorySeen
 from monitor.geo.resolve import Resolver, StaticLookup
-from tests.test_alerts import GEO, NLB, T0, H, api, egress
+from tests.test_alerts import BULK, GEO, NLB, T0, H, api, egress
 from tests.test_rules import ENDPOINTS, PACK
 
 DAY = 24 * H
+PARTITIONS = 4
+ONWARD = "pipa.xborder.onward_transfer"
 CONSENT = "pipa.xborder.consent_withdrawn"
 
 
@@ -84,20 +96,76 @@ class Replay:
         return set(self.detector.seen.scopes)
 
 
-def test_replay_frees_every_seen_id_once_its_window_or_group_closes() -> None:
-    """Replay once kept them all: it freed scopes by a name other than the one written."""
-    replay = Replay()
-    assert replay.scopes() and replay.scopes() == set(replay.detector.seen.expires)
+class Worker:
+    """The worker's stages over dict tables, swept as its agents sweep them."""
+
+    def __init__(self) -> None:
+        self.state_table: dict[str, Any] = {}
+        self.groups_table: dict[str, Any] = {}
+        self.state_seen = TableSeen(TableStore(self.state_table))
+        self.groups_seen = TableSeen(self.groups_table)
+        grouper = AlertGrouper(PACK, TableStore(self.groups_table), self.groups_seen)
+        resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+        messages = [
+            (orjson.dumps(obj), {"topic": "t", "partition": 0, "offset": i})
+            for i, obj in enumerate(records())
+        ]
+        out = ingest(messages, PACK, resolver, PARTITIONS, now=T0 / 1000 + 60 * 86400)
+        hits = out.hits
+        for items in out.routed.values():
+            store = TableStore(self.state_table)
+            for p, more in apply_routed(items, PACK, store, self.state_seen, PARTITIONS).items():
+                hits[p] += more
+        for p in sorted(hits):
+            group_hits(hits[p], PACK, grouper, AlertContext("v", None), now=0)
+        self.sweeps = [
+            TableSweep(self.state_table, expire_state, PACK, self.state_seen, PARTITIONS, 0.0),
+            TableSweep(self.groups_table, expire_groups, PACK, self.groups_seen, PARTITIONS, 0.0),
+        ]
+
+    def expire(self, at: int) -> list[str]:
+        closed = []
+        for p in range(PARTITIONS):
+            for sweep in self.sweeps:
+                closed += sweep.run(p, at).closed
+        return sorted(g["alert_id"] for g in closed)
+
+    def state(self) -> dict[str, Any]:
+        return {k: v for k, v in self.state_table.items() if not k.startswith(SEEN_PREFIX)}
+
+    def groups(self) -> dict[str, Any]:
+        return {k: v for k, v in self.groups_table.items() if not k.startswith(SEEN_PREFIX)}
+
+    def scopes(self) -> set[str]:
+        tables = (self.state_table, self.groups_table)
+        return {seen_scope(k) for t in tables for k in t if k.startswith(SEEN_PREFIX)}
+
+
+def test_replay_and_the_worker_sweep_expire_the_same_entries_at_every_horizon() -> None:
+    replay, worker = Replay(), Worker()
+    rules = {k.split("|", 1)[0] for k in replay.state()}
+    assert {BULK, ONWARD} <= rules and NLB in {
+        g["rule"] for v in replay.groups().values() for g in v["groups"]
+    }
+    assert replay.state() == worker.state() and replay.scopes() == worker.scopes()
+    assert replay.groups() == worker.groups()
     closed_any = False
     for day in range(0, 90, 2):
+        at = T0 + day * DAY
         before = replay.scopes()
-        closed = replay.expire(T0 + day * DAY)
+        closed = replay.expire(at)
+        assert closed == worker.expire(at), day
+        assert replay.state() == worker.state(), day
+        assert replay.groups() == worker.groups(), day
+        assert replay.scopes() == worker.scopes(), day
         closed_any = closed_any or bool(closed and replay.scopes() < before)
     assert closed_any, "the horizons never closed a group nor freed a seen id"
     # Past every horizon only the latest consent of each subject is left (it
-    # decides later calls however old).
+    # decides later calls however old); seen ids go too (replay once kept them all).
     assert {k.split("|", 1)[0] for k in replay.state()} == {CONSENT}
     assert replay.groups() == {} and replay.scopes() == set() and replay.detector.seen.expires == {}
+    assert worker.state_table == replay.state() and worker.groups_table == {}
+    assert worker.state_seen._known == worker.groups_seen._known == {}
 
 
 def test_seen_entries_expire_by_the_time_they_were_written_with_in_both_stores() -> None:
@@ -122,6 +190,14 @@ def test_groups_close_a_window_after_their_own_and_with_their_rule_gone() -> Non
         updates={"k": {"groups": [group]}}, closed=[gone]
     )
     assert expire_groups(entries, PACK, T0 + 2 * window + 1).deletes == ["k"]
+
+
+def test_stream_time_is_per_partition_and_expiry_stays_a_grace_behind() -> None:
+    time = StreamTime(grace_ms=DAY)
+    time.advance(0, [{"last_seen": T0}, {"item": {"flow": {"ts": T0 + H}}}])
+    time.advance(1, [{"last_seen": T0 + 10 * DAY}])
+    assert time.horizon(0) == T0 + H - DAY and time.horizon(1) == T0 + 9 * DAY
+    assert time.horizon(2) == -DAY
 
 
 @pytest.mark.parametrize("count", [0, 1])

@@ -2,7 +2,7 @@
 
 `agents/transport/` overrides private methods of Faust's consumer, producer
 buffer and transaction manager, and sets or reads private attributes of
-aiokafka's consumer; `agents/app.py` reads a few for its SIGUSR dump. None of
+aiokafka's consumer; `agents/worker.py` reads a few for its SIGUSR dump. None of
 that is API: an upgrade may rename a method (our override then silently
 never runs) or change a body our override relies on, and only the slow
 broker tests would notice. Each pin below names one such thing, the code in
@@ -197,7 +197,7 @@ PINS = [
     pin("faust.app.base:App.consumer_generation_id", "transport/consumer:Consumer.getmany"),
     pin(FD + "Consumer.flow_active@stop_flow", "transport/consumer:Consumer.getmany",
         "self.flow_active = False", "self.can_resume_flow.clear()", "self.suspend_flow.set()"),
-    pin(FD + "Consumer.can_resume_flow@resume_flow", "app:_flow_state",
+    pin(FD + "Consumer.can_resume_flow@resume_flow", "worker:_flow_state",
         "self.can_resume_flow.set()"),
     pin(FD + "Consumer.suspend_flow@_drain_messages", "transport/consumer:Consumer.getmany",
         "await self.wait_first( callback(message), self.suspend_flow.wait() )"),
@@ -321,29 +321,29 @@ PINS = [
     pin("faust.serializers.codecs:raw._loads", "transport/batched:Chunk", "return want_bytes(s)"),
     pin("mode.utils.compat:want_bytes", "transport/batched:Chunk",
         "if isinstance(s, str): return s.encode() return s"),
-    pin("faust.tables.base:Collection.data", "app:TableStore"),
-    # agents/app.py: the flow-state dump and the signals that trigger it.
-    pin(FD + "Consumer._paused_partitions", "app:_flow_state"),
-    pin(FD + "AIOKafkaConsumerThread._ensure_consumer", "app:_flow_state",
+    pin("faust.tables.base:Collection.data", "stores:TableStore"),
+    # agents/worker.py: the flow-state dump and the signals that trigger it.
+    pin(FD + "Consumer._paused_partitions", "worker:_flow_state"),
+    pin(FD + "AIOKafkaConsumerThread._ensure_consumer", "worker:_flow_state",
         "return self._consumer", params="self"),
-    pin(AK + "_subscription@__init__", "app:_flow_state",
+    pin(AK + "_subscription@__init__", "worker:_flow_state",
         "self._subscription = SubscriptionState(loop=loop)", instance=True),
-    pin("faust.tables.recovery:Recovery.completed", "app:_flow_state"),
-    pin(SS + "SubscriptionState.subscription", "app:_flow_state"),
-    pin(SS + "Subscription.assignment", "app:_flow_state"),
-    pin(SS + "Assignment.tps", "app:_flow_state"),
-    pin(SS + "Assignment.state_value", "app:_flow_state", params="self tp"),
-    pin(SS + "TopicPartitionState.position", "app:_flow_state"),
-    pin(SS + "TopicPartitionState.has_valid_position", "app:_flow_state"),
-    pin(SS + "TopicPartitionState.paused", "app:_flow_state"),
-    pin(SS + "TopicPartitionState.awaiting_reset", "app:_flow_state"),
-    pin(SS + "TopicPartitionState.highwater@__init__", "app:_flow_state",
+    pin("faust.tables.recovery:Recovery.completed", "worker:_flow_state"),
+    pin(SS + "SubscriptionState.subscription", "worker:_flow_state"),
+    pin(SS + "Subscription.assignment", "worker:_flow_state"),
+    pin(SS + "Assignment.tps", "worker:_flow_state"),
+    pin(SS + "Assignment.state_value", "worker:_flow_state", params="self tp"),
+    pin(SS + "TopicPartitionState.position", "worker:_flow_state"),
+    pin(SS + "TopicPartitionState.has_valid_position", "worker:_flow_state"),
+    pin(SS + "TopicPartitionState.paused", "worker:_flow_state"),
+    pin(SS + "TopicPartitionState.awaiting_reset", "worker:_flow_state"),
+    pin(SS + "TopicPartitionState.highwater@__init__", "worker:_flow_state",
         "self.highwater = None", instance=True),
-    pin("faust.worker:Worker._on_sigusr1", "app:_Worker._on_sigusr1",
+    pin("faust.worker:Worker._on_sigusr1", "worker:_Worker._on_sigusr1",
         "self.add_future(self._cry())", params="self"),
-    pin("faust.worker:Worker._on_sigusr2", "app:_Worker._on_sigusr2",
+    pin("faust.worker:Worker._on_sigusr2", "worker:_Worker._on_sigusr2",
         "self._enter_debugger()", params="self"),
-    pin("faust.worker:Worker._install_signal_handlers_unix", "app:_Worker",
+    pin("faust.worker:Worker._install_signal_handlers_unix", "worker:_Worker",
         "self.loop.add_signal_handler(signal.SIGUSR1, self._on_sigusr1)",
         "self.loop.add_signal_handler(signal.SIGUSR2, self._on_sigusr2)"),
 ]
