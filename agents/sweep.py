@@ -45,8 +45,12 @@ class StreamTime:
 class TableSweep:
     """Expiry of one table (state values and their seen segments), a partition at a time.
 
-    Each partition is swept at most once per `interval`; which keys belong to
-    it comes from a pass over the whole table.
+    Each partition is swept at most once per `interval`. Which keys belong to
+    which partition comes from one pass over the whole table, shared by the
+    sweeps of every partition for an `interval`: scanning the table once per
+    partition cost the number of partitions times the table each round.
+    Values are read when a partition is swept, so a key written since the
+    pass is swept as it is now, and one first written since, next round.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class TableSweep:
         self.clock = clock
         self._last: dict[int, float] = {}
         self._index: dict[int, tuple[list[str], list[str]]] = {}
+        self._indexed_at: float | None = None
 
     def due(self, partition: int) -> bool:
         now = self.clock()
@@ -87,11 +92,15 @@ class TableSweep:
         cached may have been written elsewhere since.
         """
         self._index.clear()
+        self._indexed_at = None
         self.sizes.clear()
         self.seen.forget()
 
     def _keys(self, partition: int) -> tuple[list[str], list[str]]:
-        self._reindex()
+        now = self.clock()
+        if self._indexed_at is None or now - self._indexed_at >= self.interval:
+            self._reindex()
+            self._indexed_at = now
         return self._index.get(partition, ([], []))
 
     def _reindex(self) -> None:
@@ -111,7 +120,7 @@ class TableSweep:
             self.sizes = sizes
 
     def entries(self, partition: int) -> tuple[Entries, Entries]:
-        """This partition's (state entries, seen entries)."""
+        """This partition's (state entries, seen entries), with their values as they are now."""
         state, seen = self._keys(partition)
         get = self.table.get
         return _present(state, get), _present(seen, get)

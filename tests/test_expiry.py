@@ -192,6 +192,53 @@ def test_groups_close_a_window_after_their_own_and_with_their_rule_gone() -> Non
     assert expire_groups(entries, PACK, T0 + 2 * window + 1).deletes == ["k"]
 
 
+class CountingTable(dict[str, Any]):
+    passes = 0
+
+    def items(self) -> Any:
+        self.passes += 1
+        return super().items()
+
+
+def test_a_sweep_round_reads_the_table_once_for_every_partition() -> None:
+    now = [0.0]
+    table = CountingTable()
+    seen = TableSeen(table)
+    sweep = TableSweep(table, expire_state, PACK, seen, PARTITIONS, 30.0, clock=lambda: now[0])
+    worker = Worker()
+    table.update(worker.state_table)
+    keys = {p: sweep.entries(p) for p in range(PARTITIONS)}
+    assert table.passes == 1
+    assert sum(len(s) + len(t) for s, t in keys.values()) == len(table)
+    new = f"{BULK}|new"
+    table[new] = {"windows": {}}
+
+    def found() -> bool:
+        return any(k == new for p in range(PARTITIONS) for k, _ in sweep.entries(p)[0])
+
+    assert not found() and table.passes == 1  # swept next round
+    now[0] = 30.0
+    assert found() and table.passes == 2
+    seen.add_many("x", [1], expires=0)
+    sweep.forget()  # a rebalance: partitions now here were not in the pass
+    assert not seen._known
+    sweep.entries(0)
+    assert table.passes == 3
+
+
+def test_a_sweep_reads_values_as_they_are_when_it_runs() -> None:
+    """A key rewritten or deleted since the pass is not swept from its old value."""
+    table: dict[str, Any] = {}
+    sweep = TableSweep(table, expire_state, PACK, TableSeen(table), 1, 30.0, clock=lambda: 0.0)
+    table[f"{BULK}|a"] = {"windows": {str(T0): {"fired": False}}}
+    table[f"{BULK}|b"] = {"windows": {str(T0): {"fired": False}}}
+    assert len(sweep.entries(0)[0]) == 2
+    table[f"{BULK}|a"] = {"windows": {str(T0 + 40 * DAY): {"fired": False}}}
+    del table[f"{BULK}|b"]
+    sweep.run(0, T0 + 30 * DAY)
+    assert table == {f"{BULK}|a": {"windows": {str(T0 + 40 * DAY): {"fired": False}}}}
+
+
 def test_stream_time_is_per_partition_and_expiry_stays_a_grace_behind() -> None:
     time = StreamTime(grace_ms=DAY)
     time.advance(0, [{"last_seen": T0}, {"item": {"flow": {"ts": T0 + H}}}])
