@@ -17,7 +17,10 @@ the upstream code it replaces or relies on; tests/test_framework_pins.py
 checks that code is still there.
 
 Registered under the URL scheme `xkafka://` by `register`, and as the
-`faust.transports` entry point `xkafka` (pyproject.toml).
+`faust.transports` entry point `xkafka` (pyproject.toml). Faust looks a
+broker URL's scheme up in its transport registry, aliases first (mode's
+`FactoryMapping.by_name`: `symbol_by_name(name, aliases=self.aliases)`), so
+an alias added at run time needs no installed entry point.
 """
 
 from __future__ import annotations
