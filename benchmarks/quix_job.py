@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agents.app import TableSeen
+from agents.stores import TableSeen
 from monitor.alerts.grouping import AlertContext, AlertGrouper, group_key
 from monitor.config.runtime import load_runtime
 from monitor.config.settings import Settings

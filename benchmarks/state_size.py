@@ -17,7 +17,7 @@ million units:
                 seen-ids, and the worker's update limiter (alert id -> last
                 emission time, process memory only); after a new alert is
                 sent the worker rewrites its group with `emitted_rev`
-                (`mark_emitted` in agents/app.py), which is done here too;
+                (`GroupAgent.mark_emitted` in agents/group.py), which is done here too;
 - bulk:         bulk-volume (threshold) windows, two hourly windows per
                 (platform, destination) key as the 2h horizon keeps, one record
                 each by default; and their seen-ids (one per record counted).
@@ -29,7 +29,7 @@ Two measures per table:
    as the bytes held by the table rebuilt the way Faust's `memory://` store
    rebuilds it from its changelog on recovery (keys and values decoded with
    the json codec, plus the store's key -> partition map); the tables are
-   plain dicts of JSON-ready values and the seen-ids are `agents.app.TableSeen`
+   plain dicts of JSON-ready values and the seen-ids are `agents.stores.TableSeen`
    entries (one key per scope and id, valued with the scope's expiry), which
    is what a Faust worker with the `memory://` table store holds. Only the
    table is counted, not caches or garbage. `--trace-build` instead traces
@@ -74,7 +74,7 @@ from typing import Any
 import orjson
 from faust.serializers import codecs
 
-from agents.app import TableSeen
+from agents.stores import TableSeen
 from monitor.alerts.grouping import AlertContext, AlertGrouper
 from monitor.config.disclosures import load_disclosures, load_endpoints
 from monitor.config.settings import default_rules_dir

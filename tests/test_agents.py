@@ -15,7 +15,6 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-import agents.app
 from agents.app import Worker, create_app
 from monitor.config.runtime import load_runtime
 from monitor.config.settings import Settings
@@ -91,8 +90,8 @@ def build_harness(**overrides: Any) -> Harness:
         for key, value in rows:
             sent.append(("changelog", orjson.dumps(key), partition, orjson.dumps(value)))
 
-    setattr(agents.app, "send_held", send_held)  # noqa: B010 (replaces an import)
-    setattr(agents.app, "send_rows", send_rows)  # noqa: B010
+    state = worker.agents["state"]
+    state.send_held, state.send_rows = send_held, send_rows
     return Harness(worker, sent, registry)
 
 
@@ -266,7 +265,7 @@ def test_stream_time_is_kept_per_partition() -> None:
 
 
 def test_internal_batches_are_chunked_under_the_message_limit() -> None:
-    from agents.app import chunk_json
+    from agents.context import chunk_json
 
     items = [{"i": i, "pad": "x" * 100} for i in range(1000)]
     chunks = list(chunk_json(items, limit=10_000))
@@ -276,7 +275,7 @@ def test_internal_batches_are_chunked_under_the_message_limit() -> None:
 
 
 def test_seen_ids_are_written_one_segment_per_add_and_read_back_by_a_fresh_process() -> None:
-    from agents.app import TableSeen
+    from agents.stores import TableSeen
 
     table: dict[str, Any] = {}
     seen = TableSeen(table)

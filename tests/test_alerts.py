@@ -307,7 +307,7 @@ def test_update_limiter_holds_updates_and_releases_them_when_due() -> None:
 
 def test_sweeps_drop_state_past_each_rules_horizon() -> None:
     from monitor.alerts.grouping import AlertGrouper
-    from monitor.detect.stages import sweep_groups, sweep_seen, sweep_state
+    from monitor.detect.expiry import Expired, expire_groups, expire_seen, expire_state
     from monitor.engine.state import MemorySeen, MemoryStore
 
     day = 24 * H
@@ -322,19 +322,18 @@ def test_sweeps_drop_state_past_each_rules_horizon() -> None:
     for key, item in rule.type.route(flow, False):
         rule.type.apply(store, seen, key, item)
     assert len(store) == 1
-    updates, deletes = sweep_state(store.items(), PACK, T0 + 29 * day)
-    assert (updates, deletes) == ({}, [])
-    updates, deletes = sweep_state(store.items(), PACK, T0 + 31 * day)
-    assert deletes == list(store)
+    assert expire_state(store.items(), PACK, T0 + 29 * day) == Expired()
+    assert expire_state(store.items(), PACK, T0 + 31 * day).deletes == list(store)
 
     groups = MemoryStore()
     grouper = AlertGrouper(PACK, groups, seen)
     from monitor.engine.ruletypes.base import single_hit
 
     grouper.add(single_hit(NLB, flow.to_state()))
-    assert sweep_groups(groups.items(), grouper, T0 + day) == ({}, [])
-    assert sweep_groups(groups.items(), grouper, T0 + 3 * day)[1] == list(groups)
-    assert sweep_seen([("s#1", T0), ("s#2", T0 + 5 * day), ("s#3", 1)], T0 + day) == ["s#1", "s#3"]
+    assert expire_groups(groups.items(), PACK, T0 + day) == Expired()
+    closed = expire_groups(groups.items(), PACK, T0 + 3 * day)
+    assert closed.deletes == list(groups) and closed.closed == groups[closed.deletes[0]]["groups"]
+    assert expire_seen([("s#1", T0), ("s#2", T0 + 5 * day), ("s#3", 1)], T0 + day) == ["s#1", "s#3"]
 
 
 def test_a_group_restored_without_the_seen_entry_of_its_last_hit_still_counts_it_once() -> None:
@@ -389,7 +388,7 @@ def test_observe_many_gives_the_histogram_observe_gives() -> None:
 
 def test_a_large_batch_of_one_bulk_window_travels_in_messages_kafka_accepts() -> None:
     """12,000 records of one window in one batch: items of bounded size, each counted once."""
-    from agents.app import MAX_BATCH_BYTES, chunk_json
+    from agents.context import MAX_BATCH_BYTES, chunk_json
     from monitor.alerts.grouping import AlertGrouper
     from monitor.engine.state import MemorySeen, MemoryStore
 

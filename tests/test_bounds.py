@@ -323,7 +323,7 @@ def test_an_error_escaping_an_agent_exits_the_worker_without_quoting_the_error()
     code = (
         "import logging\n"
         "logging.basicConfig()  # as the worker does\n"
-        "from agents.transport import exit_for_restart\n"
+        "from agents.transport.task_errors import exit_for_restart\n"
         "exit_for_restart(ValueError('subject 12345 at 10.0.0.1'))\n"
         "print('still running')\n"
     )

@@ -6,7 +6,8 @@ from typing import Any
 
 from faust.types import TP
 
-from agents.transport import never_committed, outputs_of, source_of_output, unprocessed
+from agents.transport.reread import never_committed, unprocessed
+from agents.transport.transactions import outputs_of, source_of_output
 
 A, B, C = TP("in", 0), TP("in", 1), TP("in", 2)
 
@@ -37,7 +38,7 @@ def test_producer_buffer_flush_waits_for_every_message_however_slow() -> None:
     import asyncio
     from types import SimpleNamespace
 
-    from agents.transport import ProducerBuffer
+    from agents.transport.producer_buffer import ProducerBuffer
 
     published: list[int] = []
 
@@ -173,3 +174,17 @@ def test_a_rewind_never_moves_a_partition_forward() -> None:
         return sought
 
     assert asyncio.run(scenario()) == {}
+
+
+def test_the_faust_transports_entry_point_names_this_transport() -> None:
+    """`xkafka://` resolves without `register` too, where the package is installed."""
+    import importlib
+    import tomllib
+    from pathlib import Path
+
+    from agents import transport
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    target = project["project"]["entry-points"]["faust.transports"][transport.SCHEME]
+    module, _, name = target.partition(":")
+    assert getattr(importlib.import_module(module), name) is transport.Transport

@@ -25,7 +25,15 @@ from monitor.engine.model import Hit, Rule, RulePack
 from monitor.engine.ruletypes.base import MAX_EVIDENCE
 from monitor.engine.state import SeenStore, Store, scope_of, settle_recent
 
-__all__ = ["AlertContext", "AlertGrouper", "alert_id", "build_alert", "group_key", "iso_ms"]
+__all__ = [
+    "AlertContext",
+    "AlertGrouper",
+    "alert_id",
+    "build_alert",
+    "closes_at",
+    "group_key",
+    "iso_ms",
+]
 
 
 def iso_ms(ms: int) -> str:
@@ -80,6 +88,16 @@ def _fits(group: Mapping[str, Any], hit: Hit, window: int) -> bool:
     lo = min(group["first_seen"], hit["first_seen"])
     hi = max(group["last_seen"], hit["last_seen"])
     return bool(hi - lo < window)
+
+
+def closes_at(rule: Rule | None, group: Mapping[str, Any]) -> int:
+    """Event time after which a group takes no more records (and its seen ids can go).
+
+    A group stays open for late records until a further window has passed;
+    a group whose rule left the pack closes with its anchor.
+    """
+    window = rule.group_window_ms if rule is not None else 0
+    return int(group["anchor"]) + 2 * window
 
 
 def _open(groups: list[dict[str, Any]], rule: Rule, key: str, hit: Hit) -> dict[str, Any]:
@@ -220,7 +238,7 @@ class AlertGrouper:
         before get their seen entries first, should a crash have lost them.
         """
         scope = scope_of(key, target["anchor"])
-        expires = target["anchor"] + 2 * rule.group_window_ms
+        expires = closes_at(rule, target)
         settle_recent(self.seen, scope, target.get("recent", ()), expires)
         target["recent"] = list(ids)
         self.store[key] = value
@@ -260,17 +278,3 @@ class AlertGrouper:
             target.setdefault("parts", {})[part] = totals
         self._save(rule, key, value, target, [])
         return rule, target
-
-    def expire(self, key: str, value: Any, watermark: int) -> tuple[Any, list[dict[str, Any]]]:
-        """Split off the groups whose window has closed; (remaining value, closed groups)."""
-        keep, closed = [], []
-        for g in value["groups"]:
-            rule = self.pack.by_id.get(g["rule"])
-            window = rule.group_window_ms if rule is not None else 0
-            # A group stays open for late records until a further window has passed.
-            if g["anchor"] + 2 * window < watermark:
-                closed.append(g)
-                self.seen.drop(scope_of(key, g["anchor"]))
-            else:
-                keep.append(g)
-        return ({"groups": keep} if keep else None), closed

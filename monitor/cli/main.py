@@ -103,7 +103,7 @@ def cmd_geoip_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from agents.app import run_worker
+    from agents.worker import run_worker
 
     return run_worker(settings_from(args))
 

@@ -18,6 +18,7 @@ import msgspec
 
 from monitor.alerts.grouping import AlertContext, AlertGrouper, build_alert
 from monitor.contract.schemas import DeadLetter, Record, Source
+from monitor.detect.expiry import Expired, expire_groups, expire_seen, expire_state, horizon
 from monitor.engine.model import Hit, Rule, RulePack
 from monitor.engine.ruletypes.base import RuleType, single_hit
 from monitor.engine.ruletypes.threshold import ThresholdRule, WindowBatch
@@ -221,29 +222,29 @@ class LocalDetector:
         return build_alert(rule, group, self.context, int(self.clock() * 1000))
 
     def expire(self) -> Iterator[tuple[Rule, dict[str, Any]]]:
-        """Drop state older than every rule's horizon; yield alert groups that closed."""
-        horizon = self.watermark - self.grace_ms
+        """Drop state older than every rule's horizon; yield alert groups that closed.
+
+        The worker's sweep expires its tables with the same functions.
+        """
+        at = horizon(self.watermark, self.grace_ms)
         for rule in self.pack.stateful:
-            assert rule.type is not None
             store = self.stores[rule.id]
-            for key, value in store.items_snapshot():
-                for scope in rule.type.closed_scopes(key, value, horizon):
-                    self.seen.drop(scope)
-                kept = rule.type.expire(value, horizon)
-                if kept is None:
-                    del store[key]
-                else:
-                    store[key] = kept
-        for key, value in self.groups.items_snapshot():
-            kept, closed = self.grouper.expire(key, value, horizon)
-            if kept is None:
-                del self.groups[key]
-            else:
-                self.groups[key] = kept
-            for g in closed:
-                yield self.pack.by_id[g["rule"]], g
+            _apply(store, expire_state(store.items_snapshot(), self.pack, at))
+        groups = expire_groups(self.groups.items_snapshot(), self.pack, at)
+        _apply(self.groups, groups)
+        for scope in expire_seen(self.seen.entries(), at):
+            self.seen.drop(scope)
+        for g in groups.closed:
+            yield self.pack.by_id[g["rule"]], g
 
     def open_groups(self) -> Iterator[tuple[Rule, dict[str, Any]]]:
         for value in self.groups.values():
             for g in value["groups"]:
                 yield self.pack.by_id[g["rule"]], g
+
+
+def _apply(store: MemoryStore, expired: Expired) -> None:
+    for key, value in expired.updates.items():
+        store[key] = value
+    for key in expired.deletes:
+        del store[key]

@@ -49,9 +49,6 @@ __all__ = [
     "item_source",
     "item_time",
     "partition_for",
-    "sweep_groups",
-    "sweep_seen",
-    "sweep_state",
 ]
 
 
@@ -323,57 +320,6 @@ def item_time(item: dict[str, Any]) -> int:
     inner = item.get("item", item)
     flow = inner.get("flow", inner)
     return int(flow.get("ts", 0))
-
-
-def sweep_state(
-    items: Iterable[tuple[str, Any]], pack: RulePack, watermark: int
-) -> tuple[dict[str, Any], list[str]]:
-    """Stateful-rule state pruned to each rule's horizon: (values to rewrite, keys to delete).
-
-    State keys start with their rule id, so each value is pruned by its own rule.
-    """
-    updates: dict[str, Any] = {}
-    deletes: list[str] = []
-    for key, value in items:
-        rule = pack.by_id.get(key.split("|", 1)[0])
-        if rule is None or rule.type is None:
-            deletes.append(key)  # a rule removed from the pack
-            continue
-        kept = rule.type.expire(value, watermark)
-        if kept is None:
-            deletes.append(key)
-        elif kept != value:
-            updates[key] = kept
-    return updates, deletes
-
-
-def sweep_groups(
-    items: Iterable[tuple[str, Any]], grouper: AlertGrouper, watermark: int
-) -> tuple[dict[str, Any], list[str]]:
-    """Alert groups whose window has closed are dropped: (values to rewrite, keys to delete)."""
-    updates: dict[str, Any] = {}
-    deletes: list[str] = []
-    for key, value in items:
-        kept, closed = grouper.expire(key, value, watermark)
-        if kept is None:
-            deletes.append(key)
-        elif closed:
-            updates[key] = kept
-    return updates, deletes
-
-
-def sweep_seen(items: Iterable[tuple[str, Any]], watermark: int) -> list[str]:
-    """Seen-id entries whose scope closed before the watermark.
-
-    An entry's value is a segment `{"expires", "ids"}`, or (written by
-    earlier versions) the closing time alone.
-    """
-    out = []
-    for key, value in items:
-        expires = value.get("expires") if isinstance(value, dict) else value
-        if isinstance(expires, int) and expires < watermark:
-            out.append(key)
-    return out
 
 
 class UpdateLimiter:

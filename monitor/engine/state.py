@@ -65,6 +65,7 @@ class SeenStore(Protocol):
 class MemorySeen:
     def __init__(self) -> None:
         self.scopes: dict[str, set[int]] = {}
+        self.expires: dict[str, int] = {}
 
     def members(self, scope: str) -> AbstractSet[int]:
         return self.scopes.get(scope, _EMPTY)
@@ -72,9 +73,15 @@ class MemorySeen:
     def add_many(self, scope: str, items: Collection[int], expires: int) -> None:
         if items:
             self.scopes.setdefault(scope, set()).update(items)
+            self.expires[scope] = max(expires, self.expires.get(scope, expires))
 
     def drop(self, scope: str) -> None:
         self.scopes.pop(scope, None)
+        self.expires.pop(scope, None)
+
+    def entries(self) -> list[tuple[str, int]]:
+        """(scope, when it closes): what expiry frees scopes by, as a table's seen entries."""
+        return list(self.expires.items())
 
 
 _EMPTY: frozenset[int] = frozenset()
