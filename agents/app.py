@@ -135,9 +135,9 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
 
     app.on_partitions_assigned.connect(forget)
     app.on_partitions_revoked.connect(forget)
-    metrics.rules_info.labels(pack.version).set(1)
+    metrics.rules_info.info({"version": pack.version})
     if resolver.geoip_build:
-        metrics.geoip_build.labels(resolver.geoip_build).set(1)
+        metrics.geoip_build.info({"build_date": resolver.geoip_build})
 
     app.agent(topics.inputs, name="ingest")(ingest.run)
     app.agent(topics.state, name="state")(state.run)

@@ -12,7 +12,7 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -157,15 +157,11 @@ class Metrics:
             buckets=_LAG_BUCKETS,
             registry=registry,
         )
-        self.geoip_build = Gauge(
-            "xborder_geoip_build_info",
-            "Build date of the GeoIP database in use",
-            ["build_date"],
-            registry=registry,
+        # Info metrics: exported as xborder_geoip_build_info{build_date=...} 1.
+        self.geoip_build = Info(
+            "xborder_geoip_build", "Build date of the GeoIP database in use", registry=registry
         )
-        self.rules_info = Gauge(
-            "xborder_rules_info", "Rule pack version in use", ["version"], registry=registry
-        )
+        self.rules_info = Info("xborder_rules", "Rule pack version in use", registry=registry)
         self.open_groups = Gauge(
             "xborder_open_alert_groups",
             "Alert groups currently open in this worker",

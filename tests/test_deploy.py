@@ -105,7 +105,12 @@ def settings_names() -> frozenset[str]:
 
 @cache
 def metric_sample_names() -> frozenset[str]:
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "gauge": ("",),
+        "info": ("_info",),
+    }
     names: set[str] = set()
     for family in Metrics(CollectorRegistry()).registry.collect():
         names.update(family.name + s for s in suffixes[family.type])
