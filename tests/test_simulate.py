@@ -22,7 +22,8 @@ from monitor.contract.decode import decode_line, decode_message
 from monitor.contract.schemas import DeadLetter, Record, parse_ts
 from monitor.detect.local import LocalDetector
 from monitor.geo.resolve import Resolver
-from monitor.simulate import (
+from tests.geoip_build import TEST_NETWORKS, build_country_db
+from xborder_tools.simulate import (
     ALSO_FIRES,
     BUILTIN_NETWORKS,
     DISCLOSED,
@@ -37,7 +38,6 @@ from monitor.simulate import (
     generate_items,
     networks_from_geoip,
 )
-from tests.geoip_build import TEST_NETWORKS, build_country_db
 
 START = 1_790_000_000_000  # 2026-09-21T14:13:20Z
 QUIET: dict[str, Any] = {"violation_rates": {}, "invalid_rate": 0.0, "duplicate_rate": 0.0}

@@ -33,7 +33,7 @@ def _ensure_geoip(settings: Settings) -> Path:
     path = settings.geoip_country_path
     if path.is_file():
         return path
-    from monitor.geoip_fetch import fetch_demo_databases
+    from xborder_tools.geoip_fetch import fetch_demo_databases
 
     _say(f"obtaining a free GeoIP country database into {path.parent} (once)")
     fetched = fetch_demo_databases(path.parent, asn=False)
@@ -46,7 +46,7 @@ def _broker(bootstrap: str | None, workdir: Path) -> Iterator[str]:
         _say(f"using the Kafka at {bootstrap}")
         yield bootstrap
         return
-    from monitor.embedded_broker import EmbeddedBroker
+    from xborder_tools.embedded_broker import EmbeddedBroker
 
     broker = EmbeddedBroker()
     broker.start(log_path=workdir / "broker.log")
