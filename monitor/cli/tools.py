@@ -21,7 +21,7 @@ _TOOLS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("demo",), "xborder_tools.demo", "run broker, worker and simulated platforms; show alerts"),
     (
         ("simulate",),
-        "xborder_tools.simulate",
+        "xborder_tools.simulate.cli",
         "generate synthetic platform telemetry with injected violations",
     ),
     (

@@ -1,4 +1,32 @@
-"""Synthetic telemetry of several platforms: mostly lawful traffic, with injected violations."""
+"""Synthetic telemetry of several platforms: mostly lawful traffic, with injected violations.
 
-from xborder_tools.simulate.generator import *  # noqa: F403
-from xborder_tools.simulate.generator import __all__ as __all__
+`generate_items(cfg)` is the stream (generator.py); records.py makes the lawful
+records, episodes.py the violations, corruptions.py the invalid ones;
+world.py and traffic.py hold what the platforms are and do; sinks.py and
+cli.py are `xborder simulate`.
+"""
+
+from xborder_tools.simulate.generator import generate, generate_items
+from xborder_tools.simulate.model import SimConfig, SimItem
+from xborder_tools.simulate.sinks import FileSink, KafkaSink, SimStats
+from xborder_tools.simulate.traffic import BUILTIN_NETWORKS, POOL_COUNTRIES
+from xborder_tools.simulate.violations import ALSO_FIRES, INVALID_REASONS, RULE_OF, VIOLATIONS
+from xborder_tools.simulate.world import DISCLOSED, networks_from_geoip
+
+__all__ = [
+    "ALSO_FIRES",
+    "BUILTIN_NETWORKS",
+    "DISCLOSED",
+    "INVALID_REASONS",
+    "POOL_COUNTRIES",
+    "RULE_OF",
+    "VIOLATIONS",
+    "FileSink",
+    "KafkaSink",
+    "SimConfig",
+    "SimItem",
+    "SimStats",
+    "generate",
+    "generate_items",
+    "networks_from_geoip",
+]
