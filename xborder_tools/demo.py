@@ -24,6 +24,7 @@ from monitor.config.subject_key import random_key
 from monitor.kafka_admin import create_topics
 from xborder_tools.embedded_broker import EmbeddedBroker
 from xborder_tools.geoip_fetch import fetch_demo_databases
+from xborder_tools.simulate.world import load_world
 
 __all__ = ["register", "run_demo"]
 
@@ -140,7 +141,8 @@ def run_demo(args: argparse.Namespace) -> int:
             workdir / "simulator.log",
             env,
         )
-        _say(f"simulated telemetry of aliexpress, temu, shein at {args.rate} records/s")
+        platforms = ", ".join(load_world(settings).platforms)
+        _say(f"simulated telemetry of {platforms} at {args.rate} records/s")
         _say("alerts as they fire (Ctrl-C stops everything):")
 
         shown: set[str] = set()

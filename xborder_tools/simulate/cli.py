@@ -17,8 +17,9 @@ from monitor.errors import XborderError
 from xborder_tools.simulate.generator import generate_items
 from xborder_tools.simulate.model import SimConfig
 from xborder_tools.simulate.sinks import FileSink, KafkaSink, SimStats
+from xborder_tools.simulate.traffic import POOL_COUNTRIES
 from xborder_tools.simulate.violations import VIOLATIONS
-from xborder_tools.simulate.world import networks_from_geoip
+from xborder_tools.simulate.world import load_world, networks_from_geoip
 
 __all__ = ["cmd_simulate", "register"]
 
@@ -43,9 +44,12 @@ def _parse_counts(values: Sequence[str]) -> dict[str, int]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    world = load_world(settings)
     networks = None
     if args.geoip_country is not None:
-        networks = networks_from_geoip(args.geoip_country)
+        wanted = [*POOL_COUNTRIES, *(c for c in world.countries if c not in POOL_COUNTRIES)]
+        networks = networks_from_geoip(args.geoip_country, wanted)
     cfg = SimConfig(
         seed=args.seed,
         count=args.count,
@@ -57,6 +61,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         duplicate_rate=args.duplicate_rate,
         networks=networks,
         ipv6_share=args.ipv6_share,
+        world=world,
     )
     try:
         items = generate_items(cfg)
@@ -73,7 +78,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             sink, target = FileSink(args.out.open("wb")), str(args.out)
     else:
-        settings = Settings.from_env()
         bootstrap = args.bootstrap_servers or settings.bootstrap
         topics = {
             "egress": args.topic_egress or settings.topics.egress,
@@ -110,9 +114,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "simulate",
         help="generate synthetic platform telemetry with injected violations",
-        description="Synthetic telemetry of aliexpress, temu and shein: lawful traffic with "
-        "injected violations of every rule, invalid records and duplicates, to a JSON Lines "
-        "file or to Kafka.",
+        description="Synthetic telemetry of the platforms the monitor's disclosures name: "
+        "lawful traffic with injected violations of every rule, invalid records and "
+        "duplicates, to a JSON Lines file or to Kafka. Platforms, their disclosed transfers, "
+        "endpoint hosts, home region, watch countries and bulk threshold come from the rule "
+        "pack and configuration the monitor reads (XBORDER_RULES, XBORDER_DISCLOSURES, "
+        "XBORDER_ENDPOINTS, XBORDER_HOME_REGION).",
     )
     p.add_argument("--count", type=int, default=10_000, help="items to produce, 0 = forever")
     p.add_argument("--rate", type=float, default=0.0, help="items per second wall-clock (0 = max)")

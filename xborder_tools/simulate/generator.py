@@ -5,8 +5,9 @@ the records of injected violation *episodes* (one episode fires its rule once
 it is complete), deliberately invalid records (raw bytes with the dead-letter
 reason they must get) and re-sent duplicates. `generate(cfg)` is the same
 stream reduced to the valid record dicts. Both are pure functions of the
-config: the same seed and start give the same bytes, so a demo or a test can
-be replayed exactly.
+config and the world (world.py: the configuration the monitor reads, unless
+the config carries one): the same seed and start give the same bytes, so a
+demo or a test can be replayed exactly.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from typing import Any
 import orjson
 
 from xborder_tools.simulate.corruptions import invalid
-from xborder_tools.simulate.episodes import EPISODES
+from xborder_tools.simulate.episodes import EPISODES, watch_countries
 from xborder_tools.simulate.model import SimConfig, SimItem
 from xborder_tools.simulate.records import RecordMaker
 from xborder_tools.simulate.traffic import DIURNAL
 from xborder_tools.simulate.violations import MAX_EPISODE, VIOLATIONS
+from xborder_tools.simulate.world import load_world
 
 __all__ = ["generate", "generate_items"]
 
@@ -37,7 +39,8 @@ class _Stream:
         self.rng = random.Random(cfg.seed)
         start = cfg.start_ms if cfg.start_ms is not None else int(time.time() * 1000)
         self.clock = start
-        self.records = RecordMaker(cfg, self.rng)
+        world = cfg.world if cfg.world is not None else load_world()
+        self.records = RecordMaker(cfg, world, self.rng)
         self.deferred: list[tuple[int, int, SimItem]] = []  # (due ts, seq, item) heap
         self.seq = 0
         self.recent: deque[SimItem] = deque(maxlen=512)
@@ -55,6 +58,11 @@ class _Stream:
             if rate > 0:
                 acc += rate / 1000
                 self.choices.append((acc, label))
+        injects = {k for _, k in self.choices} | set(cfg.violation_counts)
+        if "stored_in_watch_country" in injects and not watch_countries(self.records):
+            raise ValueError(
+                "stored_in_watch_country: no watch country of the rule pack has address networks"
+            )
         self.scheduled = self._schedule()
 
     def _schedule(self) -> list[tuple[int, str]]:

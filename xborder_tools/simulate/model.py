@@ -6,9 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from xborder_tools.simulate.traffic import PLATFORM_WEIGHTS
 from xborder_tools.simulate.violations import MAX_EPISODE, VIOLATIONS
-from xborder_tools.simulate.world import DISCLOSED
+from xborder_tools.simulate.world import World
 
 __all__ = ["SimConfig", "SimItem"]
 
@@ -31,19 +30,18 @@ class SimConfig:
     duplicate_rate: float = 5.0  # per 1000 items
     networks: Mapping[str, Sequence[str]] | None = None  # country -> CIDRs; None: BUILTIN_NETWORKS
     ipv6_share: float = 0.15  # of addresses, where the country has IPv6 networks
-    platforms: Mapping[str, float] = field(default_factory=lambda: dict(PLATFORM_WEIGHTS))
-    bulk_threshold: int = 100_000  # pack param pipa.xborder.bulk_volume at_least
-    bulk_window_ms: int = 3_600_000  # and its window
+    # What the platforms are and disclosed; None: world.load_world(), the configuration
+    # the monitor reads here.
+    world: World | None = None
+    # platform -> share of the traffic; None: every platform of the world, by traffic.py
+    platforms: Mapping[str, float] | None = None
+    bulk_threshold: int | None = None  # None: the world's (the pack's bulk_volume at_least)
+    bulk_window_ms: int | None = None  # and its window
 
     def validate(self) -> None:
         unknown = (set(self.violation_rates) | set(self.violation_counts)) - set(VIOLATIONS)
         if unknown:
             raise ValueError(f"unknown violation kinds: {sorted(unknown)}; known: {VIOLATIONS}")
-        bad = set(self.platforms) - set(DISCLOSED)
-        if bad or not self.platforms:
-            raise ValueError(
-                f"platforms must be among {sorted(DISCLOSED)}, got {sorted(self.platforms)}"
-            )
         rates = [*self.violation_rates.values(), self.invalid_rate, self.duplicate_rate]
         if any(r < 0 for r in rates) or sum(rates) > 1000:
             raise ValueError("rates are per 1000 items, each >= 0 and together at most 1000")

@@ -4,8 +4,9 @@ Lawful traffic is kept lawful under the rule pack on purpose, so that every
 alert a run produces traces back to an injection:
 
 - personal data of home-region users goes abroad only to countries its
-  platform disclosed, only with a legal basis, never with resident
-  registration numbers and never stored in a watch country;
+  platform disclosed, with items it disclosed, only with a legal basis,
+  never with resident registration numbers and never stored in a watch
+  country;
 - transfers on consent name only subjects whose consent is in force;
 - the `records` a platform sends to one country in one tumbling window stay
   under `LAWFUL_VOLUME_SHARE` of the bulk threshold;
@@ -15,73 +16,100 @@ alert a run produces traces back to an injection:
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, TypeVar
 
+from monitor.config.disclosures import Disclosure
+from xborder_tools.simulate.addresses import pools
 from xborder_tools.simulate.model import SimConfig
 from xborder_tools.simulate.traffic import (
     ABROAD_OPS,
     BUILTIN_NETWORKS,
     DOMESTIC_OPS,
+    FOREIGN_DESTINATIONS,
     FOREIGN_REGIONS,
     LAWFUL_VOLUME_SHARE,
+    OTHER_PLATFORM_WEIGHT,
+    OTHER_SERVICES,
+    PLATFORM_WEIGHTS,
     SERVICES,
     SYSTEM_OPS,
     UNKNOWN_HOSTS,
     Op,
     under,
 )
-from xborder_tools.simulate.world import (
-    CORE_COUNTRIES,
-    DISCLOSED,
-    HOME,
-    HOSTS,
-    REGISTRY_COUNTRIES,
-    Disclosed,
-)
+from xborder_tools.simulate.world import World
 
-__all__ = ["KST", "RecordMaker"]
+__all__ = ["KST", "RecordMaker", "put"]
 
 _T = TypeVar("_T")
 KST: Final = timezone(timedelta(hours=9))
 
 
-@dataclass(slots=True)
-class _Pool:
-    v4: list[str]
-    v6: list[str]
+def put(rec: dict[str, Any], key: str, value: str | None) -> None:
+    """Set what a disclosure gives (its recipient and purpose are optional)."""
+    if value is not None:
+        rec[key] = value
 
 
-def _hosts(rng: random.Random, cidr: str, n: int) -> list[str]:
-    """n distinct-ish server addresses inside a network (never its first or last address)."""
-    net = ipaddress.ip_network(cidr, strict=False)
-    base, size = int(net.network_address), net.num_addresses
-    if size <= 2:
-        return [str(net.network_address)]
-    # Servers cluster in the low part of a v6 /32 in practice; and a bound keeps randrange cheap.
-    span = min(size - 2, 1 << 24)
-    cls = ipaddress.IPv4Address if net.version == 4 else ipaddress.IPv6Address
-    return [str(cls(base + 1 + rng.randrange(span))) for _ in range(n)]
+def _lawful_op(op: Op, d: Disclosure) -> bool:
+    """Whether `op` may lawfully go to `d`'s recipient without storing there."""
+    return not op.stores and under(op.categories[0], d.items)
 
 
 class RecordMaker:
     """Draws records from one random generator; keeps the state lawful traffic honours."""
 
-    def __init__(self, cfg: SimConfig, rng: random.Random) -> None:
+    def __init__(self, cfg: SimConfig, world: World, rng: random.Random) -> None:
         self.cfg = cfg
+        self.world = world
+        self.home = world.home
         self.rng = rng
-        self.pools = self._pools(cfg.networks if cfg.networks is not None else BUILTIN_NETWORKS)
-        self.platforms = list(cfg.platforms)
-        self.platform_cum = self._cum(list(cfg.platforms.values()))
+        self.pools = pools(rng, cfg.networks if cfg.networks is not None else BUILTIN_NETWORKS)
+        if self.home not in self.pools:
+            raise ValueError(f"no address networks for {self.home}, the home region")
+        self.bulk_threshold = world.bulk_threshold
+        if cfg.bulk_threshold is not None:
+            self.bulk_threshold = cfg.bulk_threshold
+        self.bulk_window_ms = world.bulk_window_ms
+        if cfg.bulk_window_ms is not None:
+            self.bulk_window_ms = cfg.bulk_window_ms
+        weights = cfg.platforms
+        if weights is None:
+            weights = {p: PLATFORM_WEIGHTS.get(p, OTHER_PLATFORM_WEIGHT) for p in world.platforms}
+        # Per platform, the disclosed transfers lawful traffic can make: to a country
+        # with addresses, of items some operation carries.
+        self.disclosed: dict[str, tuple[Disclosure, ...]] = {}
+        for platform in weights:
+            if platform not in world.platforms:
+                raise ValueError(
+                    f"platforms must be among those that disclosed a transfer "
+                    f"({', '.join(world.platforms)}), got {platform!r}"
+                )
+            entries = world.disclosed[platform]
+            usable = tuple(
+                d
+                for d in entries
+                if d.country in self.pools and any(_lawful_op(op, d) for op in ABROAD_OPS)
+            )
+            if not usable:
+                countries = ", ".join(sorted({d.country for d in entries}))
+                raise ValueError(
+                    f"{platform}: nothing to send lawfully; no address networks for "
+                    f"{countries}, or items no operation carries"
+                )
+            self.disclosed[platform] = usable
+        if not self.disclosed:
+            raise ValueError("no platform to simulate: the disclosures name none")
+        self.platforms = list(weights)
+        self.platform_cum = self._cum(list(weights.values()))
         # Consent state the lawful traffic honours: subjects whose consent is in force
         # (names for consent-based calls) and withdrawn ones (never named again).
-        self.granted: dict[str, list[str]] = {p: [] for p in DISCLOSED}
-        self.withdrawn: dict[str, set[str]] = {p: set() for p in DISCLOSED}
+        self.granted: dict[str, list[str]] = {p: [] for p in self.platforms}
+        self.withdrawn: dict[str, set[str]] = {p: set() for p in self.platforms}
         # records sent per (platform, country, window start) by everything but bulk episodes
         self.volume: dict[tuple[str, str, int], int] = {}
         self.volume_window = 0
@@ -95,20 +123,6 @@ class RecordMaker:
             acc += w
             out.append(acc)
         return out
-
-    def _pools(self, networks: Mapping[str, Sequence[str]]) -> dict[str, _Pool]:
-        pools: dict[str, _Pool] = {}
-        for country in sorted(networks):
-            pool = _Pool([], [])
-            for cidr in networks[country]:
-                hosts = _hosts(self.rng, cidr, 24)
-                (pool.v4 if ":" not in cidr else pool.v6).extend(hosts)
-            if pool.v4 or pool.v6:
-                pools[country] = pool
-        missing = [c for c in CORE_COUNTRIES if c not in pools]
-        if missing:
-            raise ValueError(f"no address networks for {', '.join(missing)}")
-        return pools
 
     # -- small draws --------------------------------------------------------------------------
 
@@ -143,7 +157,7 @@ class RecordMaker:
         return f"u-{self.rng.getrandbits(64):016x}"
 
     def host(self, country: str, service: str = "api") -> str:
-        hosts = HOSTS.get(country, {})
+        hosts = self.world.hosts.get(country, {})
         return self.pick(hosts.get(service) or hosts.get("api") or ("api.partner.example",))
 
     def countries(self, wanted: Sequence[str]) -> list[str]:
@@ -159,7 +173,7 @@ class RecordMaker:
         return text.replace("+00:00", "Z")
 
     def head(self, kind: str, platform: str, role: str, ms: int) -> dict[str, Any]:
-        service, form = SERVICES[platform][role]
+        service, form = SERVICES.get(platform, OTHER_SERVICES)[role]
         rec: dict[str, Any] = {"kind": kind}
         if self.rng.random() < 0.3:
             rec["v"] = 1  # optional; some shippers always send it
@@ -171,15 +185,15 @@ class RecordMaker:
 
     def take_volume(self, platform: str, country: str, ms: int, wanted: int) -> int:
         """Records this non-bulk record may carry without nearing the bulk threshold."""
-        window = ms - ms % self.cfg.bulk_window_ms
+        window = ms - ms % self.bulk_window_ms
         if window > self.volume_window:
             self.volume_window = window
             # Late records reach back at most one window in this generator.
-            floor = window - self.cfg.bulk_window_ms
+            floor = window - self.bulk_window_ms
             self.volume = {k: v for k, v in self.volume.items() if k[2] >= floor}
         key = (platform, country, window)
         used = self.volume.get(key, 0)
-        room = int(self.cfg.bulk_threshold * LAWFUL_VOLUME_SHARE) - used
+        room = int(self.bulk_threshold * LAWFUL_VOLUME_SHARE) - used
         got = max(0, min(wanted, room))
         self.volume[key] = used + got
         return got
@@ -195,9 +209,13 @@ class RecordMaker:
         pool = self.granted[platform]
         return [self.pick(pool) for _ in range(min(n, len(pool)))]
 
-    def disclosure(self, platform: str) -> Disclosed:
-        options = [d for d in DISCLOSED[platform] if d.country in self.pools]
+    def disclosure(self, platform: str) -> Disclosure:
+        options = self.disclosed[platform]
         return options[self.rng.randrange(len(options))]
+
+    def lawful_ops(self, d: Disclosure) -> list[Op]:
+        """The operations that may carry personal data to `d`'s recipient (never none)."""
+        return [op for op in ABROAD_OPS if _lawful_op(op, d)]
 
     def categories(self, op: Op, items: Sequence[str] | None) -> list[str]:
         allowed = [c for c in op.categories if items is None or under(c, items)]
@@ -232,16 +250,16 @@ class RecordMaker:
         else:
             path = "/v1/" + op.name.replace(".", "/")
         rec["endpoint"] = f"https://{host}{path}"
-        # Without dst_ip only the registry can place the call: only where it knows the hosts.
-        if not (registry_only and country in REGISTRY_COUNTRIES):
+        # Without dst_ip only the registry can place the call: only where it places the host.
+        if not (registry_only and self.world.registry_places(host, country)):
             rec["dst_ip"] = self.ip(country)
         if rng.random() < 0.6:
-            rec["src_country"] = HOME
+            rec["src_country"] = self.home
         else:
-            rec["src_ip"] = self.ip(HOME)
+            rec["src_ip"] = self.ip(self.home)
         rec["method"] = op.method
         rec["status"] = rng.choices((200, 201, 204, 429, 503), cum_weights=(70, 85, 95, 98, 100))[0]
-        rec["subject_region"] = HOME
+        rec["subject_region"] = self.home
         rec["data_categories"] = cats
         return rec
 
@@ -257,7 +275,7 @@ class RecordMaker:
         rec["protocol"] = "tcp"
         if rng.random() < 0.6:
             rec["dst_host"] = self.host(dst, self.pick(("api", "storage", "stream")))
-        if src == HOME and rng.random() < 0.3:
+        if src == self.home and rng.random() < 0.3:
             rec["src_country"] = src
         if cats is not None:
             rec["data_categories"] = cats
@@ -301,17 +319,19 @@ class RecordMaker:
     def api_abroad(self, platform: str, ms: int) -> dict[str, Any]:
         rng = self.rng
         d = self.disclosure(platform)
+        # Storage only outside the watch countries: storing there is a violation of its own.
         ops = [
             op
             for op in ABROAD_OPS
-            if under(op.categories[0], d.items) and not (op.stores and d.country == "CN")
+            if under(op.categories[0], d.items)
+            and not (op.stores and d.country in self.world.watch_countries)
         ]
         op: Op = self.pick(ops)
         use_registry = rng.random() < 0.25
         rec = self.api_record(
             platform, ms, op, d.country, self.categories(op, d.items), registry_only=use_registry
         )
-        rec["recipient"] = d.recipient
+        put(rec, "recipient", d.recipient)
         self.set_records(rec, platform, d.country, ms, rng.randint(*op.records))
         basis = rng.choices(
             ("contract", "consent", "certification", "law"), cum_weights=(55, 90, 98, 100)
@@ -329,7 +349,7 @@ class RecordMaker:
             basis = "contract"  # consent is per subject; a bulk export cannot rest on it
         if op.dataset is not None:
             rec["dataset_id"] = self.dataset(platform, op.dataset, ms)
-        rec["purpose"] = d.purpose
+        put(rec, "purpose", d.purpose)
         rec["legal_basis"] = basis
         if op.stores:
             rec["stores"] = True
@@ -340,9 +360,9 @@ class RecordMaker:
         d = self.disclosure(platform)
         op: Op = self.pick([op for op in ABROAD_OPS if under(op.categories[0], d.items)])
         rec = self.egress_record(
-            platform, ms, op.role, HOME, d.country, self.categories(op, d.items)
+            platform, ms, op.role, self.home, d.country, self.categories(op, d.items)
         )
-        rec["subject_region"] = HOME
+        rec["subject_region"] = self.home
         n = rng.randint(1, 120)
         self.set_records(rec, platform, d.country, ms, n)
         rec["bytes"] = max(1, n) * rng.randint(400, 1600)
@@ -355,12 +375,15 @@ class RecordMaker:
         op: Op = self.pick(DOMESTIC_OPS)
         cats = self.categories(op, None)
         if rng.random() < 0.5:
-            rec = self.api_record(platform, ms, op, HOME, cats, registry_only=rng.random() < 0.3)
+            rec = self.api_record(
+                platform, ms, op, self.home, cats, registry_only=rng.random() < 0.3
+            )
             rec["records"] = rng.randint(*op.records)
             if op.stores:
                 rec["stores"] = True
             return rec
-        return self.egress_batch(platform, ms, op, HOME, HOME, cats, HOME, (300, 2000))
+        home = self.home
+        return self.egress_batch(platform, ms, op, home, home, cats, home, (300, 2000))
 
     def system(self, platform: str, ms: int) -> dict[str, Any]:
         rng = self.rng
@@ -374,14 +397,14 @@ class RecordMaker:
             else:
                 rec["endpoint"] = f"https://{self.host(dst)}/v1/{name.split('.')[0]}"
                 rec["dst_ip"] = self.ip(dst)
-            rec["src_ip"] = self.ip(HOME)
+            rec["src_ip"] = self.ip(self.home)
             rec["method"] = (
                 "GET" if name.endswith((".get", ".fetch")) or name == "healthcheck" else "POST"
             )
             rec["status"] = 200
         else:
             rec = self.head("egress", platform, "edge", ms)
-            rec["src_ip"] = self.ip(HOME)
+            rec["src_ip"] = self.ip(self.home)
             rec["dst_ip"] = self.private_ip() if rng.random() < 0.2 else self.ip(dst)
             rec["bytes"] = rng.randint(200, 2_000_000)
             rec["dst_port"] = self.pick((443, 443, 4317, 9092, 53))
@@ -392,8 +415,9 @@ class RecordMaker:
 
     def foreign(self, platform: str, ms: int) -> dict[str, Any]:
         """Other regions' users: personal data, but not the home region's to protect."""
-        region = self.pick(self.countries(FOREIGN_REGIONS) or ["US"])
-        dst = self.pick(self.countries(("SG", "US", "CN", "IE", "DE")))
+        regions = [c for c in self.countries(FOREIGN_REGIONS) if c != self.home]
+        region = self.pick(regions or ["US"])
+        dst = self.pick(self.countries(FOREIGN_DESTINATIONS) or list(self.pools))
         op: Op = self.pick(ABROAD_OPS)
         cats = self.categories(op, None)
         return self.egress_batch(platform, ms, op, region, dst, cats, region, (400, 1600))

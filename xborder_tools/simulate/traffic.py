@@ -1,9 +1,11 @@
 """What the simulated platforms do that no configuration file says, all in one place.
 
 Address networks per country, how much each platform sends and from which
-services, the API operations that carry personal data, host names of
-services in countries the endpoint registry does not know, the daily curve,
-and the stories violation episodes tell.
+services, the API operations that carry personal data, how providers name
+their service hosts and the hosts in countries the endpoint registry does
+not cover, the daily curve, and the stories violation episodes tell. What
+the configuration does say (platforms, disclosures, registry, home region,
+watch countries, bulk threshold) is read in world.py.
 """
 
 from __future__ import annotations
@@ -17,20 +19,30 @@ __all__ = [
     "BUILTIN_NETWORKS",
     "DIURNAL",
     "DOMESTIC_OPS",
+    "FOREIGN_DESTINATIONS",
     "FOREIGN_REGIONS",
+    "GEOIP_ONLY_HOSTS",
     "LAWFUL_VOLUME_SHARE",
+    "ONWARD_THIRDS",
+    "OTHER_PLATFORM_WEIGHT",
+    "OTHER_SERVICES",
     "PLATFORM_WEIGHTS",
     "POOL_COUNTRIES",
     "RRN",
     "SERVICES",
+    "SERVICE_NAMES",
+    "STORAGE_PRODUCTS",
+    "STREAM_PRODUCTS",
     "SYSTEM_OPS",
+    "UNDISCLOSED_STORIES",
     "UNKNOWN_HOSTS",
     "Op",
     "under",
 ]
 
-# Real allocations of the named countries, so most live databases agree; the
-# test GeoIP databases are built from these (tests/geoip_build.py).
+# Real allocations of the named countries, so most live databases agree. The
+# tests build their GeoIP databases from these (tests/geoip_build.py), and
+# hand-written test scenarios use addresses inside them.
 BUILTIN_NETWORKS: Final[Mapping[str, tuple[str, ...]]] = {
     "KR": ("211.234.0.0/16", "2001:e60::/32"),
     "CN": ("47.92.0.0/14", "240e::/20"),
@@ -49,7 +61,9 @@ POOL_COUNTRIES: Final = tuple(BUILTIN_NETWORKS)
 # so the lawful background alone never crosses it however the rates are set.
 LAWFUL_VOLUME_SHARE: Final = 0.6
 
+# Shares of the traffic by platform; a platform the disclosures add gets OTHER_PLATFORM_WEIGHT.
 PLATFORM_WEIGHTS: Final[Mapping[str, float]] = {"aliexpress": 0.4, "temu": 0.35, "shein": 0.25}
+OTHER_PLATFORM_WEIGHT: Final = 0.25
 
 # Service of each role per platform, with the timestamp form that service emits
 # ("kst": RFC 3339 +09:00, "utc": RFC 3339 Z, "ms": epoch milliseconds): real
@@ -79,6 +93,39 @@ SERVICES: Final[Mapping[str, Mapping[str, tuple[str, str]]]] = {
         "edge": ("edge", "utc"),
         "consent": ("privacy", "kst"),
     },
+}
+OTHER_SERVICES: Final[Mapping[str, tuple[str, str]]] = {
+    "order": ("orders", "ms"),
+    "payment": ("payments", "kst"),
+    "profile": ("accounts", "ms"),
+    "logistics": ("logistics", "kst"),
+    "edge": ("edge", "utc"),
+    "consent": ("privacy", "kst"),
+}
+
+# Service host names under an endpoint-registry suffix, by the provider domain it
+# ends in (`{api_id}`: a per-suffix API id): the registry's suffix
+# .ap-southeast-1.amazonaws.com gives s3.ap-southeast-1.amazonaws.com and the rest.
+# A suffix of another provider gives api.<suffix>.
+SERVICE_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
+    "amazonaws.com": ("s3", "{api_id}.execute-api", "sqs", "kinesis"),
+    "amazonaws.com.cn": ("apigw.cn-north-1", "kinesis.cn-north-1"),
+    "aliyuncs.com": ("fc.cn-hangzhou", "datahub.cn-hangzhou"),
+    "myqcloud.com": ("cos.ap-shanghai",),
+    "volces.com": ("tos-cn-beijing",),
+}
+# A host's service, by the product its first label names (oss-cn-hangzhou: storage).
+STORAGE_PRODUCTS: Final = frozenset({"s3", "oss", "cos", "tos"})
+STREAM_PRODUCTS: Final = frozenset({"kinesis", "datahub"})
+# Hosts in countries the registry does not cover; calls to them carry a dst_ip
+# (oss-cn-hongkong is CN by the registry's .aliyuncs.com, HK by GeoIP).
+GEOIP_ONLY_HOSTS: Final[Mapping[str, tuple[str, ...]]] = {
+    "JP": ("s3.ap-northeast-1.amazonaws.com", "edge-nrt.cdn.example.net"),
+    "DE": ("s3.eu-central-1.amazonaws.com", "edge-fra.cdn.example.net"),
+    "IE": ("s3.eu-west-1.amazonaws.com", "analytics-eu.example.net"),
+    "HK": ("oss-cn-hongkong.aliyuncs.com", "edge-hkg.cdn.example.net"),
+    "RU": ("s3.ru-logistics.example", "api.ru-logistics.example"),
+    "VN": ("s3.vn-fulfilment.example", "api.vn-fulfilment.example"),
 }
 
 # Destinations nobody can place: the registry does not know them and they carry no dst_ip.
@@ -218,8 +265,22 @@ SYSTEM_OPS: Final = (
     ("healthcheck", None),
     ("feature_flags.get", "system.operations"),
 )
-# Categories other regions' users carry (their data is not the monitor's concern).
+# Other regions' users (their data is not the monitor's concern), and where it goes.
 FOREIGN_REGIONS: Final = ("JP", "US", "SG", "DE")
+FOREIGN_DESTINATIONS: Final = ("SG", "US", "CN", "IE", "DE")
+
+# Stories episodes tell, wherever the configuration leaves them true. Where each
+# platform's group sits but its policy may not say so (undisclosed destinations):
+UNDISCLOSED_STORIES: Final[Mapping[str, tuple[str, ...]]] = {
+    "temu": ("CN", "HK", "JP"),
+    "shein": ("CN", "HK", "IE"),
+    "aliexpress": ("HK", "RU", "US"),
+}
+# Where a recipient passes the data on, by the recipient's country (onward transfers).
+ONWARD_THIRDS: Final[Mapping[str, tuple[str, ...]]] = {
+    "CN": ("SG", "RU", "VN", "US"),
+    "SG": ("US", "CN", "VN"),
+}
 
 
 def under(label: str, items: Sequence[str]) -> bool:

@@ -1,115 +1,129 @@
-"""The world the simulated platforms live in: what they disclosed, where their hosts are."""
+"""The world the simulated platforms live in, read from the configuration the monitor reads.
+
+The platforms, what each disclosed (country, recipient, items, purpose), the
+hosts the endpoint registry places, the home region, the watch countries and
+the bulk threshold come from the rule pack and its configuration files,
+through the monitor's own loaders: lawful traffic stays lawful, and every
+injection is a violation, under whatever those files say. What no file says
+is in traffic.py.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
-from xborder_tools.simulate.traffic import POOL_COUNTRIES
+from monitor.config.disclosures import Disclosure, Disclosures, EndpointRegistry
+from monitor.config.runtime import load_config
+from monitor.config.settings import Settings
+from monitor.engine.model import RulePack
+from xborder_tools.simulate.traffic import (
+    GEOIP_ONLY_HOSTS,
+    POOL_COUNTRIES,
+    SERVICE_NAMES,
+    STORAGE_PRODUCTS,
+    STREAM_PRODUCTS,
+)
+from xborder_tools.simulate.violations import RULE_OF
 
-__all__ = [
-    "CORE_COUNTRIES",
-    "DISCLOSED",
-    "HOME",
-    "HOSTS",
-    "REGISTRY_COUNTRIES",
-    "Disclosed",
-    "networks_from_geoip",
-]
+__all__ = ["World", "load_world", "networks_from_geoip", "service_of", "world_from"]
 
-HOME: Final = "KR"
-CORE_COUNTRIES: Final = ("KR", "CN", "SG", "US")
-
-
-@dataclass(frozen=True, slots=True)
-class Disclosed:
-    country: str
-    recipient: str
-    items: tuple[str, ...]
-    purpose: str
+# A pack without the bulk rule: any cap on lawful volumes will do; these are detections-v1's.
+_BULK_FALLBACK = (100_000, 3_600_000)
 
 
-# Mirrors rules/config/disclosures.yaml (a test keeps them equal): lawful traffic
-# must stay inside what each platform declared.
-DISCLOSED: Final[Mapping[str, tuple[Disclosed, ...]]] = {
-    "aliexpress": (
-        Disclosed(
-            "CN", "Alibaba (China) Co., Ltd.", ("user.contact", "user.name"), "order fulfilment"
-        ),
-        Disclosed(
-            "SG",
-            "Alibaba.com Singapore E-Commerce Private Limited",
-            ("user.contact", "user.name", "user.payment"),
-            "platform operation",
-        ),
-    ),
-    "temu": (
-        Disclosed(
-            "SG",
-            "Whaleco Technology Ltd. (hosting)",
-            ("user.contact", "user.name", "user.behavior"),
-            "platform operation",
-        ),
-        Disclosed("US", "Whaleco Inc.", ("user.contact", "user.name"), "customer service"),
-    ),
-    "shein": (
-        Disclosed(
-            "SG",
-            "Roadget Business Pte. Ltd.",
-            ("user.contact", "user.name", "user.payment"),
-            "platform operation",
-        ),
-        Disclosed("US", "Shein Distribution Corporation", ("user.contact",), "customer service"),
-    ),
-}
+@dataclass(frozen=True)
+class World:
+    """What the configuration says about the platforms, as the simulator uses it."""
 
-# Hosts by country and service type ("storage", "api", "stream"). In KR, CN, SG
-# and US every host is one the endpoint registry (rules/config/endpoints.yaml)
-# places, so calls there may omit dst_ip; the registry knows no host elsewhere,
-# so calls there always carry a dst_ip for GeoIP. Only the exact
-# oss-ap-southeast-1 host is SG: any other *.aliyuncs.com is CN by the registry.
-REGISTRY_COUNTRIES: Final = frozenset({"KR", "CN", "SG", "US"})
-HOSTS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
-    "CN": {
-        "storage": (
-            "oss-cn-hangzhou.aliyuncs.com",
-            "oss-cn-shanghai.aliyuncs.com",
-            "cos.ap-shanghai.myqcloud.com",
-            "tos-cn-beijing.volces.com",
-        ),
-        "api": ("fc.cn-hangzhou.aliyuncs.com", "apigw.cn-north-1.amazonaws.com.cn"),
-        "stream": ("datahub.cn-hangzhou.aliyuncs.com", "kinesis.cn-north-1.amazonaws.com.cn"),
-    },
-    "SG": {
-        "storage": ("oss-ap-southeast-1.aliyuncs.com", "s3.ap-southeast-1.amazonaws.com"),
-        "api": (
-            "k7q2m9.execute-api.ap-southeast-1.amazonaws.com",
-            "sqs.ap-southeast-1.amazonaws.com",
-        ),
-        "stream": ("kinesis.ap-southeast-1.amazonaws.com",),
-    },
-    "US": {
-        "storage": ("s3.us-east-1.amazonaws.com",),
-        "api": ("q3n8x1.execute-api.us-east-1.amazonaws.com", "sqs.us-east-1.amazonaws.com"),
-        "stream": ("kinesis.us-east-1.amazonaws.com",),
-    },
-    "KR": {
-        "storage": ("s3.ap-northeast-2.amazonaws.com",),
-        "api": (
-            "p1z9w4.execute-api.ap-northeast-2.amazonaws.com",
-            "sqs.ap-northeast-2.amazonaws.com",
-        ),
-        "stream": ("kinesis.ap-northeast-2.amazonaws.com",),
-    },
-    "JP": {"storage": ("s3.ap-northeast-1.amazonaws.com",), "api": ("edge-nrt.cdn.example.net",)},
-    "DE": {"storage": ("s3.eu-central-1.amazonaws.com",), "api": ("edge-fra.cdn.example.net",)},
-    "IE": {"storage": ("s3.eu-west-1.amazonaws.com",), "api": ("analytics-eu.example.net",)},
-    "HK": {"storage": ("oss-cn-hongkong.aliyuncs.com",), "api": ("edge-hkg.cdn.example.net",)},
-    "RU": {"storage": ("s3.ru-logistics.example",), "api": ("api.ru-logistics.example",)},
-    "VN": {"storage": ("s3.vn-fulfilment.example",), "api": ("api.vn-fulfilment.example",)},
-}
+    home: str
+    watch_countries: frozenset[str]
+    bulk_threshold: int
+    bulk_window_ms: int
+    disclosed: Mapping[str, tuple[Disclosure, ...]]  # in the file's order
+    endpoints: EndpointRegistry
+    hosts: Mapping[str, Mapping[str, tuple[str, ...]]]  # country -> service -> host names
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """Platforms that disclosed an overseas transfer: the ones there is traffic of."""
+        return tuple(p for p, entries in self.disclosed.items() if entries)
+
+    def discloses(self, platform: str, country: str) -> bool:
+        return any(d.country == country for d in self.disclosed.get(platform, ()))
+
+    def registry_places(self, host: str, country: str) -> bool:
+        """Whether a call to `host` without a dst_ip still resolves to `country`."""
+        return self.endpoints.country(host) == country
+
+    @property
+    def countries(self) -> tuple[str, ...]:
+        """Every country the world names: address pools are wanted for these."""
+        named = {self.home, *self.watch_countries, *self.hosts}
+        named.update(d.country for entries in self.disclosed.values() for d in entries)
+        return tuple(sorted(named))
+
+
+def service_of(host: str) -> str:
+    """The service a host offers ("storage", "stream" or "api"), by the product its first
+    label names."""
+    product = re.match(r"[a-z0-9]*", host.split(".", 1)[0])
+    name = product.group() if product else ""
+    if name in STORAGE_PRODUCTS:
+        return "storage"
+    return "stream" if name in STREAM_PRODUCTS else "api"
+
+
+def _suffix_hosts(suffix: str) -> list[str]:
+    """Service hosts under a registry suffix, named as the provider names them."""
+    domain = suffix.lstrip(".")
+    providers = [p for p in SERVICE_NAMES if domain == p or domain.endswith("." + p)]
+    labels = SERVICE_NAMES[max(providers, key=len)] if providers else ("api",)
+    # API gateway hosts start with a random API id; one per suffix, stable across runs.
+    api_id = hashlib.blake2b(domain.encode(), digest_size=3).hexdigest()
+    return [f"{label.format(api_id=api_id)}.{domain}" for label in labels]
+
+
+def _hosts(endpoints: EndpointRegistry) -> dict[str, dict[str, tuple[str, ...]]]:
+    found: dict[str, dict[str, set[str]]] = {}
+    names = [
+        *endpoints.hosts,
+        *(h for suffix, _ in endpoints.suffixes for h in _suffix_hosts(suffix)),
+    ]
+    # Filed where the registry places each, whichever entry wins for it.
+    named = [(host, c) for host in names if (c := endpoints.country(host)) is not None]
+    # A call to one of these leaves GeoIP out only where the registry agrees (registry_places).
+    named += [(host, country) for country, hosts in GEOIP_ONLY_HOSTS.items() for host in hosts]
+    for host, country in named:
+        found.setdefault(country, {}).setdefault(service_of(host), set()).add(host)
+    # Sorted, so the world does not depend on the order of the registry's entries.
+    return {c: {s: tuple(sorted(h)) for s, h in by.items()} for c, by in sorted(found.items())}
+
+
+def world_from(pack: RulePack, disclosures: Disclosures, endpoints: EndpointRegistry) -> World:
+    bulk = pack.by_id.get(RULE_OF["bulk_volume"])
+    threshold, window = _BULK_FALLBACK
+    if bulk is not None:
+        threshold, window = int(bulk.params["at_least"]), int(bulk.params["window"])
+    return World(
+        home=pack.home_region,
+        watch_countries=frozenset(str(c) for c in pack.params.get("watch_countries", ())),
+        bulk_threshold=threshold,
+        bulk_window_ms=window,
+        disclosed=dict(disclosures.by_platform),
+        endpoints=endpoints,
+        hosts=_hosts(endpoints),
+    )
+
+
+def load_world(settings: Settings | None = None) -> World:
+    """The world of the files the monitor reads with `settings` (default: this environment's,
+    so XBORDER_RULES, XBORDER_DISCLOSURES, XBORDER_ENDPOINTS and XBORDER_HOME_REGION count,
+    and without them the bundled rule pack). Raises ConfigError(s) as the monitor would."""
+    return world_from(*load_config(settings if settings is not None else Settings.from_env()))
 
 
 def networks_from_geoip(
