@@ -3,8 +3,8 @@
 #   docker run --rm -v "$PWD/demo-data/geoip:/data/geoip:ro" \
 #     -e KAFKA_BOOTSTRAP_SERVERS=kafka:9092 xborder-monitor:0.1.0
 # The GeoIP database is not baked in (licence, freshness): mount a folder
-# holding country.mmdb at /data/geoip. `xborder geoip fetch` needs npm, which
-# this image deliberately lacks, so run it on the host first.
+# holding country.mmdb at /data/geoip. `xborder geoip fetch` needs npm and the
+# tooling, which this image deliberately lacks, so run it on the host first.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,7 +16,9 @@ WORKDIR /app
 
 # Only what the package build needs, so edits to rules or deploy files do
 # not invalidate the dependency layer. README.md* : the glob tolerates a
-# checkout without it.
+# checkout without it. The tooling (xborder_tools: demo, simulator, embedded
+# broker, GeoIP fetch) stays out: the service never runs it, and without it
+# `xborder demo|simulate|geoip fetch` say what to install.
 COPY pyproject.toml README.md* ./
 COPY monitor/ monitor/
 COPY agents/ agents/

@@ -46,10 +46,10 @@ import orjson
 
 from monitor.config.settings import Settings, Topics
 from monitor.kafka_admin import create_topics
-from monitor.simulate import SimConfig, generate_items
 from tests.geoip_build import TEST_NETWORKS, build_country_db
 from tests.kafka_apache import ApacheKafka, kafka_version
 from tests.worker_harness import WorkerRun, metric_value
+from xborder_tools.simulate import SimConfig, generate_items
 
 PARTITIONS = 4
 # The worker harness of the tests sweeps state and re-emits alerts far more

@@ -29,7 +29,7 @@ from monitor.detect.local import LocalDetector, evaluate_batch
 from monitor.engine.loader import load_pack
 from monitor.geo.geoip import GeoIP
 from monitor.geo.resolve import Resolver
-from monitor.simulate import SimConfig, generate
+from xborder_tools.simulate import SimConfig, generate
 
 
 def best_of(runs: int, fn: Callable[[], None]) -> float:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from monitor.embedded_broker import EmbeddedBroker
 from tests.kafka_apache import ApacheKafka
+from xborder_tools.embedded_broker import EmbeddedBroker
 
 BROKER_ENV = "XBORDER_TEST_BROKER"
 

@@ -14,6 +14,8 @@ from typing import Any
 from mmdb_writer import MmdbU32, MMDBWriter
 from netaddr import IPNetwork, IPSet
 
+from xborder_tools.simulate.traffic import BUILTIN_NETWORKS
+
 __all__ = [
     "TEST_NETWORKS",
     "build_asn_db",
@@ -21,23 +23,10 @@ __all__ = [
     "build_flat_country_db",
 ]
 
-# Shared by the project's tests: real-looking public ranges with fixed countries.
-# They need not match any live database; change them only with every test that uses them.
+# Shared by the project's tests: real-looking public ranges with fixed countries, the
+# simulator's own address networks, so a simulated stream resolves with these databases.
 TEST_NETWORKS: dict[str, str] = {
-    "211.234.0.0/16": "KR",
-    "2001:e60::/32": "KR",
-    "47.92.0.0/14": "CN",
-    "240e::/20": "CN",
-    "8.219.0.0/16": "SG",
-    "2406:da18::/32": "SG",
-    "52.0.0.0/11": "US",
-    "2600:1f00::/24": "US",
-    "13.112.0.0/14": "JP",
-    "3.120.0.0/14": "DE",
-    "34.240.0.0/13": "IE",
-    "47.242.0.0/15": "HK",
-    "5.45.192.0/18": "RU",
-    "14.160.0.0/11": "VN",
+    cidr: country for country, cidrs in BUILTIN_NETWORKS.items() for cidr in cidrs
 }
 
 _NAMES = {

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from monitor.embedded_broker import orphan_guard, stop_process, wait_for_kafka
+from xborder_tools.embedded_broker import orphan_guard, stop_process, wait_for_kafka
 
 __all__ = ["ApacheKafka", "KafkaSetupError", "ensure_kafka_jars", "kafka_version"]
 

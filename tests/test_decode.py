@@ -10,7 +10,7 @@ import pytest
 
 from monitor.contract.decode import check, decode_many, decode_messages
 from monitor.contract.schemas import ApiCall, Egress, Record, check_record
-from monitor.simulate import SimConfig, generate_items
+from xborder_tools.simulate import SimConfig, generate_items
 
 START = 1_790_000_000_000
 

@@ -304,6 +304,9 @@ def test_dockerfile() -> None:
     assert ("CMD", '["worker"]') in ins
     assert any(w == "RUN" and "pip install ." in r for w, r in ins)
     assert any(w == "COPY" and r.startswith("rules/") for w, r in ins)
+    # The service image holds no tooling (demo, simulator, embedded broker, GeoIP fetch).
+    copied = [r.split()[0] for w, r in ins if w == "COPY"]
+    assert all(not c.startswith(("xborder_tools", ".")) for c in copied), copied
     health = [r for w, r in ins if w == "HEALTHCHECK"]
     assert len(health) == 1 and "/metrics" in health[0] and "python" in health[0]
     assert "curl" not in health[0]
@@ -325,7 +328,7 @@ def test_dockerfile_env_names_are_settings() -> None:
 
 def test_dockerignore_keeps_local_state_out() -> None:
     entries = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
-    assert {".git", ".venv", "demo-data"} <= entries
+    assert {".git", ".venv", "demo-data", "xborder_tools"} <= entries
 
 
 # ---------------------------------------------------------------------------

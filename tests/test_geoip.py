@@ -12,13 +12,13 @@ import pytest
 from monitor.errors import GeoIPDatabaseError, XborderError
 from monitor.geo.geoip import GeoIP
 from monitor.geo.sample_networks import sample_networks
-from monitor.geoip_fetch import COUNTRY_SOURCES, fetch_demo_databases
 from tests.geoip_build import (
     TEST_NETWORKS,
     build_asn_db,
     build_country_db,
     build_flat_country_db,
 )
+from xborder_tools.geoip_fetch import COUNTRY_SOURCES, fetch_demo_databases
 
 # 2024-06-16T23:59:59Z: one second before midnight, so a local-time conversion would
 # show up as the wrong day east of UTC.

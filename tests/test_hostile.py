@@ -22,10 +22,10 @@ from monitor.contract.decode import check, decode_many, decode_messages
 from monitor.contract.schemas import Record
 from monitor.detect.local import LocalDetector
 from monitor.geo.resolve import Resolver, StaticLookup
-from monitor.simulate import SimConfig, generate_items
 from tests.test_alerts import GEO
 from tests.test_replay import run_replay
 from tests.test_rules import ENDPOINTS, PACK
+from xborder_tools.simulate import SimConfig, generate_items
 
 REASONS = ("invalid_json", "not_an_object", "unknown_kind", "unsupported_version", "too_large")
 T_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z

@@ -1,11 +1,14 @@
-"""The simulator: deterministic, contract-valid, lawful unless told otherwise, and every
-injected violation caught by its rule in the real detection core."""
+"""The simulator: deterministic, contract-valid, lawful unless told otherwise, every
+injected violation caught by its rule in the real detection core, and all of that under
+whatever configuration the monitor reads."""
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
 import re
+import shutil
+import textwrap
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,17 +18,16 @@ import orjson
 import pytest
 
 from monitor.cli.main import main
-from monitor.config.disclosures import load_disclosures
-from monitor.config.runtime import Runtime, load_runtime
-from monitor.config.settings import Settings
+from monitor.config.runtime import Runtime, load_config, load_runtime
+from monitor.config.settings import Settings, default_rules_dir
 from monitor.contract.decode import decode_line, decode_message
 from monitor.contract.schemas import DeadLetter, Record, parse_ts
 from monitor.detect.local import LocalDetector
 from monitor.geo.resolve import Resolver
-from monitor.simulate import (
+from tests.geoip_build import TEST_NETWORKS, build_country_db
+from xborder_tools.simulate import (
     ALSO_FIRES,
     BUILTIN_NETWORKS,
-    DISCLOSED,
     INVALID_REASONS,
     RULE_OF,
     VIOLATIONS,
@@ -35,9 +37,10 @@ from monitor.simulate import (
     SimStats,
     generate,
     generate_items,
+    load_world,
     networks_from_geoip,
 )
-from tests.geoip_build import TEST_NETWORKS, build_country_db
+from xborder_tools.simulate.traffic import GEOIP_ONLY_HOSTS
 
 START = 1_790_000_000_000  # 2026-09-21T14:13:20Z
 QUIET: dict[str, Any] = {"violation_rates": {}, "invalid_rate": 0.0, "duplicate_rate": 0.0}
@@ -150,16 +153,46 @@ def test_addresses_come_from_the_pools_with_some_ipv6() -> None:
     assert seen6 > 50
 
 
-def test_builtin_tables_match_the_test_networks_and_the_disclosures() -> None:
-    by_country: dict[str, set[str]] = {}
-    for cidr, country in TEST_NETWORKS.items():
-        by_country.setdefault(country, set()).add(cidr)
-    assert {c: set(n) for c, n in BUILTIN_NETWORKS.items()} == by_country
-    declared = load_disclosures(Settings.from_env().disclosures_path)
-    assert set(declared.by_platform) == set(DISCLOSED)
-    for platform, entries in DISCLOSED.items():
-        got = [(d.country, d.recipient, d.items) for d in declared.by_platform[platform]]
-        assert got == [(d.country, d.recipient, d.items) for d in entries]
+def test_the_world_is_the_configuration_the_monitor_reads() -> None:
+    world = load_world()
+    _, disclosures, endpoints = load_config(Settings.from_env())
+    assert world.platforms == tuple(disclosures.by_platform) == ("aliexpress", "temu", "shein")
+    assert world.disclosed == disclosures.by_platform
+    assert world.endpoints == endpoints
+    assert (world.home, world.watch_countries) == ("KR", frozenset({"CN"}))
+    assert (world.bulk_threshold, world.bulk_window_ms) == (100_000, 3_600_000)
+    # Every registry entry gives hosts, filed where the registry places them; the only
+    # others are hosts GeoIP alone places.
+    filed = {(h, c) for c, by in world.hosts.items() for hosts in by.values() for h in hosts}
+    assert set(endpoints.hosts.items()) <= filed
+    for suffix, country in endpoints.suffixes:
+        assert any(h.endswith(suffix) and c == country for h, c in filed), suffix
+    for host, country in filed:
+        assert endpoints.country(host) == country or host in GEOIP_ONLY_HOSTS[country]
+
+
+def test_abroad_it_goes_only_where_disclosed_and_the_registry_places_it(
+    runtime: Runtime,
+) -> None:
+    world = load_world()
+    resolver = runtime.resolver()
+    via: Counter[str | None] = Counter()
+    for line, item in enumerate(generate_items(SimConfig(seed=13, count=8000, start_ms=START)), 1):
+        got = decode_line(item.raw, {"file": "sim", "line": line})
+        if not isinstance(got, Record) or item.label != "lawful" or got.subject_region != "KR":
+            continue
+        if not any(c.startswith("user.") for c in got.data_categories or ()):
+            continue
+        flow = resolver.resolve(got, {"file": "sim", "line": line})
+        if flow.dst_country == "KR":
+            continue
+        declared = {d.country: d for d in world.disclosed[got.platform]}
+        assert flow.dst_country in declared, (got.platform, flow.dst_country)
+        if got.recipient is not None:
+            assert got.recipient == declared[flow.dst_country].recipient
+        via[flow.dst_via] += 1
+    # Both ways of placing a destination are exercised: GeoIP and the endpoint registry.
+    assert via["geoip"] > 500 and via["registry"] > 100, via
 
 
 # --- against the rule pack -------------------------------------------------------------------
@@ -247,6 +280,13 @@ def test_config_errors() -> None:
         list(generate_items(SimConfig(violation_counts={"bulk_volume": 5}, count=10)))
     with pytest.raises(ValueError, match="no address networks"):
         list(generate_items(SimConfig(networks={"KR": ["211.234.0.0/16"]}, count=10)))
+    with pytest.raises(ValueError, match="no address networks for KR"):
+        list(generate_items(SimConfig(networks={"SG": ["8.219.0.0/16"]}, count=10)))
+    with pytest.raises(ValueError, match="platforms must be among"):
+        list(generate_items(SimConfig(platforms={"aliexpress": 1.0, "nope": 1.0}, count=10)))
+    without_cn = {c: n for c, n in BUILTIN_NETWORKS.items() if c != "CN"}
+    with pytest.raises(ValueError, match="no watch country"):
+        list(generate_items(SimConfig(networks=without_cn, platforms={"temu": 1.0}, count=10)))
 
 
 def test_forever_stream_is_lazy() -> None:
@@ -364,3 +404,89 @@ def test_cli_rejects_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["simulate", "--out", out, "--count", "0", "--violation", "bulk_volume=1"]) == 2
     err = capsys.readouterr().err
     assert "--start" in err and "--violation" in err and "finite count" in err
+
+
+# --- another configuration ----------------------------------------------------------------------
+
+
+def edited_rules(tmp_path: Path) -> Path:
+    """The bundled pack with other platforms, disclosures, registry, watch list and threshold."""
+    rules = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), rules)
+    (rules / "config" / "disclosures.yaml").write_text(
+        textwrap.dedent("""\
+            aliexpress:
+              - country: CN
+                recipient: Alibaba (China) Co., Ltd.
+                items: [user.contact, user.name]
+              - {country: SG, recipient: Alibaba Singapore, items: [user.contact, user.payment]}
+            shein:
+              - {country: DE, recipient: Shein Europe GmbH, items: [user.contact, user.name]}
+            coupang:
+              - {country: JP, items: [user.name, user.payment, user.behavior]}
+            temu: []
+        """),
+        encoding="utf-8",
+    )
+    endpoints = rules / "config" / "endpoints.yaml"
+    text = endpoints.read_text(encoding="utf-8").replace(
+        "- suffix: .volces.com\n  country: CN\n", ""
+    )
+    text += "- suffix: .eu-central-1.amazonaws.com\n  country: DE\n"
+    text += "- suffix: .example.jp\n  country: JP\n"
+    endpoints.write_text(text, encoding="utf-8")
+    for path, old, new in (
+        (rules / "pack.yaml", "watch_countries: [CN]", "watch_countries: [CN, RU]"),
+        (rules / "detections" / "bulk_volume.yaml", "at_least: 100000", "at_least: 50000"),
+    ):
+        edited = path.read_text(encoding="utf-8").replace(old, new)
+        assert new in edited
+        path.write_text(edited, encoding="utf-8")
+    return rules
+
+
+def test_another_configuration_is_followed_by_the_simulator(
+    tmp_path: Path,
+    geo_db: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # One environment for both commands, as the demo gives its worker and simulator.
+    monkeypatch.setenv("XBORDER_RULES", str(edited_rules(tmp_path)))
+    world = load_world()
+    assert world.platforms == ("aliexpress", "shein", "coupang")
+    hosts = {h for by in world.hosts.values() for names in by.values() for h in names}
+    assert "s3.eu-central-1.amazonaws.com" in world.hosts["DE"]["storage"]
+    assert "api.example.jp" in world.hosts["JP"]["api"]
+    assert not any(h.endswith(".volces.com") for h in hosts)
+    assert (world.watch_countries, world.bulk_threshold) == (frozenset({"CN", "RU"}), 50_000)
+
+    def simulate_and_replay(name: str, *options: str) -> tuple[Counter[str], list[dict[str, Any]]]:
+        out, alerts = tmp_path / f"{name}.jsonl", tmp_path / f"{name}-alerts.jsonl"
+        args = [
+            "simulate",
+            "--count",
+            "6000",
+            "--seed",
+            "5",
+            "--start",
+            "2026-10-01T09:00:00+09:00",
+        ]
+        args += ["--geoip-country", str(geo_db), "--invalid-rate", "0", "--violation-rate", "0"]
+        assert main([*args, *options, "--out", str(out)]) == 0
+        replay = ["replay", str(out), "--geoip-country", str(geo_db), "--alerts-out", str(alerts)]
+        assert main([*replay, "--dead-letters-out", str(tmp_path / f"{name}-dead.jsonl")]) == 0
+        capsys.readouterr()
+        rules = Counter(orjson.loads(a)["rule_id"] for a in alerts.read_bytes().splitlines())
+        return rules, [orjson.loads(line) for line in out.read_bytes().splitlines()]
+
+    fired, records = simulate_and_replay("lawful")
+    assert fired == Counter()
+    assert {r["platform"] for r in records} == {"aliexpress", "shein", "coupang"}
+    assert any(r.get("recipient") == "Shein Europe GmbH" for r in records)
+    # Calls to the registry's new DE hosts may leave GeoIP out; they still resolve.
+    assert any(".eu-central-1." in r.get("endpoint", "") and "dst_ip" not in r for r in records)
+
+    injected = [arg for kind in VIOLATIONS for arg in ("--violation", f"{kind}=2")]
+    fired, _ = simulate_and_replay("violations", *injected)
+    assert set(fired) == set(RULE_OF.values())

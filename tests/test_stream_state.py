@@ -35,9 +35,9 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from monitor.cli import main as cli
 from monitor.config.settings import Topics
 from monitor.contract.schemas import parse_ts
-from monitor.simulate import VIOLATIONS, SimConfig, SimItem, generate_items
 from tests.scenario import T0
 from tests.worker_harness import WorkerRun, latest, metric_value, producer
+from xborder_tools.simulate import VIOLATIONS, SimConfig, SimItem, generate_items
 
 pytestmark = pytest.mark.integration
 

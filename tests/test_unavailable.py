@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.embedded_broker import free_port
 from monitor.errors import BrokerUnavailable
 from monitor.kafka_admin import create_topics
+from xborder_tools.embedded_broker import free_port
 
 
 def test_create_topics_names_the_servers_it_could_not_reach() -> None:

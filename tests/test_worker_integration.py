@@ -206,7 +206,7 @@ def test_demo_runs_on_tansu_and_shows_alerts(country_db: Path, tmp_path: Path) -
         "XBORDER_GEOIP_COUNTRY": str(country_db),
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    from monitor.embedded_broker import free_port
+    from xborder_tools.embedded_broker import free_port
 
     done = subprocess.run(
         [

@@ -19,8 +19,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config.settings import Topics
-from monitor.embedded_broker import free_port, log_tail
 from monitor.kafka_admin import create_topics
+from xborder_tools.embedded_broker import free_port, log_tail
 
 
 @dataclass

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from monitor import __version__
 from monitor.cli.flags import CONFIG, REPLAY, WORKER, add_setting_flags, settings_from
-from monitor.config.settings import Settings
 from monitor.errors import BrokerUnavailable, ConfigErrors, XborderError
 
 __all__ = ["build_parser", "main", "settings_from"]
@@ -90,18 +89,6 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_geoip_fetch(args: argparse.Namespace) -> int:
-    from monitor.geoip_fetch import fetch_demo_databases
-
-    dest = args.dest or Settings.from_env().data_dir / "geoip"
-    fetched = fetch_demo_databases(dest, source=args.source, asn=args.asn)
-    print(f"country database: {fetched.country}")
-    if fetched.asn is not None:
-        print(f"ASN database: {fetched.asn}")
-    print(f"sources and licences: {dest / 'SOURCES.md'}")
-    return 0
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     from agents.worker import run_worker
 
@@ -144,22 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(p, CONFIG)
     p.set_defaults(func=cmd_rules_test)
 
-    geoip = sub.add_parser("geoip", help="GeoIP databases").add_subparsers(
-        dest="geoip_command", required=True
-    )
-    p = geoip.add_parser("fetch", help="obtain a free GeoIP database from a package registry")
-    p.add_argument("--dest", type=Path, help="folder (default: <data dir>/geoip)")
-    p.add_argument(
-        "--source",
-        choices=("ip-location-db", "geolite2"),
-        default="ip-location-db",
-        help="ip-location-db (2026, CC BY 4.0) or GeoLite2 (2019, CC BY-SA 4.0)",
-    )
-    p.add_argument(
-        "--asn", action="store_true", help="also build an ASN database (about 40 s, 0.8 GB)"
-    )
-    p.set_defaults(func=cmd_geoip_fetch)
-
     p = sub.add_parser("worker", help="run the streaming worker (Faust)")
     add_setting_flags(p, WORKER)
     p.set_defaults(func=cmd_worker)
@@ -177,7 +148,7 @@ def _extra_commands() -> list[Register]:
     import importlib
 
     found: list[Register] = []
-    for module in ("monitor.simulate", "monitor.demo", "monitor.cli.alerts"):
+    for module in ("monitor.cli.alerts", "monitor.cli.tools"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -198,7 +169,11 @@ _GC_THRESHOLD = (50_000, 20, 20)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # The tooling's commands parse their own options (monitor.cli.tools).
+    args, rest = parser.parse_known_args(argv)
+    if rest and not hasattr(args, "tool"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.tool_argv = rest
     gc.set_threshold(*_GC_THRESHOLD)
     # What it writes (alerts, dead letters with raw records, logs, keys, state)
     # is about people: readable by its owner alone, whatever the caller's umask.

@@ -21,6 +21,10 @@ from pathlib import Path
 from monitor.cli.alerts import format_alert, read_alerts
 from monitor.config.settings import Settings
 from monitor.config.subject_key import random_key
+from monitor.kafka_admin import create_topics
+from xborder_tools.embedded_broker import EmbeddedBroker
+from xborder_tools.geoip_fetch import fetch_demo_databases
+from xborder_tools.simulate.world import load_world
 
 __all__ = ["register", "run_demo"]
 
@@ -33,8 +37,6 @@ def _ensure_geoip(settings: Settings) -> Path:
     path = settings.geoip_country_path
     if path.is_file():
         return path
-    from monitor.geoip_fetch import fetch_demo_databases
-
     _say(f"obtaining a free GeoIP country database into {path.parent} (once)")
     fetched = fetch_demo_databases(path.parent, asn=False)
     return Path(fetched.country)
@@ -46,8 +48,6 @@ def _broker(bootstrap: str | None, workdir: Path) -> Iterator[str]:
         _say(f"using the Kafka at {bootstrap}")
         yield bootstrap
         return
-    from monitor.embedded_broker import EmbeddedBroker
-
     broker = EmbeddedBroker()
     broker.start(log_path=workdir / "broker.log")
     try:
@@ -91,8 +91,6 @@ def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from monitor.kafka_admin import create_topics
-
     settings = Settings.from_env()
     bootstrap = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     workdir = settings.data_dir / "demo"
@@ -143,7 +141,8 @@ def run_demo(args: argparse.Namespace) -> int:
             workdir / "simulator.log",
             env,
         )
-        _say(f"simulated telemetry of aliexpress, temu, shein at {args.rate} records/s")
+        platforms = ", ".join(load_world(settings).platforms)
+        _say(f"simulated telemetry of {platforms} at {args.rate} records/s")
         _say("alerts as they fire (Ctrl-C stops everything):")
 
         shown: set[str] = set()
