@@ -247,6 +247,24 @@ def test_stream_time_is_per_partition_and_expiry_stays_a_grace_behind() -> None:
     assert time.horizon(2) == -DAY
 
 
+def test_stream_time_follows_every_kind_of_routed_item() -> None:
+    """A partition routed only threshold windows still moves on, so its windows expire."""
+    messages = [
+        (
+            orjson.dumps(api(f"bulk-{i}", T0 + i * H, legal_basis="contract", records=60_000)),
+            {"topic": "t", "partition": 0, "offset": i},
+        )
+        for i in range(3)
+    ]
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    out = ingest(messages, PACK, resolver, 1, now=(T0 + DAY) / 1000)
+    windows = [m for m in out.routed[0] if m["rule"] == BULK]
+    assert len(windows) == 3
+    time = StreamTime(grace_ms=DAY)
+    time.advance(0, windows)
+    assert time.horizon(0) == T0 + 2 * H - DAY
+
+
 @pytest.mark.parametrize("count", [0, 1])
 def test_a_scope_is_cached_only_once_it_has_a_segment_to_be_freed_by(count: int) -> None:
     table: dict[str, Any] = {}

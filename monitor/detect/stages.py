@@ -318,6 +318,8 @@ def item_time(item: dict[str, Any]) -> int:
     if "last_seen" in item:
         return int(item["last_seen"])
     inner = item.get("item", item)
+    if "last_seen" in inner:  # a threshold window's records
+        return int(inner["last_seen"])
     flow = inner.get("flow", inner)
     return int(flow.get("ts", 0))
 
