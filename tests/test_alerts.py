@@ -12,6 +12,7 @@ from monitor.contract.schemas import Record
 from monitor.detect.local import LocalDetector
 from monitor.detect.stages import apply_routed, group_hits, ingest, partition_for
 from monitor.engine.model import RulePack
+from monitor.engine.state import MemorySeen, MemoryStore
 from monitor.geo.resolve import Resolver, StaticLookup
 from tests.test_rules import ENDPOINTS, PACK
 
@@ -204,6 +205,29 @@ def test_onward_transfer_needs_the_first_hop_within_30_days() -> None:
     # A second hop before the first in event time is not onward.
     before = egress("h0", T0 - day, "47.92.1.1", "5.45.200.1", dataset_id="d")
     assert of(run([first, before]), "pipa.xborder.onward_transfer") == []
+
+
+def test_an_unresolved_country_is_no_hop_of_an_onward_transfer() -> None:
+    """A pack whose first hop does not ask for a resolved destination: its state stays JSON."""
+    from monitor.engine.ruletypes.onward import OnwardRule
+
+    rule = OnwardRule("onward", {"window": 30 * 24 * H}, "KR", PACK.conditions.predicate("True"))
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    store: MemoryStore = MemoryStore()
+    hits = []
+    for i, obj in enumerate(
+        [
+            egress("h1", T0, "211.234.1.1", "10.0.0.1", dataset_id="d"),
+            egress("h2", T0 + H, "10.0.0.2", "5.45.200.1", dataset_id="d"),
+        ]
+    ):
+        got = decode_line(orjson.dumps(obj), {"file": "t", "line": i + 1})
+        assert isinstance(got, Record), got
+        flow = resolver.resolve(got, {"file": "t", "line": i + 1})
+        for key, item in rule.route(flow, matched=True):
+            hits += rule.apply(store, MemorySeen(), key, item)
+    assert hits == []
+    orjson.dumps(dict(store))
 
 
 def test_consent_latest_in_event_time_decides() -> None:

@@ -96,6 +96,9 @@ class OnwardRule(RuleType):
             flow = item["flow"]
             if item["role"] == "first":
                 country = flow["dst_country"]
+                if country is None:
+                    # No country S to be sent on from; nor a key JSON can hold.
+                    continue
                 ids = hop_ids.setdefault(country, set())
                 if flow["event_id"] in ids:
                     continue  # a repeated first hop changes nothing
