@@ -14,7 +14,7 @@ from faust.exceptions import FaustError
 from monitor.alerts.grouping import iso_ms
 from monitor.config.settings import Settings
 from monitor.contract.dead_letters import dead_letter_json
-from monitor.contract.schemas import Source
+from monitor.contract.schemas import KafkaSource
 from monitor.detect.local import PROCESSING_ERROR
 from monitor.detect.stages import Failures
 from monitor.engine.model import RulePack
@@ -54,8 +54,8 @@ def batch_items(payload: bytes) -> list[Any]:
     return items
 
 
-def source_of(message: Any) -> Source:
-    """Where an internal message is: the source of dead letters that name no record."""
+def source_of(message: Any) -> KafkaSource:
+    """Where a message is (a record's, or an internal batch for dead letters that name no record)."""
     return {"topic": message.topic, "partition": message.partition, "offset": message.offset}
 
 

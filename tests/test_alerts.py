@@ -8,7 +8,7 @@ import orjson
 
 from monitor.alerts.grouping import AlertContext, build_alert, iso_ms
 from monitor.contract.decode import decode_line
-from monitor.contract.schemas import Record
+from monitor.contract.schemas import KafkaSource, Record
 from monitor.detect.local import LocalDetector
 from monitor.detect.stages import apply_routed, group_hits, ingest, partition_for
 from monitor.engine.model import RulePack
@@ -293,7 +293,7 @@ def test_worker_stages_give_the_same_alerts_as_the_local_detector() -> None:
     from monitor.engine.state import MemorySeen, MemoryStore
 
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
-    messages = [
+    messages: list[tuple[bytes, KafkaSource]] = [
         (orjson.dumps(r), {"topic": "t", "partition": 0, "offset": i})
         for i, r in enumerate(records)
     ]
@@ -418,7 +418,7 @@ def test_a_large_batch_of_one_bulk_window_travels_in_messages_kafka_accepts() ->
 
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
     n = 12_000
-    messages = [
+    messages: list[tuple[bytes, KafkaSource]] = [
         (
             orjson.dumps(api(f"big-{i}", T0 + i, legal_basis="contract", records=10)),
             {"topic": "t", "partition": 0, "offset": i},

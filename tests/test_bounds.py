@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor import bounds
 from monitor.alerts.grouping import AlertContext, AlertGrouper
+from monitor.contract.schemas import FileSource, KafkaSource
 from monitor.detect.local import PROCESSING_ERROR, evaluate_batch
 from monitor.detect.stages import Failures, apply_routed, group_hits, ingest
 from monitor.engine.ruletypes.consent import ConsentRule
@@ -204,7 +205,7 @@ def test_far_future_record_is_dead_lettered_and_expires_nothing(
 def test_worker_ingest_dead_letters_records_ahead_of_the_clock() -> None:
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
     now = T0 / 1000
-    messages = [
+    messages: list[tuple[bytes, KafkaSource]] = [
         (orjson.dumps(api("ok", T0 + 59 * 60_000)), {"topic": "t", "partition": 0, "offset": 0}),
         (orjson.dumps(api("ahead", T0 + 61 * 60_000)), {"topic": "t", "partition": 0, "offset": 1}),
     ]
@@ -248,7 +249,7 @@ def test_ingest_sets_aside_only_the_message_that_raises() -> None:
     resolver = Poisoned(StaticLookup(GEO), ENDPOINTS)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    messages = [
+    messages: list[tuple[bytes, KafkaSource]] = [
         (orjson.dumps(api(eid, T0)), {"topic": "t", "partition": 0, "offset": i})
         for i, eid in enumerate(["a", "poison", "b"])
     ]
@@ -266,7 +267,7 @@ def test_ingest_sets_aside_only_the_message_that_raises() -> None:
 def test_state_and_group_stages_set_aside_what_raises() -> None:
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
     recs = [api(f"b{i}", T0 + i * 1000, legal_basis="contract", records=60_000) for i in range(2)]
-    msgs = [
+    msgs: list[tuple[bytes, KafkaSource]] = [
         (orjson.dumps(r), {"topic": "t", "partition": 0, "offset": i}) for i, r in enumerate(recs)
     ]
     out = ingest(msgs, PACK, resolver, 1, now=T0 / 1000)
@@ -300,7 +301,7 @@ def test_errors_of_the_infrastructure_are_not_set_aside_as_the_items_fault() -> 
 
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
     recs = [api(f"b{i}", T0 + i * 1000, legal_basis="contract", records=60_000) for i in range(2)]
-    msgs = [
+    msgs: list[tuple[bytes, KafkaSource]] = [
         (orjson.dumps(r), {"topic": "t", "partition": 0, "offset": i}) for i, r in enumerate(recs)
     ]
     out = ingest(msgs, PACK, resolver, 1, now=T0 / 1000)
@@ -356,7 +357,7 @@ def _decoded(obj: dict[str, Any]) -> Any:
 
 def test_state_values_of_hostile_keys_stay_under_a_kafka_message() -> None:
     """Many windows, datasets' hops and groups per key: the oldest go, each value stays small."""
-    long_source = {"file": "f" * 4000, "line": 1}
+    long_source: FileSource = {"file": "f" * 4000, "line": 1}
     detector_records = [
         api(
             f"w{i}",

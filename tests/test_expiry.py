@@ -18,7 +18,7 @@ from agents.stores import SEEN_PREFIX, TableSeen, TableStore, seen_scope
 from agents.sweep import StreamTime, TableSweep
 from monitor.alerts.grouping import AlertContext, AlertGrouper
 from monitor.contract.decode import decode_line
-from monitor.contract.schemas import Record, Source
+from monitor.contract.schemas import KafkaSource, Record, Source
 from monitor.detect.expiry import Expired, expire_groups, expire_seen, expire_state
 from monitor.detect.local import LocalDetector
 from monitor.detect.stages import apply_routed, group_hits, ingest
@@ -106,7 +106,7 @@ class Worker:
         self.groups_seen = TableSeen(self.groups_table)
         grouper = AlertGrouper(PACK, TableStore(self.groups_table), self.groups_seen)
         resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
-        messages = [
+        messages: list[tuple[bytes, KafkaSource]] = [
             (orjson.dumps(obj), {"topic": "t", "partition": 0, "offset": i})
             for i, obj in enumerate(records())
         ]
@@ -249,7 +249,7 @@ def test_stream_time_is_per_partition_and_expiry_stays_a_grace_behind() -> None:
 
 def test_stream_time_follows_every_kind_of_routed_item() -> None:
     """A partition routed only threshold windows still moves on, so its windows expire."""
-    messages = [
+    messages: list[tuple[bytes, KafkaSource]] = [
         (
             orjson.dumps(api(f"bulk-{i}", T0 + i * H, legal_basis="contract", records=60_000)),
             {"topic": "t", "partition": 0, "offset": i},

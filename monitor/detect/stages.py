@@ -17,14 +17,14 @@ import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from monitor.alerts.grouping import AlertContext, AlertGrouper, build_alert, group_key, iso_ms
 from monitor.contract.dead_letters import dead_letter_json
 from monitor.contract.decode import decode_messages
-from monitor.contract.schemas import DeadLetter, Source
+from monitor.contract.schemas import DeadLetter, KafkaSource, Source
 from monitor.detect.local import (
     DEFAULT_MAX_SKEW_MS,
     PROCESSING_ERROR,
@@ -66,7 +66,7 @@ class IngestOutput:
 
 
 def ingest(
-    messages: Sequence[tuple[bytes | None, Source]],
+    messages: Sequence[tuple[bytes | None, KafkaSource]],
     pack: RulePack,
     resolver: Resolver,
     partitions: int,
@@ -109,7 +109,7 @@ def ingest(
 
 
 def _ingest_all(
-    messages: Iterable[tuple[bytes | None, Source]],
+    messages: Iterable[tuple[bytes | None, KafkaSource]],
     pack: RulePack,
     resolver: Resolver,
     partitions: int,
@@ -250,16 +250,20 @@ def _raw(value: Any) -> bytes:
         return repr(type(value)).encode()
 
 
-def item_source(item: Any) -> Source | None:
-    """Where the record behind a routed item or a hit came from, when it says."""
+def item_source(item: object) -> Source | None:
+    """Where the record behind a routed item or a hit came from, when it says.
+
+    The item made a stage raise: it may be anything, so only its shape is
+    checked, not that of the source it names.
+    """
     if not isinstance(item, dict):
         return None
     flow = item.get("flow")
-    source: Any = flow.get("source") if isinstance(flow, dict) else None
+    source = flow.get("source") if isinstance(flow, dict) else None
     evidence = item.get("evidence")
     if source is None and isinstance(evidence, list) and evidence:
         source = evidence[0].get("source") if isinstance(evidence[0], dict) else None
-    return source if isinstance(source, dict) else None
+    return cast(Source, source) if isinstance(source, dict) else None
 
 
 @dataclass(frozen=True)

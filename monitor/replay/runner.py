@@ -40,6 +40,7 @@ from monitor.contract.schemas import (
     JSON_WHITESPACE,
     MAX_RECORD_BYTES,
     DeadLetter,
+    FileSource,
     Record,
     Source,
 )
@@ -315,7 +316,7 @@ def replay(
                 ]
                 texts = [b"" if big else raw for _, raw, big in lines]
                 for (number, raw, too_large), got in zip(lines, decode_many(texts), strict=True):
-                    source = {"file": name, "line": number}
+                    source: FileSource = {"file": name, "line": number}
                     if too_large:
                         got = "too_large"
                     if isinstance(got, str):
