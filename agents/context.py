@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ __all__ = ["MAX_BATCH_BYTES", "Context", "Topics", "batch_items", "chunk_json", 
 MAX_BATCH_BYTES = 512 * 1024
 
 
-def chunk_json(items: list[Any], limit: int = MAX_BATCH_BYTES) -> Iterator[bytes]:
+def chunk_json(items: Iterable[object], limit: int = MAX_BATCH_BYTES) -> Iterator[bytes]:
     """JSON arrays of the items, each at most `limit` bytes (unless one item alone is larger)."""
     parts: list[bytes] = []
     size = 2
@@ -49,7 +49,7 @@ def chunk_json(items: list[Any], limit: int = MAX_BATCH_BYTES) -> Iterator[bytes
 
 
 def batch_items(payload: bytes) -> list[Any]:
-    """The items of an internal batch message."""
+    """The items of an internal batch message, as JSON: the caller says what they are."""
     items: list[Any] = orjson.loads(payload)
     return items
 
@@ -85,7 +85,7 @@ class Context:
         """Partitions of the internal topics and tables."""
         return self.settings.partitions
 
-    async def send_batches(self, topic: Any, batches: dict[int, list[Any]]) -> list[Any]:
+    async def send_batches(self, topic: Any, batches: Mapping[int, Iterable[object]]) -> list[Any]:
         """Send the batches; the futures of their delivery."""
         return [
             await topic.send(value=chunk, partition=partition)
