@@ -30,6 +30,7 @@ from monitor.config.runtime import Runtime
 from monitor.config.settings import Settings
 from monitor.detect.expiry import expire_groups, expire_state
 from monitor.detect.stages import UpdateLimiter
+from monitor.engine.ruletypes import StateValue
 from monitor.metrics import Metrics
 
 __all__ = ["Worker", "create_app", "ensure_topics"]
@@ -104,7 +105,8 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
     grace_ms = int(settings.state_grace * 1000)
     interval = settings.sweep_interval
 
-    state_store = TableStore(state_table, direct=settings.processing_guarantee != "exactly_once")
+    direct = settings.processing_guarantee != "exactly_once"
+    state_store: TableStore[StateValue] = TableStore(state_table, direct=direct)
     state_seen = TableSeen(state_store)
     state = StateAgent(
         ctx,

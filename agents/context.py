@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from faust.exceptions import FaustError
 from monitor.alerts.grouping import iso_ms
 from monitor.config.settings import Settings
 from monitor.contract.dead_letters import dead_letter_json
-from monitor.contract.schemas import Source
+from monitor.contract.schemas import KafkaSource
 from monitor.detect.local import PROCESSING_ERROR
 from monitor.detect.stages import Failures
 from monitor.engine.model import RulePack
@@ -33,7 +33,7 @@ __all__ = ["MAX_BATCH_BYTES", "Context", "Topics", "batch_items", "chunk_json", 
 MAX_BATCH_BYTES = 512 * 1024
 
 
-def chunk_json(items: list[Any], limit: int = MAX_BATCH_BYTES) -> Iterator[bytes]:
+def chunk_json(items: Iterable[object], limit: int = MAX_BATCH_BYTES) -> Iterator[bytes]:
     """JSON arrays of the items, each at most `limit` bytes (unless one item alone is larger)."""
     parts: list[bytes] = []
     size = 2
@@ -49,13 +49,13 @@ def chunk_json(items: list[Any], limit: int = MAX_BATCH_BYTES) -> Iterator[bytes
 
 
 def batch_items(payload: bytes) -> list[Any]:
-    """The items of an internal batch message."""
+    """The items of an internal batch message, as JSON: the caller says what they are."""
     items: list[Any] = orjson.loads(payload)
     return items
 
 
-def source_of(message: Any) -> Source:
-    """Where an internal message is: the source of dead letters that name no record."""
+def source_of(message: Any) -> KafkaSource:
+    """Where a message is (a record's, or an internal batch for dead letters that name no record)."""
     return {"topic": message.topic, "partition": message.partition, "offset": message.offset}
 
 
@@ -85,7 +85,7 @@ class Context:
         """Partitions of the internal topics and tables."""
         return self.settings.partitions
 
-    async def send_batches(self, topic: Any, batches: dict[int, list[Any]]) -> list[Any]:
+    async def send_batches(self, topic: Any, batches: Mapping[int, Iterable[object]]) -> list[Any]:
         """Send the batches; the futures of their delivery."""
         return [
             await topic.send(value=chunk, partition=partition)

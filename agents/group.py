@@ -8,19 +8,20 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from agents.context import INFRASTRUCTURE, Context, batch_items, source_of
 from agents.sweep import StreamTime, TableSweep
-from monitor.alerts.grouping import AlertContext, AlertGrouper, build_alert
+from monitor.alerts.grouping import AlertContext, AlertGrouper, Groups, build_alert
 from monitor.detect.stages import Emission, Failures, UpdateLimiter, group_hits
+from monitor.engine.model import Hit
 
 __all__ = ["GroupAgent", "open_groups"]
 
 
-def open_groups(value: Any) -> int:
+def open_groups(value: Groups) -> int:
     """Alert groups in a value of the groups table."""
     return len(value["groups"])
 
@@ -32,7 +33,7 @@ class GroupAgent:
     grouper: AlertGrouper
     alert_context: AlertContext
     limiter: UpdateLimiter
-    sweep: TableSweep
+    sweep: TableSweep[Groups]
     stream_time: StreamTime
     # Partitions whose unsent updates were looked for since this process started.
     scanned: set[int] = field(default_factory=set)
@@ -41,7 +42,8 @@ class GroupAgent:
         ctx = self.ctx
         async for event in stream.events():
             started = time.perf_counter()
-            hits = batch_items(event.value)
+            # Written by the ingest and state agents (IngestOutput.hits, apply_routed).
+            hits = cast(list[Hit], batch_items(event.value))
             self.stream_time.advance(event.message.partition, hits)
             now = time.time()
             sent = []
@@ -85,7 +87,7 @@ class GroupAgent:
         return delivery
 
     def mark_emitted(self, key: str, alert_id: str) -> None:
-        value = self.table.get(key)
+        value: Groups | None = self.table.get(key)
         for g in value["groups"] if value else ():
             if g["alert_id"] == alert_id and g.get("emitted_rev") != g["revision"]:
                 g["emitted_rev"] = g["revision"]
@@ -96,10 +98,9 @@ class GroupAgent:
         now = time.time()
         pack = self.ctx.pack
         for alert_id, key in self.limiter.due(now):
-            value = self.table.get(key)
-            group = next(
-                (g for g in (value or {}).get("groups", ()) if g["alert_id"] == alert_id), None
-            )
+            value: Groups | None = self.table.get(key)
+            groups = value["groups"] if value else []
+            group = next((g for g in groups if g["alert_id"] == alert_id), None)
             if group is None:
                 continue  # expired meanwhile
             rule = pack.by_id[group["rule"]]

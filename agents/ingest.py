@@ -16,8 +16,9 @@ from typing import Any
 
 import orjson
 
-from agents.context import Context
+from agents.context import Context, source_of
 from agents.transport import Chunk, outputs_of
+from monitor.contract.schemas import KafkaSource
 from monitor.detect.stages import ingest
 
 __all__ = ["IngestAgent"]
@@ -49,15 +50,14 @@ class IngestAgent:
 
     async def ingest_events(self, events: list[Any]) -> None:
         ctx = self.ctx
-        messages = []
+        messages: list[tuple[bytes | None, KafkaSource]] = []
         counts: Counter[str] = Counter()
         for ev in events:
             # A run of a partition's records arrives as one event (transport.Chunk).
             value = ev.value
             for m in value.messages if isinstance(value, Chunk) else (ev.message,):
                 counts[m.topic] += 1
-                source = {"topic": m.topic, "partition": m.partition, "offset": m.offset}
-                messages.append((m.value, source))
+                messages.append((m.value, source_of(m)))
         for topic, count in counts.items():
             ctx.metrics.messages_in.labels(topic).inc(count)
         out = ingest(

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from agents import transport
 from agents.context import INFRASTRUCTURE, Context, batch_items, source_of
 from agents.stores import TableSeen, TableStore
 from agents.sweep import StreamTime, TableSweep
-from monitor.detect.stages import Failures, apply_routed
+from monitor.detect.stages import Failures, RoutedItem, apply_routed
+from monitor.engine.ruletypes import StateValue
 
 __all__ = ["StateAgent"]
 
@@ -26,10 +27,10 @@ __all__ = ["StateAgent"]
 class StateAgent:
     ctx: Context
     app: Any  # the Faust app, for its producer
-    store: TableStore
+    store: TableStore[StateValue]
     seen: TableSeen
     changelog: str  # the state table's changelog topic
-    sweep: TableSweep
+    sweep: TableSweep[StateValue]
     stream_time: StreamTime
     # How held changelog writes and direct rows are sent (tests send them without a broker).
     send_held: Any = transport.send_held
@@ -39,7 +40,8 @@ class StateAgent:
         ctx = self.ctx
         async for event in stream.events():
             started = time.perf_counter()
-            items = batch_items(event.value)
+            # Written by the ingest agent (IngestOutput.routed).
+            items = cast(list[RoutedItem], batch_items(event.value))
             self.stream_time.advance(event.message.partition, items)
             # Under at-least-once, hits and changelog are independent sends; a
             # crash could save state without its hits, and the redelivered

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import Any, Generic, TypedDict, TypeVar
 
 from monitor.engine.state import owner_of
 
-__all__ = ["SEEN_PREFIX", "TableSeen", "TableStore", "seen_owner", "seen_scope"]
+__all__ = ["SEEN_PREFIX", "SeenSegment", "TableSeen", "TableStore", "seen_owner", "seen_scope"]
+
+V = TypeVar("V")
 
 
-class TableStore:
+class TableStore(Generic[V]):
     """`Store` over a Faust table (values JSON-ready dicts).
 
     `direct`: a write goes to the table's store and to `rows`, whose
@@ -24,24 +26,31 @@ class TableStore:
     def __init__(self, table: Any, direct: bool = False) -> None:
         self.table = table
         self.direct = direct
-        self.rows: list[tuple[str, Any]] = []
+        # Rows of a TableSeen over this store too (its segments share the table).
+        self.rows: list[tuple[str, object]] = []
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.table.get(key, default)
+    def get(self, key: str, default: V | None = None) -> V | None:
+        value: V | None = self.table.get(key, default)
+        return value
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    def __setitem__(self, key: str, value: V) -> None:
         if self.direct:
             self.table.data[key] = value
             self.rows.append((key, value))
         else:
             self.table[key] = value
 
-    def take_rows(self) -> list[tuple[str, Any]]:
+    def take_rows(self) -> list[tuple[str, object]]:
         rows, self.rows = self.rows, []
         return rows
 
 
 SEEN_PREFIX = "seen:"
+
+
+class SeenSegment(TypedDict):
+    expires: int  # event time the scope closes at
+    ids: list[int]
 
 
 def seen_scope(key: str) -> str:
@@ -72,6 +81,7 @@ class TableSeen:
     MAX_SEGMENT = 20_000  # ids per entry: well under Kafka's default 1 MB message
 
     def __init__(self, table: Any) -> None:
+        # A Faust table, or a TableStore over one whose rows the agent sends.
         self.table = table
         self._known: dict[str, tuple[int, set[int]]] = {}
 
@@ -82,7 +92,7 @@ class TableSeen:
     def _load(self, scope: str) -> tuple[int, set[int]]:
         count, ids = self._known.get(scope) or (0, set())
         while True:
-            value = self.table.get(self._key(scope, count))
+            value: SeenSegment | None = self.table.get(self._key(scope, count))
             if value is None:
                 break
             ids.update(value["ids"])
@@ -103,7 +113,8 @@ class TableSeen:
         batch = list(items)
         for start in range(0, len(batch), self.MAX_SEGMENT):
             part = batch[start : start + self.MAX_SEGMENT]
-            self.table[self._key(scope, count)] = {"expires": expires, "ids": part}
+            segment: SeenSegment = {"expires": expires, "ids": part}
+            self.table[self._key(scope, count)] = segment
             count += 1
         ids.update(batch)
         self._known[scope] = (count, ids)

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from agents.stores import SEEN_PREFIX, TableSeen, seen_owner, seen_scope
+from agents.stores import SEEN_PREFIX, SeenSegment, TableSeen, seen_owner, seen_scope
 from monitor.detect.expiry import Expired, expire_seen, horizon
-from monitor.detect.stages import item_time, partition_for
-from monitor.engine.model import RulePack
+from monitor.detect.stages import RoutedItem, item_time, partition_for
+from monitor.engine.model import Hit, RulePack
 
 __all__ = ["StreamTime", "TableSweep"]
 
-Entries = list[tuple[str, Any]]
+V = TypeVar("V")
+T = TypeVar("T")
 
 
 class StreamTime:
@@ -33,7 +34,7 @@ class StreamTime:
         self.grace_ms = grace_ms
         self.watermarks: dict[int, int] = {}
 
-    def advance(self, partition: int, items: Iterable[Any]) -> None:
+    def advance(self, partition: int, items: Iterable[RoutedItem | Hit]) -> None:
         self.watermarks[partition] = max(
             [self.watermarks.get(partition, 0), *map(item_time, items)]
         )
@@ -42,7 +43,7 @@ class StreamTime:
         return horizon(self.watermarks.get(partition, 0), self.grace_ms)
 
 
-class TableSweep:
+class TableSweep(Generic[V]):
     """Expiry of one table (state values and their seen segments), a partition at a time.
 
     Each partition is swept at most once per `interval`. Which keys belong to
@@ -56,12 +57,12 @@ class TableSweep:
     def __init__(
         self,
         table: Any,
-        expire: Callable[[Entries, RulePack, int], Expired],
+        expire: Callable[[list[tuple[str, V]], RulePack, int], Expired[V]],
         pack: RulePack,
         seen: TableSeen,
         partitions: int,
         interval: float,
-        size: Callable[[Any], int] | None = None,
+        size: Callable[[V], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.table = table
@@ -119,13 +120,13 @@ class TableSweep:
         if self.size is not None:
             self.sizes = sizes
 
-    def entries(self, partition: int) -> tuple[Entries, Entries]:
+    def entries(self, partition: int) -> tuple[list[tuple[str, V]], list[tuple[str, SeenSegment]]]:
         """This partition's (state entries, seen entries), with their values as they are now."""
         state, seen = self._keys(partition)
         get = self.table.get
         return _present(state, get), _present(seen, get)
 
-    def run(self, partition: int, at: int) -> Expired:
+    def run(self, partition: int, at: int) -> Expired[V]:
         """Expire the partition's entries against the horizon `at`; what was expired."""
         state, seen = self.entries(partition)
         expired = self.expire(state, self.pack, at)
@@ -138,7 +139,7 @@ class TableSweep:
             self.sizes[partition] = sum(self.size(v) for _, v in expired.remaining(state))
         return expired
 
-    def _apply(self, updates: dict[str, Any], deletes: list[str]) -> None:
+    def _apply(self, updates: dict[str, V], deletes: list[str]) -> None:
         # Runs inside the stream, on a message of the swept partition, so the
         # changelog records the change in the partition that owns the keys.
         for key, value in updates.items():
@@ -147,7 +148,7 @@ class TableSweep:
             del self.table[key]
 
 
-def _present(keys: list[str], get: Callable[[str], Any]) -> Entries:
+def _present(keys: list[str], get: Callable[[str], T | None]) -> list[tuple[str, T]]:
     out = []
     for key in keys:
         value = get(key)

@@ -16,8 +16,8 @@ same kept labels whichever merges first.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, MutableMapping
-from typing import Any, Final
+from collections.abc import Collection
+from typing import Final, NotRequired, TypedDict
 
 __all__ = [
     "BOUND_NAMES",
@@ -28,6 +28,8 @@ __all__ = [
     "MAX_LABEL",
     "MAX_RECORD_CATEGORIES",
     "REACHED",
+    "Labelled",
+    "NewLabels",
     "add",
     "categories",
     "fold_categories",
@@ -79,7 +81,21 @@ def categories(labels: Collection[str], limit: int = MAX_CATEGORIES) -> tuple[li
     return kept, False
 
 
-def fold_categories(value: MutableMapping[str, Any], other: Mapping[str, Any]) -> None:
+class Labelled(TypedDict):
+    """What keeps the labels of many records: a threshold window, an alert group."""
+
+    categories: list[str]
+    truncated: NotRequired[bool]
+
+
+class NewLabels(TypedDict):
+    """What brings it more: a window's item, a hit."""
+
+    categories: list[str]
+    truncated: bool
+
+
+def fold_categories(value: Labelled, other: NewLabels) -> None:
     """Union `other`'s categories into `value`'s within the bound; carry `truncated` over."""
     if not set(other["categories"]) <= set(value["categories"]):
         labels, cut = categories(set(value["categories"]) | set(other["categories"]))

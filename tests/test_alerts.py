@@ -6,12 +6,15 @@ from typing import Any
 
 import orjson
 
-from monitor.alerts.grouping import AlertContext, build_alert, iso_ms
+from monitor.alerts.grouping import Alert, AlertContext, AlertGroup, Groups, build_alert, iso_ms
 from monitor.contract.decode import decode_line
-from monitor.contract.schemas import Record
+from monitor.contract.schemas import KafkaSource, Record
 from monitor.detect.local import LocalDetector
-from monitor.detect.stages import apply_routed, group_hits, ingest, partition_for
+from monitor.detect.stages import RoutedItem, apply_routed, group_hits, ingest, partition_for
 from monitor.engine.model import RulePack
+from monitor.engine.ruletypes import StateValue
+from monitor.engine.ruletypes.onward import OnwardState
+from monitor.engine.state import MemorySeen, MemoryStore
 from monitor.geo.resolve import Resolver, StaticLookup
 from tests.test_rules import ENDPOINTS, PACK
 
@@ -51,7 +54,7 @@ def egress(eid: str, ts: int, src: str, dst: str, **extra: Any) -> dict[str, Any
     }
 
 
-def run(records: list[dict[str, Any]], pack: RulePack = PACK) -> list[dict[str, Any]]:
+def run(records: list[dict[str, Any]], pack: RulePack = PACK) -> list[Alert]:
     detector = LocalDetector(pack, Resolver(StaticLookup(GEO), ENDPOINTS), clock=lambda: 0.0)
     for i, obj in enumerate(records):
         got = decode_line(orjson.dumps(obj), {"file": "t", "line": i + 1})
@@ -60,7 +63,7 @@ def run(records: list[dict[str, Any]], pack: RulePack = PACK) -> list[dict[str, 
     return [detector.alert(r, g) for r, g in detector.open_groups()]
 
 
-def of(alerts: list[dict[str, Any]], rule: str) -> list[dict[str, Any]]:
+def of(alerts: list[Alert], rule: str) -> list[Alert]:
     return sorted((a for a in alerts if a["rule_id"] == rule), key=lambda a: a["first_seen"])
 
 
@@ -94,7 +97,7 @@ def test_duplicates_never_count_twice_even_across_groups() -> None:
 
 def test_same_event_id_on_another_platform_is_another_record() -> None:
     alerts = of(run([api("a", T0), api("a", T0, platform="temu")]), NLB)
-    assert sorted(a["platform"] for a in alerts) == ["aliexpress", "temu"]
+    assert sorted(a["platform"] or "" for a in alerts) == ["aliexpress", "temu"]
 
 
 def test_alert_id_is_deterministic_and_depends_on_group() -> None:
@@ -122,7 +125,7 @@ def test_bulk_volume_windows_are_separate() -> None:
 BULK = "pipa.xborder.bulk_volume"
 
 
-def bulk_items(n: int) -> list[list[dict[str, Any]]]:
+def bulk_items(n: int) -> list[list[RoutedItem]]:
     """Routed bulk-window items of n records; the 4th record crosses 100,000."""
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
     items = []
@@ -157,7 +160,8 @@ def test_bulk_window_rebuilt_after_a_crash_neither_double_counts_nor_loses() -> 
     items = bulk_items(n)
 
     def final(runs: list[list[int]], saved: int, delivered: int, torn: bool) -> tuple[Any, ...]:
-        state, seen, groups = MemoryStore(), MemorySeen(), MemoryStore()
+        state: MemoryStore[StateValue] = MemoryStore()
+        seen, groups = MemorySeen(), MemoryStore[Groups]()
         grouper = AlertGrouper(PACK, groups, MemorySeen())
         history = [copy.deepcopy((state, seen))]  # after each step of the first run
         for run_no, order in enumerate(runs):
@@ -206,6 +210,29 @@ def test_onward_transfer_needs_the_first_hop_within_30_days() -> None:
     assert of(run([first, before]), "pipa.xborder.onward_transfer") == []
 
 
+def test_an_unresolved_country_is_no_hop_of_an_onward_transfer() -> None:
+    """A pack whose first hop does not ask for a resolved destination: its state stays JSON."""
+    from monitor.engine.ruletypes.onward import OnwardRule
+
+    rule = OnwardRule("onward", {"window": 30 * 24 * H}, "KR", PACK.conditions.predicate("True"))
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    store: MemoryStore[OnwardState] = MemoryStore()
+    hits = []
+    for i, obj in enumerate(
+        [
+            egress("h1", T0, "211.234.1.1", "10.0.0.1", dataset_id="d"),
+            egress("h2", T0 + H, "10.0.0.2", "5.45.200.1", dataset_id="d"),
+        ]
+    ):
+        got = decode_line(orjson.dumps(obj), {"file": "t", "line": i + 1})
+        assert isinstance(got, Record), got
+        flow = resolver.resolve(got, {"file": "t", "line": i + 1})
+        for key, item in rule.route(flow, matched=True):
+            hits += rule.apply(store, MemorySeen(), key, item)
+    assert hits == []
+    orjson.dumps(dict(store))
+
+
 def test_consent_latest_in_event_time_decides() -> None:
     def consent(
         eid: str, ts: int, granted: bool, countries: list[str] | None = None
@@ -247,10 +274,14 @@ def test_build_alert_payload_fields() -> None:
     assert alert["records"] == 7 and alert["emitted_at"] == "1970-01-01T00:00:00.000Z"
     assert alert["geoip_build"] == "static"
     ctx = AlertContext("v", None)
-    group = {
-        "alert_id": "x", "rule": NLB, "anchor": T0, "fields": {"platform": "p"}, "first_seen": T0,
-        "last_seen": T0, "event_count": 1, "bytes": 0, "records": 0, "categories": [],
-        "evidence": [], "revision": 1,
+    group: AlertGroup = {
+        "alert_id": "x", "rule": NLB, "anchor": T0,
+        "fields": {
+            "platform": "p", "src_country": None, "dst_country": None, "subject_region": None,
+            "dataset_id": None,
+        },
+        "first_seen": T0, "last_seen": T0, "event_count": 1, "bytes": 0, "records": 0,
+        "categories": [], "evidence": [], "revision": 1,
     }  # fmt: skip
     assert build_alert(PACK.by_id[NLB], group, ctx, 0)["geoip_build"] is None
 
@@ -269,7 +300,7 @@ def test_worker_stages_give_the_same_alerts_as_the_local_detector() -> None:
     from monitor.engine.state import MemorySeen, MemoryStore
 
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
-    messages = [
+    messages: list[tuple[bytes, KafkaSource]] = [
         (orjson.dumps(r), {"topic": "t", "partition": 0, "offset": i})
         for i, r in enumerate(records)
     ]
@@ -318,14 +349,14 @@ def test_sweeps_drop_state_past_each_rules_horizon() -> None:
     flow = resolver.resolve(got, {"file": "t", "line": 1})
     rule = PACK.by_id["pipa.xborder.onward_transfer"]
     assert rule.type is not None
-    store, seen = MemoryStore(), MemorySeen()
+    store, seen = MemoryStore[StateValue](), MemorySeen()
     for key, item in rule.type.route(flow, False):
         rule.type.apply(store, seen, key, item)
     assert len(store) == 1
     assert expire_state(store.items(), PACK, T0 + 29 * day) == Expired()
     assert expire_state(store.items(), PACK, T0 + 31 * day).deletes == list(store)
 
-    groups = MemoryStore()
+    groups = MemoryStore[Groups]()
     grouper = AlertGrouper(PACK, groups, seen)
     from monitor.engine.ruletypes.base import single_hit
 
@@ -349,7 +380,7 @@ def test_a_group_restored_without_the_seen_entry_of_its_last_hit_still_counts_it
         assert isinstance(got, Record)
         return single_hit(NLB, resolver.resolve(got, {"file": "t", "line": 1}).to_state())
 
-    groups = MemoryStore()
+    groups = MemoryStore[Groups]()
     grouper = AlertGrouper(PACK, groups, MemorySeen())
     grouper.add(hit("a", T0))
     # A crash: the group was saved, the seen entry of its last hit was not.
@@ -394,7 +425,7 @@ def test_a_large_batch_of_one_bulk_window_travels_in_messages_kafka_accepts() ->
 
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
     n = 12_000
-    messages = [
+    messages: list[tuple[bytes, KafkaSource]] = [
         (
             orjson.dumps(api(f"big-{i}", T0 + i, legal_basis="contract", records=10)),
             {"topic": "t", "partition": 0, "offset": i},

@@ -17,12 +17,15 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor import bounds
-from monitor.alerts.grouping import AlertContext, AlertGrouper
+from monitor.alerts.grouping import AlertContext, AlertGrouper, Groups
+from monitor.contract.schemas import FileSource, KafkaSource
 from monitor.detect.local import PROCESSING_ERROR, evaluate_batch
 from monitor.detect.stages import Failures, apply_routed, group_hits, ingest
-from monitor.engine.ruletypes.consent import ConsentRule
+from monitor.engine.model import RecordRef
+from monitor.engine.ruletypes import StateValue
+from monitor.engine.ruletypes.consent import CallItem, ConsentItem, ConsentRule, ConsentState
 from monitor.engine.state import MemorySeen, MemoryStore
-from monitor.geo.resolve import Resolver, StaticLookup
+from monitor.geo.resolve import FlowState, Resolver, StaticLookup
 from monitor.metrics import Metrics
 from tests.test_alerts import GEO, NLB, T0, H, api, egress, of, run
 from tests.test_replay import run_replay
@@ -132,16 +135,18 @@ def test_one_call_naming_1000_subjects_routes_bounded_items() -> None:
     assert len(items) == 1000
     sizes = [len(orjson.dumps(m)) for m in items]
     assert max(sizes) < 8 * 1024
-    flow = items[0]["item"]["flow"]
+    item = items[0]["item"]
+    assert "flow" in item
+    flow = item["flow"]
     assert len(flow["data_categories"]) == bounds.MAX_RECORD_CATEGORIES and flow["truncated"]
 
 
-def consent(eid: str, ts: int, granted: bool) -> dict[str, Any]:
+def consent(eid: str, ts: int, granted: bool) -> ConsentItem:
     return {"role": "consent", "event_id": eid, "ts": ts, "granted": granted, "countries": ["*"]}
 
 
-def call(eid: str, ts: int) -> dict[str, Any]:
-    flow = {
+def call(eid: str, ts: int) -> CallItem:
+    flow: FlowState = {
         "kind": "api_call", "event_id": eid, "ts": ts, "platform": "temu", "src_country": "KR",
         "dst_country": "CN", "subject_region": "KR", "dataset_id": None, "bytes": 1,
         "records": 1, "data_categories": ["user.contact"], "source": {"file": "f", "line": 1},
@@ -152,7 +157,7 @@ def call(eid: str, ts: int) -> dict[str, Any]:
 def test_one_subject_keeps_a_bounded_history_and_still_fires() -> None:
     rule = PACK.by_id[CONSENT].type
     assert isinstance(rule, ConsentRule)
-    store, seen = MemoryStore(), MemorySeen()
+    store, seen = MemoryStore[ConsentState](), MemorySeen()
     key = f"{CONSENT}|subject"
     reached = bounds.REACHED["calls"], bounds.REACHED["consents"]
     for i in range(8_000):
@@ -204,7 +209,7 @@ def test_far_future_record_is_dead_lettered_and_expires_nothing(
 def test_worker_ingest_dead_letters_records_ahead_of_the_clock() -> None:
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
     now = T0 / 1000
-    messages = [
+    messages: list[tuple[bytes, KafkaSource]] = [
         (orjson.dumps(api("ok", T0 + 59 * 60_000)), {"topic": "t", "partition": 0, "offset": 0}),
         (orjson.dumps(api("ahead", T0 + 61 * 60_000)), {"topic": "t", "partition": 0, "offset": 1}),
     ]
@@ -248,7 +253,7 @@ def test_ingest_sets_aside_only_the_message_that_raises() -> None:
     resolver = Poisoned(StaticLookup(GEO), ENDPOINTS)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    messages = [
+    messages: list[tuple[bytes, KafkaSource]] = [
         (orjson.dumps(api(eid, T0)), {"topic": "t", "partition": 0, "offset": i})
         for i, eid in enumerate(["a", "poison", "b"])
     ]
@@ -266,19 +271,20 @@ def test_ingest_sets_aside_only_the_message_that_raises() -> None:
 def test_state_and_group_stages_set_aside_what_raises() -> None:
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
     recs = [api(f"b{i}", T0 + i * 1000, legal_basis="contract", records=60_000) for i in range(2)]
-    msgs = [
+    msgs: list[tuple[bytes, KafkaSource]] = [
         (orjson.dumps(r), {"topic": "t", "partition": 0, "offset": i}) for i, r in enumerate(recs)
     ]
     out = ingest(msgs, PACK, resolver, 1, now=T0 / 1000)
-    items = out.routed[0] + [{"rule": BULK, "key": f"{BULK}|bad", "item": {"window": "x"}}]
+    bad: Any = {"rule": BULK, "key": f"{BULK}|bad", "item": {"window": "x"}}
+    items = [*out.routed[0], bad]
     failures = Failures({"topic": "state", "partition": 0, "offset": 9})
-    hits = apply_routed(items, PACK, MemoryStore(), MemorySeen(), 1, failures)
+    hits = apply_routed(items, PACK, MemoryStore[StateValue](), MemorySeen(), 1, failures)
     assert [h["rule"] for h in hits[0]] == [BULK]
     assert [(d.reason, d.source, d.detail) for d in failures.letters] == [
         (PROCESSING_ERROR, {"topic": "state", "partition": 0, "offset": 9}, "state: KeyError")
     ]
-    grouper = AlertGrouper(PACK, MemoryStore(), MemorySeen())
-    broken = {**hits[0][0], "first_seen": None}
+    grouper = AlertGrouper(PACK, MemoryStore[Groups](), MemorySeen())
+    broken: Any = {**hits[0][0], "first_seen": None}
     failures = Failures({"topic": "hits", "partition": 0, "offset": 3})
     emitted = group_hits([broken, *hits[0]], PACK, grouper, AlertContext("v", None), 0, failures)
     assert [e.rule_id for e in emitted] == [BULK]
@@ -294,13 +300,13 @@ def test_errors_of_the_infrastructure_are_not_set_aside_as_the_items_fault() -> 
     class BrokerDown(Exception):
         pass
 
-    class FailingStore(MemoryStore):
+    class FailingStore(MemoryStore[Any]):
         def __setitem__(self, key: str, value: Any) -> None:
             raise BrokerDown
 
     resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
     recs = [api(f"b{i}", T0 + i * 1000, legal_basis="contract", records=60_000) for i in range(2)]
-    msgs = [
+    msgs: list[tuple[bytes, KafkaSource]] = [
         (orjson.dumps(r), {"topic": "t", "partition": 0, "offset": i}) for i, r in enumerate(recs)
     ]
     out = ingest(msgs, PACK, resolver, 1, now=T0 / 1000)
@@ -356,7 +362,7 @@ def _decoded(obj: dict[str, Any]) -> Any:
 
 def test_state_values_of_hostile_keys_stay_under_a_kafka_message() -> None:
     """Many windows, datasets' hops and groups per key: the oldest go, each value stays small."""
-    long_source = {"file": "f" * 4000, "line": 1}
+    long_source: FileSource = {"file": "f" * 4000, "line": 1}
     detector_records = [
         api(
             f"w{i}",
@@ -389,8 +395,9 @@ def test_state_values_of_hostile_keys_stay_under_a_kafka_message() -> None:
 def test_first_hops_keep_the_newest_across_countries() -> None:
     from monitor.engine.ruletypes.onward import _keep_newest_hops
 
-    first = {
-        c: [{"event_id": f"{c}{i}", "ts": i * 10 + n, "source": {}} for i in range(4)]
+    at: FileSource = {"file": "f", "line": 1}
+    first: dict[str, list[RecordRef]] = {
+        c: [{"event_id": f"{c}{i}", "ts": i * 10 + n, "source": at} for i in range(4)]
         for n, c in enumerate(["CN", "SG", "RU"])
     }
     _keep_newest_hops(first, 5)

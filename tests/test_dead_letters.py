@@ -21,12 +21,18 @@ from monitor.contract.dead_letters import (
     dead_letter_json,
     mask_raw,
 )
-from monitor.contract.schemas import MAX_RECORD_BYTES, DeadLetter, Source
+from monitor.contract.schemas import (
+    MAX_RECORD_BYTES,
+    DeadLetter,
+    FileSource,
+    KafkaSource,
+    Source,
+)
 from monitor.detect.stages import ingest
 from monitor.errors import ConfigError
 
-FILE = {"file": "export.jsonl", "line": 7}
-KAFKA = {"topic": "telemetry.api", "partition": 3, "offset": 123456789, "index": 999}
+FILE: FileSource = {"file": "export.jsonl", "line": 7}
+KAFKA: KafkaSource = {"topic": "telemetry.api", "partition": 3, "offset": 123456789, "index": 999}
 AT = "2026-10-01T00:00:00.000Z"
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import orjson
 import pytest
 
 from monitor.contract.decode import check, decode_many, decode_messages
-from monitor.contract.schemas import ApiCall, Egress, Record, check_record
+from monitor.contract.schemas import ApiCall, Egress, KafkaSource, Record, check_record
 from xborder_tools.simulate import SimConfig, generate_items
 
 START = 1_790_000_000_000
@@ -93,9 +92,9 @@ def test_unknown_fields_are_ignored_on_the_fast_path_too() -> None:
     assert got == check_record(raw)
 
 
-def _messages(raws: list[bytes], rng: random.Random) -> list[tuple[bytes, dict[str, Any]]]:
+def _messages(raws: list[bytes], rng: random.Random) -> list[tuple[bytes, KafkaSource]]:
     """The same records as messages of every shape: one record, array, JSON Lines, pretty."""
-    out: list[tuple[bytes, dict[str, Any]]] = []
+    out: list[tuple[bytes, KafkaSource]] = []
     i = 0
     while i < len(raws):
         n = rng.choice([1, 1, 2, 5, 40])
@@ -115,7 +114,7 @@ def _messages(raws: list[bytes], rng: random.Random) -> list[tuple[bytes, dict[s
     return out
 
 
-def _reference_messages(messages: list[tuple[bytes, dict[str, Any]]]) -> list[object]:
+def _reference_messages(messages: list[tuple[bytes, KafkaSource]]) -> list[object]:
     """What each message yields, by the reference alone: records and reasons in order."""
     out: list[object] = []
     for value, _ in messages:

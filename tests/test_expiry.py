@@ -16,12 +16,13 @@ import pytest
 
 from agents.stores import SEEN_PREFIX, TableSeen, TableStore, seen_scope
 from agents.sweep import StreamTime, TableSweep
-from monitor.alerts.grouping import AlertContext, AlertGrouper
+from monitor.alerts.grouping import AlertContext, AlertGrouper, Groups
 from monitor.contract.decode import decode_line
-from monitor.contract.schemas import Record, Source
+from monitor.contract.schemas import KafkaSource, Record, Source
 from monitor.detect.expiry import Expired, expire_groups, expire_seen, expire_state
 from monitor.detect.local import LocalDetector
 from monitor.detect.stages import apply_routed, group_hits, ingest
+from monitor.engine.ruletypes import StateValue
 from monitor.engine.state import MemorySeen
 from monitor.geo.resolve import Resolver, StaticLookup
 from tests.test_alerts import BULK, GEO, NLB, T0, H, api, egress
@@ -106,19 +107,19 @@ class Worker:
         self.groups_seen = TableSeen(self.groups_table)
         grouper = AlertGrouper(PACK, TableStore(self.groups_table), self.groups_seen)
         resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
-        messages = [
+        messages: list[tuple[bytes, KafkaSource]] = [
             (orjson.dumps(obj), {"topic": "t", "partition": 0, "offset": i})
             for i, obj in enumerate(records())
         ]
         out = ingest(messages, PACK, resolver, PARTITIONS, now=T0 / 1000 + 60 * 86400)
         hits = out.hits
         for items in out.routed.values():
-            store = TableStore(self.state_table)
+            store: TableStore[StateValue] = TableStore(self.state_table)
             for p, more in apply_routed(items, PACK, store, self.state_seen, PARTITIONS).items():
                 hits[p] += more
         for p in sorted(hits):
             group_hits(hits[p], PACK, grouper, AlertContext("v", None), now=0)
-        self.sweeps = [
+        self.sweeps: list[TableSweep[Any]] = [
             TableSweep(self.state_table, expire_state, PACK, self.state_seen, PARTITIONS, 0.0),
             TableSweep(self.groups_table, expire_groups, PACK, self.groups_seen, PARTITIONS, 0.0),
         ]
@@ -183,9 +184,9 @@ def test_seen_entries_expire_by_the_time_they_were_written_with_in_both_stores()
 
 def test_groups_close_a_window_after_their_own_and_with_their_rule_gone() -> None:
     window = PACK.by_id[NLB].group_window_ms
-    group = {"rule": NLB, "anchor": T0}
-    gone = {"rule": "a.rule.removed", "anchor": T0}
-    entries = [("k", {"groups": [group, gone]})]
+    group: Any = {"rule": NLB, "anchor": T0}
+    gone: Any = {"rule": "a.rule.removed", "anchor": T0}
+    entries: list[tuple[str, Groups]] = [("k", {"groups": [group, gone]})]
     assert expire_groups(entries, PACK, T0 + 2 * window) == Expired(
         updates={"k": {"groups": [group]}}, closed=[gone]
     )
@@ -241,10 +242,31 @@ def test_a_sweep_reads_values_as_they_are_when_it_runs() -> None:
 
 def test_stream_time_is_per_partition_and_expiry_stays_a_grace_behind() -> None:
     time = StreamTime(grace_ms=DAY)
-    time.advance(0, [{"last_seen": T0}, {"item": {"flow": {"ts": T0 + H}}}])
-    time.advance(1, [{"last_seen": T0 + 10 * DAY}])
+    hit: Any = {"last_seen": T0}
+    routed: Any = {"item": {"flow": {"ts": T0 + H}}}
+    time.advance(0, [hit, routed])
+    later: Any = {"last_seen": T0 + 10 * DAY}
+    time.advance(1, [later])
     assert time.horizon(0) == T0 + H - DAY and time.horizon(1) == T0 + 9 * DAY
     assert time.horizon(2) == -DAY
+
+
+def test_stream_time_follows_every_kind_of_routed_item() -> None:
+    """A partition routed only threshold windows still moves on, so its windows expire."""
+    messages: list[tuple[bytes, KafkaSource]] = [
+        (
+            orjson.dumps(api(f"bulk-{i}", T0 + i * H, legal_basis="contract", records=60_000)),
+            {"topic": "t", "partition": 0, "offset": i},
+        )
+        for i in range(3)
+    ]
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    out = ingest(messages, PACK, resolver, 1, now=(T0 + DAY) / 1000)
+    windows = [m for m in out.routed[0] if m["rule"] == BULK]
+    assert len(windows) == 3
+    time = StreamTime(grace_ms=DAY)
+    time.advance(0, windows)
+    assert time.horizon(0) == T0 + 2 * H - DAY
 
 
 @pytest.mark.parametrize("count", [0, 1])

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from monitor import bounds
 from monitor.contract.decode import check, decode_many, decode_messages
-from monitor.contract.schemas import Record
+from monitor.contract.schemas import FileSource, KafkaSource, Record
 from monitor.detect.local import LocalDetector
 from monitor.geo.resolve import Resolver, StaticLookup
 from tests.test_alerts import GEO
@@ -111,7 +111,9 @@ def test_decoder_answers_every_record_and_agrees_with_itself(objs: list[dict[str
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=200), min_size=1, max_size=6))
 def test_random_bytes_become_dead_letters_never_exceptions(values: list[bytes]) -> None:
-    messages = [(v, {"topic": "t", "partition": 0, "offset": i}) for i, v in enumerate(values)]
+    messages: list[tuple[bytes, KafkaSource]] = [
+        (v, {"topic": "t", "partition": 0, "offset": i}) for i, v in enumerate(values)
+    ]
     out = decode_messages(messages)
     for letter in out.dead_letters:
         assert _is_reason(letter.reason), letter.reason
@@ -126,7 +128,7 @@ def test_engine_and_grouper_never_raise_and_alerts_stay_bounded(
     detector = LocalDetector(
         PACK, Resolver(StaticLookup(GEO), ENDPOINTS), clock=lambda: T_MAX / 1000
     )
-    valid = []
+    valid: list[tuple[Record, FileSource]] = []
     for i, raw in enumerate(dumps(o) for o in objs):
         got = check(raw)
         if isinstance(got, Record):

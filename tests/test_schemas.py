@@ -9,9 +9,16 @@ import pytest
 
 from monitor.contract.dead_letters import MAX_DEAD_LETTER_BYTES, dead_letter_json
 from monitor.contract.decode import decode_line, decode_message
-from monitor.contract.schemas import MAX_RECORD_BYTES, DeadLetter, Record, parse_ts
+from monitor.contract.schemas import (
+    MAX_RECORD_BYTES,
+    DeadLetter,
+    FileSource,
+    KafkaSource,
+    Record,
+    parse_ts,
+)
 
-SRC = {"file": "t.jsonl", "line": 1}
+SRC: FileSource = {"file": "t.jsonl", "line": 1}
 
 EGRESS = {
     "kind": "egress",
@@ -166,7 +173,7 @@ def test_unknown_fields_and_null_optionals_are_accepted() -> None:
 
 
 def test_message_batches_array_and_jsonl_locate_each_record() -> None:
-    src = {"topic": "telemetry.api", "partition": 2, "offset": 41}
+    src: KafkaSource = {"topic": "telemetry.api", "partition": 2, "offset": 41}
     array = orjson.dumps([API, {"kind": "nope"}, 5])
     got = list(decode_message(array, src))
     assert [type(r).__name__ for r, _ in got] == ["ApiCall", "DeadLetter", "DeadLetter"]

@@ -21,7 +21,7 @@ from monitor.cli.main import main
 from monitor.config.runtime import Runtime, load_config, load_runtime
 from monitor.config.settings import Settings, default_rules_dir
 from monitor.contract.decode import decode_line, decode_message
-from monitor.contract.schemas import DeadLetter, Record, parse_ts
+from monitor.contract.schemas import DeadLetter, FileSource, Record, parse_ts
 from monitor.detect.local import LocalDetector
 from monitor.geo.resolve import Resolver
 from tests.geoip_build import TEST_NETWORKS, build_country_db
@@ -64,7 +64,7 @@ def detect(runtime: Runtime, items: list[SimItem]) -> tuple[Counter[str], Counte
     detector = LocalDetector(runtime.pack, Resolver(runtime.geoip, runtime.endpoints))
     dead: Counter[str] = Counter()
     for line, item in enumerate(items, 1):
-        source = {"file": "sim.jsonl", "line": line}
+        source: FileSource = {"file": "sim.jsonl", "line": line}
         got = decode_line(item.raw, source)
         if isinstance(got, DeadLetter):
             dead[got.reason] += 1
@@ -393,7 +393,9 @@ def test_cli_file_round_trip_through_replay(
     assert main([*replay, "--alerts-out", str(alerts), "--dead-letters-out", str(dead)]) == 0
     rules = Counter(orjson.loads(a)["rule_id"] for a in alerts.read_bytes().splitlines())
     assert set(rules) == {RULE_OF["consent_withdrawn"], RULE_OF["stored_in_watch_country"]}
-    n_invalid = sum(isinstance(decode_line(line, {}), DeadLetter) for line in lines)
+    n_invalid = sum(
+        isinstance(decode_line(line, {"file": "f", "line": 1}), DeadLetter) for line in lines
+    )
     assert len(dead.read_bytes().splitlines()) == n_invalid > 0
 
 

@@ -15,25 +15,86 @@ order join the group they belong to. Otherwise it opens a new group.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Final, Literal, NotRequired, TypedDict
 
 from monitor import bounds
-from monitor.engine.model import Hit, Rule, RulePack
+from monitor.contract.schemas import Source
+from monitor.engine.model import GROUP_FIELDS, Evidence, Hit, Rule, RulePack, Totals
 from monitor.engine.ruletypes.base import MAX_EVIDENCE
 from monitor.engine.state import SeenStore, Store, scope_of, settle_recent
 
 __all__ = [
+    "Alert",
     "AlertContext",
+    "AlertEvidence",
+    "AlertGroup",
     "AlertGrouper",
+    "Groups",
     "alert_id",
     "build_alert",
     "closes_at",
     "group_key",
     "iso_ms",
 ]
+
+
+class AlertGroup(Totals):
+    """One alert as the groups table keeps it; `build_alert` makes the alert of it."""
+
+    alert_id: str
+    rule: str
+    anchor: int  # event time of the hit that opened it
+    revision: int  # 1 when opened, one more at each change
+    truncated: NotRequired[bool]
+    recent: NotRequired[list[int]]  # ids of its last update (see AlertGrouper._save)
+    parts: NotRequired[dict[str, list[int]]]  # threshold window (`part`) -> PART_FIGURES
+    emitted_rev: NotRequired[int]  # the revision last sent (the worker's group agent)
+
+
+class Groups(TypedDict):
+    """The value under a group key: its groups, oldest anchor first."""
+
+    groups: list[AlertGroup]
+
+
+class AlertRecordRef(TypedDict):
+    event_id: str
+    ts: str  # RFC 3339
+    source: Source
+
+
+class AlertEvidence(AlertRecordRef):
+    first_hop: NotRequired[AlertRecordRef]
+
+
+class Alert(TypedDict):
+    """The alert as emitted (detections spec, "Alert fields")."""
+
+    alert_id: str
+    rule_id: str
+    title: str
+    severity: str
+    legal_ref: str
+    tags: list[str]
+    platform: str | None
+    src_country: str | None
+    dst_country: str | None
+    subject_region: str | None
+    dataset_id: str | None
+    first_seen: str
+    last_seen: str
+    event_count: int
+    bytes: int
+    records: int
+    data_categories: list[str]
+    evidence: list[AlertEvidence]
+    revision: int
+    truncated: bool
+    rules_version: str
+    geoip_build: str | None
+    emitted_at: str
 
 
 def iso_ms(ms: int) -> str:
@@ -60,9 +121,11 @@ class AlertContext:
     geoip_build: str | None
 
 
-def _new_group(rule: Rule, key: str, hit: Hit) -> dict[str, Any]:
-    fields = {f: (hit["fields"].get(f) if f in rule.group_by else None) for f in hit["fields"]}
-    fields["subject_region"] = hit["fields"].get("subject_region")
+def _new_group(rule: Rule, key: str, hit: Hit) -> AlertGroup:
+    fields = hit["fields"].copy()
+    for f in GROUP_FIELDS:
+        if f not in rule.group_by and f != "subject_region":
+            fields[f] = None
     return {
         "alert_id": alert_id(key, hit["first_seen"]),
         "rule": rule.id,
@@ -80,17 +143,21 @@ def _new_group(rule: Rule, key: str, hit: Hit) -> dict[str, Any]:
 
 
 # What a group keeps of each window's totals, in this order.
-PART_FIGURES = ("event_count", "bytes", "records")
+PART_FIGURES: Final[tuple[Literal["event_count", "bytes", "records"], ...]] = (
+    "event_count",
+    "bytes",
+    "records",
+)
 
 
-def _fits(group: Mapping[str, Any], hit: Hit, window: int) -> bool:
+def _fits(group: AlertGroup, hit: Hit, window: int) -> bool:
     """Whether the group, widened to include the hit, still spans less than the window."""
     lo = min(group["first_seen"], hit["first_seen"])
     hi = max(group["last_seen"], hit["last_seen"])
     return bool(hi - lo < window)
 
 
-def closes_at(rule: Rule | None, group: Mapping[str, Any]) -> int:
+def closes_at(rule: Rule | None, group: AlertGroup) -> int:
     """Event time after which a group takes no more records (and its seen ids can go).
 
     A group stays open for late records until a further window has passed;
@@ -100,7 +167,7 @@ def closes_at(rule: Rule | None, group: Mapping[str, Any]) -> int:
     return int(group["anchor"]) + 2 * window
 
 
-def _open(groups: list[dict[str, Any]], rule: Rule, key: str, hit: Hit) -> dict[str, Any]:
+def _open(groups: list[AlertGroup], rule: Rule, key: str, hit: Hit) -> AlertGroup:
     """A new group among the key's groups, kept in anchor order; the oldest beyond the bound go.
 
     Groups are emitted as they change, so dropping the oldest loses no
@@ -117,7 +184,7 @@ def _open(groups: list[dict[str, Any]], rule: Rule, key: str, hit: Hit) -> dict[
     return group
 
 
-def _merge(group: dict[str, Any], hit: Hit) -> None:
+def _merge(group: AlertGroup, hit: Hit) -> None:
     group["event_count"] += hit["event_count"]
     group["bytes"] = bounds.add(group["bytes"], hit["bytes"])
     group["records"] = bounds.add(group["records"], hit["records"])
@@ -127,7 +194,7 @@ def _merge(group: dict[str, Any], hit: Hit) -> None:
     group["revision"] += 1
 
 
-def _widen(group: dict[str, Any], hit: Hit) -> bool:
+def _widen(group: AlertGroup, hit: Hit) -> bool:
     """Fold in what the hit knows about its records besides counts; whether anything changed.
 
     Idempotent (minimum, maximum, union): a window's totals may repeat records
@@ -143,7 +210,7 @@ def _widen(group: dict[str, Any], hit: Hit) -> bool:
     return _widened(group) != before
 
 
-def _widened(group: Mapping[str, Any]) -> tuple[Any, ...]:
+def _widened(group: AlertGroup) -> tuple[int, int, list[str], list[Evidence], bool]:
     """What `_widen` may change."""
     return (
         group["first_seen"],
@@ -154,9 +221,7 @@ def _widened(group: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def build_alert(
-    rule: Rule, group: Mapping[str, Any], ctx: AlertContext, now_ms: int
-) -> dict[str, Any]:
+def build_alert(rule: Rule, group: AlertGroup, ctx: AlertContext, now_ms: int) -> Alert:
     """The alert as emitted: pure, so payloads are tested without a broker."""
     fields = group["fields"]
     return {
@@ -177,15 +242,7 @@ def build_alert(
         "bytes": group["bytes"],
         "records": group["records"],
         "data_categories": list(group["categories"]),
-        "evidence": [
-            {**e, "ts": iso_ms(e["ts"])}
-            | (
-                {"first_hop": {**e["first_hop"], "ts": iso_ms(e["first_hop"]["ts"])}}
-                if "first_hop" in e
-                else {}
-            )
-            for e in group["evidence"]
-        ],
+        "evidence": [_alert_evidence(e) for e in group["evidence"]],
         "revision": group["revision"],
         # A bound of monitor.bounds was reached: counts saturated or labels cut.
         "truncated": bool(group.get("truncated", False)),
@@ -195,20 +252,32 @@ def build_alert(
     }
 
 
+def _alert_evidence(e: Evidence) -> AlertEvidence:
+    out: AlertEvidence = {"event_id": e["event_id"], "ts": iso_ms(e["ts"]), "source": e["source"]}
+    if "first_hop" in e:
+        hop = e["first_hop"]
+        out["first_hop"] = {
+            "event_id": hop["event_id"],
+            "ts": iso_ms(hop["ts"]),
+            "source": hop["source"],
+        }
+    return out
+
+
 class AlertGrouper:
     """Folds hits into alert groups kept in a Store keyed by group key."""
 
-    def __init__(self, pack: RulePack, store: Store, seen: SeenStore) -> None:
+    def __init__(self, pack: RulePack, store: Store[Groups], seen: SeenStore) -> None:
         self.pack = pack
         self.store = store
         self.seen = seen
 
-    def add(self, hit: Hit) -> tuple[Rule, dict[str, Any]] | None:
+    def add(self, hit: Hit) -> tuple[Rule, AlertGroup] | None:
         """Fold one hit in; the changed group to emit, or None when nothing changed."""
         rule = self.pack.by_id[hit["rule"]]
         key = group_key(rule, hit)
         value = self.store.get(key) or {"groups": []}
-        groups: list[dict[str, Any]] = value["groups"]
+        groups = value["groups"]
         part = hit.get("part")
         if part is not None:
             return self._add_part(rule, key, value, str(part), hit)
@@ -227,7 +296,7 @@ class AlertGrouper:
         return rule, target
 
     def _save(
-        self, rule: Rule, key: str, value: Any, target: dict[str, Any], ids: list[int]
+        self, rule: Rule, key: str, value: Groups, target: AlertGroup, ids: list[int]
     ) -> None:
         """Write the group value, then the seen entries of the ids it just counted.
 
@@ -245,8 +314,8 @@ class AlertGrouper:
         self.seen.add_many(scope, ids, expires)
 
     def _add_part(
-        self, rule: Rule, key: str, value: Any, part: str, hit: Hit
-    ) -> tuple[Rule, dict[str, Any]] | None:
+        self, rule: Rule, key: str, value: Groups, part: str, hit: Hit
+    ) -> tuple[Rule, AlertGroup] | None:
         """A window's running totals: the group adds what they grew by since it last saw them.
 
         A window's records only ever join it, so totals with no more records
@@ -254,7 +323,7 @@ class AlertGrouper:
         rebuilt after a crash; they change no count. The totals live in the
         group itself, so one write keeps them and the counts consistent.
         """
-        groups: list[dict[str, Any]] = value["groups"]
+        groups = value["groups"]
         target, before = None, [0] * len(PART_FIGURES)
         for g in groups:
             if part in g.get("parts", {}):
@@ -271,10 +340,8 @@ class AlertGrouper:
                 target = next((g for g in groups if _fits(g, hit, rule.group_window_ms)), None)
                 target = target or _open(groups, rule, key, hit)
             totals = [hit[f] for f in PART_FIGURES]
-            grown = {
-                f: now - then for f, now, then in zip(PART_FIGURES, totals, before, strict=True)
-            }
-            _merge(target, {**hit, **grown})
+            count, size, records = (now - then for now, then in zip(totals, before, strict=True))
+            _merge(target, {**hit, "event_count": count, "bytes": size, "records": records})
             target.setdefault("parts", {})[part] = totals
         self._save(rule, key, value, target, [])
         return rule, target

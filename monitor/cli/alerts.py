@@ -7,18 +7,21 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, cast
 
 import orjson
 
 from monitor.config.settings import Settings
+
+if TYPE_CHECKING:  # the command starts without loading the detection core
+    from monitor.alerts.grouping import Alert
 
 __all__ = ["format_alert", "latest_alerts", "read_alerts", "register"]
 
 _SEVERITY_MARK = {"critical": "!!!", "high": "!! ", "medium": "!  ", "low": ".  "}
 
 
-def format_alert(alert: dict[str, Any], is_update: bool | None = None) -> str:
+def format_alert(alert: Alert, is_update: bool | None = None) -> str:
     """One line per emission, for terminals: no personal data is in an alert to begin with."""
     update = alert.get("revision", 1) > 1 if is_update is None else is_update
     route = f"{alert.get('src_country') or '??'}->{alert.get('dst_country') or '??'}"
@@ -36,7 +39,7 @@ def read_alerts(
     topic: str,
     from_beginning: bool = True,
     idle_timeout: float | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Alert]:
     """Alerts as they are on the topic, until `idle_timeout` seconds pass with none.
 
     Stops on silence rather than on end offsets: some Kafka-protocol brokers
@@ -56,16 +59,17 @@ def read_alerts(
     try:
         for message in consumer:
             try:
-                yield orjson.loads(message.value)
+                # The topic carries build_alert's documents.
+                yield cast("Alert", orjson.loads(message.value))
             except orjson.JSONDecodeError:
                 continue
     finally:
         consumer.close()
 
 
-def latest_alerts(alerts: Iterator[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def latest_alerts(alerts: Iterator[Alert]) -> dict[str, Alert]:
     """The latest state of every alert: highest revision wins, re-emissions are idempotent."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, Alert] = {}
     for alert in alerts:
         current = latest.get(alert["alert_id"])
         if current is None or alert.get("revision", 0) >= current.get("revision", 0):
@@ -73,7 +77,7 @@ def latest_alerts(alerts: Iterator[dict[str, Any]]) -> dict[str, dict[str, Any]]
     return latest
 
 
-def write_jsonl(alerts: dict[str, dict[str, Any]], out: IO[bytes]) -> None:
+def write_jsonl(alerts: dict[str, Alert], out: IO[bytes]) -> None:
     for alert in sorted(alerts.values(), key=lambda a: (a["first_seen"], a["alert_id"])):
         out.write(orjson.dumps(alert) + b"\n")
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import re
 import socket
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 
@@ -66,7 +66,7 @@ def _head_that_fits(text: str, budget: int) -> str:
 
 def _bounded_source(source: Source) -> tuple[Source, bool]:
     """`source` with each string value at most `MAX_SOURCE_TEXT` bytes as JSON; whether one was cut."""
-    out: Source = {}
+    out: dict[str, object] = {}
     cut = False
     for key, value in source.items():
         if isinstance(value, str) and _json_size(value) > MAX_SOURCE_TEXT:
@@ -74,7 +74,8 @@ def _bounded_source(source: Source) -> tuple[Source, bool]:
             value = _ELLIPSIS + _head_that_fits(value[::-1], budget)[::-1]
             cut = True
         out[key] = value
-    return out, cut
+    # The same keys, a string value at most shortened: still the source's shape.
+    return cast(Source, out), cut
 
 
 def _raw_text(raw: bytes, budget: int) -> str | None:

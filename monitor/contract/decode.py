@@ -31,7 +31,7 @@ import re
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
 import msgspec
 import orjson
@@ -51,6 +51,7 @@ from monitor.contract.schemas import (
     Consent,
     DeadLetter,
     Egress,
+    KafkaSource,
     Record,
     Source,
     check_record,
@@ -322,10 +323,10 @@ class Decoded:
     """Records of a run of messages, in order, each with where it came from; and dead letters."""
 
     records: list[Record] = field(default_factory=list)
-    sources: list[Source] = field(default_factory=list)
+    sources: list[KafkaSource] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
-    def add(self, got: Record | str, source: Source, raw: bytes) -> None:
+    def add(self, got: Record | str, source: KafkaSource, raw: bytes) -> None:
         if isinstance(got, str):
             self.dead_letters.append(DeadLetter(got, source, raw))
         else:
@@ -333,7 +334,7 @@ class Decoded:
             self.sources.append(source)
 
 
-def _indexed(source: Source, index: int) -> Source:
+def _indexed(source: KafkaSource, index: int) -> KafkaSource:
     return {**source, "index": index}
 
 
@@ -347,7 +348,7 @@ def _lines(raw: bytes) -> list[bytes]:
     return [line for line in (part.strip(JSON_WHITESPACE) for part in parts) if line]
 
 
-def _array(raw: bytes, source: Source, out: Decoded) -> bool:
+def _array(raw: bytes, source: KafkaSource, out: Decoded) -> bool:
     """A JSON array of records; False when `raw` is not one."""
     if len(raw) <= MAX_RECORD_BYTES:
         try:
@@ -369,7 +370,7 @@ def _array(raw: bytes, source: Source, out: Decoded) -> bool:
     return True
 
 
-def decode_messages(messages: Iterable[tuple[bytes | None, Source]]) -> Decoded:
+def decode_messages(messages: Iterable[tuple[bytes | None, KafkaSource]]) -> Decoded:
     """Kafka message values: each one record, a JSON array of records, or JSON Lines.
 
     Every record (or dead letter) comes with its own source: records of a
@@ -379,7 +380,7 @@ def decode_messages(messages: Iterable[tuple[bytes | None, Source]]) -> Decoded:
     out = Decoded()
     # One-record messages wait here to be decoded together, keeping their order.
     single: list[bytes] = []
-    single_at: list[Source] = []
+    single_at: list[KafkaSource] = []
 
     def flush() -> None:
         for got, at, raw in zip(decode_many(single), single_at, single, strict=True):
@@ -405,7 +406,7 @@ def _one_line(raw: bytes) -> bool:
     return b"\n" not in raw and b"\r" not in raw
 
 
-def _message(raw: bytes, source: Source, out: Decoded) -> None:
+def _message(raw: bytes, source: KafkaSource, out: Decoded) -> None:
     if _one_line(raw):
         if raw[:1] == b"[":
             if not _array(raw, source, out):
@@ -435,12 +436,13 @@ def _message(raw: bytes, source: Source, out: Decoded) -> None:
 
 
 def decode_message(
-    value: bytes | None, source: Source
-) -> Iterator[tuple[Record | DeadLetter, Source]]:
+    value: bytes | None, source: KafkaSource
+) -> Iterator[tuple[Record | DeadLetter, KafkaSource]]:
     """One Kafka message value, record by record (or dead letter), each with its source."""
     decoded = decode_messages([(value, source)])
-    both: list[tuple[Record | DeadLetter, Source]] = [
+    both: list[tuple[Record | DeadLetter, KafkaSource]] = [
         *zip(decoded.records, decoded.sources, strict=True),
-        *((letter, letter.source) for letter in decoded.dead_letters),
+        # Made by decode_messages from Kafka sources, as the records' are.
+        *((letter, cast(KafkaSource, letter.source)) for letter in decoded.dead_letters),
     ]
     yield from sorted(both, key=lambda pair: int(pair[1].get("index", 0)))

@@ -32,7 +32,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NotRequired, TypedDict
 
 import msgspec
 import orjson
@@ -49,6 +49,8 @@ __all__ = [
     "Consent",
     "DeadLetter",
     "Egress",
+    "FileSource",
+    "KafkaSource",
     "Record",
     "Source",
     "check_record",
@@ -64,10 +66,23 @@ KINDS: Final = frozenset({"egress", "api_call", "consent"})
 LEGAL_BASES: Final = frozenset({"consent", "contract", "certification", "adequacy", "law", "none"})
 MAX_SUBJECT_IDS: Final = 1000
 
-# Where a record came from: {"topic", "partition", "offset"[, "index"]} or
-# {"file", "line"}. Kept as a plain dict because it is copied verbatim into
-# dead letters, evidence and state tables.
-Source = dict[str, Any]
+# Where a record came from. Plain dicts, not classes: a source is copied
+# verbatim into dead letters, evidence and state tables, all JSON.
+
+
+class KafkaSource(TypedDict):
+    topic: str
+    partition: int
+    offset: int
+    index: NotRequired[int]  # the record's 0-based position when the message is a batch
+
+
+class FileSource(TypedDict):
+    file: str
+    line: int  # 1-based
+
+
+Source = KafkaSource | FileSource
 
 
 # Null on the wire is absence (see the module docstring), so the decoder
@@ -183,7 +198,7 @@ RECORD_TYPES: Final[dict[str, type[Record]]] = {
     "consent": Consent,
 }
 # What a record reads for a field its kind does not have.
-_ABSENT: Final[dict[str, Any]] = {
+_ABSENT: Final[dict[str, object]] = {
     "src_ip": None, "dst_ip": None, "bytes": None, "dst_port": None, "protocol": None,
     "dst_host": None, "src_country": None, "subject_region": None, "data_categories": (),
     "records": None, "dataset_id": None, "operation": None, "endpoint": None, "method": None,
@@ -232,7 +247,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
 
 
-def parse_ts(value: Any) -> int | None:
+def parse_ts(value: object) -> int | None:
     """RFC 3339 with offset, or integer epoch milliseconds -> epoch ms; None if invalid."""
     if type(value) is int:
         return value if 0 <= value < TS_MAX else None

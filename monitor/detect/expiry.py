@@ -16,23 +16,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar
 
-from monitor.alerts.grouping import closes_at
+from monitor.alerts.grouping import AlertGroup, Groups, closes_at
 from monitor.engine.model import RulePack
+from monitor.engine.ruletypes import StateValue
 
 __all__ = ["Expired", "expire_groups", "expire_seen", "expire_state", "horizon"]
 
 
+V = TypeVar("V")
+
+
 @dataclass
-class Expired:
+class Expired(Generic[V]):
     """What a pass changes: values to rewrite, keys to delete, alert groups that closed."""
 
-    updates: dict[str, Any] = field(default_factory=dict)
+    updates: dict[str, V] = field(default_factory=dict)
     deletes: list[str] = field(default_factory=list)
-    closed: list[dict[str, Any]] = field(default_factory=list)
+    closed: list[AlertGroup] = field(default_factory=list)
 
-    def remaining(self, entries: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    def remaining(self, entries: Iterable[tuple[str, V]]) -> Iterator[tuple[str, V]]:
         """The entries as they are once this pass is applied."""
         gone = set(self.deletes)
         for key, value in entries:
@@ -50,13 +54,15 @@ def horizon(watermark: int, grace_ms: int) -> int:
     return watermark - grace_ms
 
 
-def expire_state(entries: Iterable[tuple[str, Any]], pack: RulePack, horizon: int) -> Expired:
+def expire_state(
+    entries: Iterable[tuple[str, StateValue]], pack: RulePack, horizon: int
+) -> Expired[StateValue]:
     """Stateful-rule state pruned to each rule's horizon.
 
     State keys start with their rule id, so each value is pruned by its own
     rule; the state of a rule no longer in the pack is deleted.
     """
-    out = Expired()
+    out: Expired[StateValue] = Expired()
     for key, value in entries:
         rule = pack.by_id.get(key.split("|", 1)[0])
         if rule is None or rule.type is None:
@@ -70,9 +76,11 @@ def expire_state(entries: Iterable[tuple[str, Any]], pack: RulePack, horizon: in
     return out
 
 
-def expire_groups(entries: Iterable[tuple[str, Any]], pack: RulePack, horizon: int) -> Expired:
+def expire_groups(
+    entries: Iterable[tuple[str, Groups]], pack: RulePack, horizon: int
+) -> Expired[Groups]:
     """Alert groups split into those still open and those whose window has closed."""
-    out = Expired()
+    out: Expired[Groups] = Expired()
     for key, value in entries:
         keep = []
         for g in value["groups"]:
@@ -87,7 +95,7 @@ def expire_groups(entries: Iterable[tuple[str, Any]], pack: RulePack, horizon: i
     return out
 
 
-def expire_seen(entries: Iterable[tuple[str, Any]], horizon: int) -> list[str]:
+def expire_seen(entries: Iterable[tuple[str, object]], horizon: int) -> list[str]:
     """Keys of the seen entries whose scope closed before the horizon.
 
     A value is the time the scope closes at, or a segment `{"expires", "ids"}`

@@ -12,18 +12,26 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TypeVar, cast
 
 import msgspec
 
-from monitor.alerts.grouping import AlertContext, AlertGrouper, build_alert
+from monitor.alerts.grouping import (
+    Alert,
+    AlertContext,
+    AlertGroup,
+    AlertGrouper,
+    Groups,
+    build_alert,
+)
 from monitor.contract.schemas import DeadLetter, Record, Source
 from monitor.detect.expiry import Expired, expire_groups, expire_seen, expire_state, horizon
 from monitor.engine.model import Hit, Rule, RulePack
-from monitor.engine.ruletypes.base import RuleType, single_hit
+from monitor.engine.ruletypes import StateItem, StateValue
+from monitor.engine.ruletypes.base import AnyRuleType, single_hit
 from monitor.engine.ruletypes.threshold import ThresholdRule, WindowBatch
 from monitor.engine.state import MemorySeen, MemoryStore
-from monitor.geo.resolve import Flow, Resolver
+from monitor.geo.resolve import Flow, FlowState, Resolver
 
 __all__ = [
     "DEFAULT_MAX_SKEW_MS",
@@ -37,7 +45,7 @@ __all__ = [
     "split_ahead",
 ]
 
-Routed = tuple[str, str, dict[str, Any]]  # (rule id, state key, item)
+Routed = tuple[str, str, StateItem]  # (rule id, state key, item)
 PROCESSING_ERROR = "processing_error"
 DEFAULT_MAX_SKEW_MS = 3_600_000  # how far ahead of the wall clock event time may be
 log = logging.getLogger(__name__)
@@ -87,7 +95,7 @@ def evaluate_batch(pack: RulePack, flows: Iterable[Flow]) -> tuple[list[Hit], li
     """
     hits: list[Hit] = []
     routed: list[Routed] = []
-    windows: dict[str, dict[tuple[Any, int], WindowBatch]] = {}
+    windows: dict[str, dict[tuple[object, int], WindowBatch]] = {}
     plans: dict[str, _Plan] = {}
     for kind, matcher in pack.matchers.items():
         plan = _Plan(matcher.match)
@@ -104,7 +112,7 @@ def evaluate_batch(pack: RulePack, flows: Iterable[Flow]) -> tuple[list[Hit], li
         plan = plans[r.kind]
         got = plan.match(flow)
         flow.personal = bool(got[-1])
-        state: dict[str, Any] | None = None
+        state: FlowState | None = None
         for i, rule_id in plan.stateless:
             if got[i]:
                 if state is None:
@@ -127,17 +135,17 @@ def evaluate_batch(pack: RulePack, flows: Iterable[Flow]) -> tuple[list[Hit], li
 class _Plan:
     """A kind's rules by role, each with its position in the matcher's answer."""
 
-    match: Callable[[Flow], tuple[Any, ...]]
+    match: Callable[[Flow], tuple[object, ...]]
     stateless: list[tuple[int, str]] = field(default_factory=list)
-    windows: list[tuple[int, ThresholdRule, dict[tuple[Any, int], WindowBatch]]] = field(
+    windows: list[tuple[int, ThresholdRule, dict[tuple[object, int], WindowBatch]]] = field(
         default_factory=list
     )
-    others: list[tuple[int, str, RuleType]] = field(default_factory=list)
+    others: list[tuple[int, str, AnyRuleType]] = field(default_factory=list)
 
 
-def by_key(routed: Iterable[Routed]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def by_key(routed: Iterable[Routed]) -> dict[tuple[str, str], list[StateItem]]:
     """Routed items by (rule, state key), in order within each key: a key's state is read once."""
-    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    out: dict[tuple[str, str], list[StateItem]] = {}
     for rule_id, key, item in routed:
         got = out.get((rule_id, key))
         if got is None:
@@ -159,8 +167,8 @@ class LocalDetector:
     pack: RulePack
     resolver: Resolver
     clock: Callable[[], float] = time.time
-    stores: dict[str, MemoryStore] = field(init=False)
-    groups: MemoryStore = field(init=False)
+    stores: dict[str, MemoryStore[StateValue]] = field(init=False)
+    groups: MemoryStore[Groups] = field(init=False)
     watermark: int = 0  # newest event time seen
     grace_ms: int = 86_400_000  # state outlives each rule's horizon by this much (as the worker)
 
@@ -171,13 +179,13 @@ class LocalDetector:
         self.grouper = AlertGrouper(self.pack, self.groups, self.seen)
         self.context = AlertContext(self.pack.version, self.resolver.geoip_build)
 
-    def process(self, record: Record, source: Source) -> list[tuple[Rule, dict[str, Any]]]:
+    def process(self, record: Record, source: Source) -> list[tuple[Rule, AlertGroup]]:
         """Changed alert groups (rule, group state) after this record."""
         return self.process_batch([record], [source])
 
     def process_batch(
         self, records: Sequence[Record], sources: Sequence[Source]
-    ) -> list[tuple[Rule, dict[str, Any]]]:
+    ) -> list[tuple[Rule, AlertGroup]]:
         """Changed alert groups (rule, group state) after this batch, in the order they changed."""
         if not records:
             return []
@@ -198,7 +206,7 @@ class LocalDetector:
 
     def process_guarded(
         self, records: Sequence[Record], sources: Sequence[Source]
-    ) -> tuple[list[tuple[Rule, dict[str, Any]]], list[DeadLetter]]:
+    ) -> tuple[list[tuple[Rule, AlertGroup]], list[DeadLetter]]:
         """`process_batch`, where a record that makes a stage raise becomes a dead letter.
 
         After an error the batch is redone a record at a time: every stateful
@@ -209,7 +217,7 @@ class LocalDetector:
             return self.process_batch(records, sources), []
         except Exception:  # any error of the monitor; isolated below
             pass
-        changed: list[tuple[Rule, dict[str, Any]]] = []
+        changed: list[tuple[Rule, AlertGroup]] = []
         letters: list[DeadLetter] = []
         for r, s in zip(records, sources, strict=True):
             try:
@@ -218,10 +226,10 @@ class LocalDetector:
                 letters.append(failed("evaluate", e, s, msgspec.json.encode(r)))
         return changed, letters
 
-    def alert(self, rule: Rule, group: dict[str, Any]) -> dict[str, Any]:
+    def alert(self, rule: Rule, group: AlertGroup) -> Alert:
         return build_alert(rule, group, self.context, int(self.clock() * 1000))
 
-    def expire(self) -> Iterator[tuple[Rule, dict[str, Any]]]:
+    def expire(self) -> Iterator[tuple[Rule, AlertGroup]]:
         """Drop state older than every rule's horizon; yield alert groups that closed.
 
         The worker's sweep expires its tables with the same functions.
@@ -237,13 +245,16 @@ class LocalDetector:
         for g in groups.closed:
             yield self.pack.by_id[g["rule"]], g
 
-    def open_groups(self) -> Iterator[tuple[Rule, dict[str, Any]]]:
+    def open_groups(self) -> Iterator[tuple[Rule, AlertGroup]]:
         for value in self.groups.values():
             for g in value["groups"]:
                 yield self.pack.by_id[g["rule"]], g
 
 
-def _apply(store: MemoryStore, expired: Expired) -> None:
+V = TypeVar("V")
+
+
+def _apply(store: MemoryStore[V], expired: Expired[V]) -> None:
     for key, value in expired.updates.items():
         store[key] = value
     for key in expired.deletes:

@@ -17,14 +17,22 @@ import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, cast, final
 
 import orjson
 
-from monitor.alerts.grouping import AlertContext, AlertGrouper, build_alert, group_key, iso_ms
+from monitor.alerts.grouping import (
+    Alert,
+    AlertContext,
+    AlertGroup,
+    AlertGrouper,
+    build_alert,
+    group_key,
+    iso_ms,
+)
 from monitor.contract.dead_letters import dead_letter_json
 from monitor.contract.decode import decode_messages
-from monitor.contract.schemas import DeadLetter, Source
+from monitor.contract.schemas import DeadLetter, KafkaSource, Source
 from monitor.detect.local import (
     DEFAULT_MAX_SKEW_MS,
     PROCESSING_ERROR,
@@ -33,7 +41,8 @@ from monitor.detect.local import (
     failed,
     split_ahead,
 )
-from monitor.engine.model import Hit, RulePack
+from monitor.engine.model import Hit, Rule, RulePack
+from monitor.engine.ruletypes import StateItem, StateValue
 from monitor.engine.state import SeenStore, Store
 from monitor.geo.resolve import Flow, Resolver
 from monitor.metrics import Metrics, country_label, observe_many, personal_categories
@@ -42,6 +51,7 @@ __all__ = [
     "Emission",
     "Failures",
     "IngestOutput",
+    "RoutedItem",
     "UpdateLimiter",
     "apply_routed",
     "group_hits",
@@ -57,16 +67,26 @@ def partition_for(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+# Final: item_time tells it from a hit by its keys.
+@final
+class RoutedItem(TypedDict):
+    """A state item on its way to the partition that owns its state key."""
+
+    rule: str
+    key: str
+    item: StateItem
+
+
 @dataclass
 class IngestOutput:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     hits: dict[int, list[Hit]] = field(default_factory=lambda: defaultdict(list))
-    routed: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    routed: dict[int, list[RoutedItem]] = field(default_factory=lambda: defaultdict(list))
     records: Counter[str] = field(default_factory=Counter)
 
 
 def ingest(
-    messages: Sequence[tuple[bytes | None, Source]],
+    messages: Sequence[tuple[bytes | None, KafkaSource]],
     pack: RulePack,
     resolver: Resolver,
     partitions: int,
@@ -109,7 +129,7 @@ def ingest(
 
 
 def _ingest_all(
-    messages: Iterable[tuple[bytes | None, Source]],
+    messages: Iterable[tuple[bytes | None, KafkaSource]],
     pack: RulePack,
     resolver: Resolver,
     partitions: int,
@@ -189,9 +209,9 @@ def record_metrics(
 
 
 def apply_routed(
-    items: Iterable[dict[str, Any]],
+    items: Iterable[RoutedItem],
     pack: RulePack,
-    store: Store,
+    store: Store[StateValue],
     seen: SeenStore,
     partitions: int,
     failures: Failures | None = None,
@@ -239,33 +259,37 @@ class Failures:
         """Whether the stage sets the item aside (else it re-raises)."""
         return not isinstance(error, self.passthrough)
 
-    def add(self, stage: str, error: BaseException, item: Any, whole: Any) -> None:
+    def add(self, stage: str, error: BaseException, item: object, whole: object) -> None:
         self.letters.append(failed(stage, error, item_source(item) or self.batch, _raw(whole)))
 
 
-def _raw(value: Any) -> bytes:
+def _raw(value: object) -> bytes:
     try:
         return orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):
         return repr(type(value)).encode()
 
 
-def item_source(item: Any) -> Source | None:
-    """Where the record behind a routed item or a hit came from, when it says."""
+def item_source(item: object) -> Source | None:
+    """Where the record behind a routed item or a hit came from, when it says.
+
+    The item made a stage raise: it may be anything, so only its shape is
+    checked, not that of the source it names.
+    """
     if not isinstance(item, dict):
         return None
     flow = item.get("flow")
-    source: Any = flow.get("source") if isinstance(flow, dict) else None
+    source = flow.get("source") if isinstance(flow, dict) else None
     evidence = item.get("evidence")
     if source is None and isinstance(evidence, list) and evidence:
         source = evidence[0].get("source") if isinstance(evidence[0], dict) else None
-    return source if isinstance(source, dict) else None
+    return cast(Source, source) if isinstance(source, dict) else None
 
 
 @dataclass(frozen=True)
 class Emission:
     alert_id: str
-    alert: dict[str, Any]
+    alert: Alert
     is_new: bool
     rule_id: str
     severity: str
@@ -286,7 +310,7 @@ def group_hits(
     and the others go on; without, the error propagates.
     """
     now = time.time() if now is None else now
-    changed: dict[str, tuple[Any, dict[str, Any], bool, str]] = {}
+    changed: dict[str, tuple[Rule, AlertGroup, bool, str]] = {}
     for hit in hits:
         rule = pack.by_id.get(hit["rule"])
         if rule is None:
@@ -313,13 +337,16 @@ def group_hits(
     ]
 
 
-def item_time(item: dict[str, Any]) -> int:
+def item_time(item: RoutedItem | Hit) -> int:
     """Event time of a routed item or a hit (for the worker's watermark)."""
     if "last_seen" in item:
         return int(item["last_seen"])
-    inner = item.get("item", item)
-    flow = inner.get("flow", inner)
-    return int(flow.get("ts", 0))
+    inner = item["item"]
+    if "last_seen" in inner:  # a threshold window's records
+        return int(inner["last_seen"])
+    if "flow" in inner:
+        return int(inner["flow"]["ts"])
+    return int(inner["ts"])
 
 
 class UpdateLimiter:

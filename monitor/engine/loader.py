@@ -32,7 +32,7 @@ from monitor.contract.countries import ISO_ALPHA2
 from monitor.engine.conditions import CompileContext, Compiled, Predicate, compile_condition
 from monitor.engine.model import GROUP_FIELDS, SEVERITIES, Example, Rule, RulePack, parse_duration
 from monitor.engine.ruletypes import REGISTRY
-from monitor.engine.ruletypes.base import RuleType
+from monitor.engine.ruletypes.base import AnyRuleType
 from monitor.engine.ruletypes.onward import OnwardRule
 from monitor.errors import ConfigError, ConfigErrors, Location
 
@@ -317,7 +317,7 @@ def _rule_type(
     params: Mapping[str, Any],
     ctx: CompileContext,
     errors: list[ConfigError],
-) -> RuleType | None:
+) -> AnyRuleType | None:
     """The stateful type a rule names (None for `match`, or when it cannot be made)."""
     type_name = entry.get("type", "match")
     if type_name == "match":
@@ -342,12 +342,12 @@ def _rule_type(
 
 
 def _make_type(
-    cls: type[RuleType],
+    cls: type[AnyRuleType],
     rule_id: str,
     params: Mapping[str, Any],
     entry: LDict,
     ctx: CompileContext,
-) -> RuleType:
+) -> AnyRuleType:
     """The rule type built from resolved params; ConfigError(s) when they do not fit it."""
     home = str(params.get("home_region", "KR"))
     loc = entry.loc("params")

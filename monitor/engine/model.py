@@ -5,27 +5,41 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, NotRequired, TypedDict, final
 
+from monitor.contract.schemas import Source
 from monitor.engine.conditions import Compiled, Predicate
 from monitor.errors import Location
+from monitor.geo.resolve import Flow
 
 if TYPE_CHECKING:
-    from monitor.engine.ruletypes.base import RuleType
+    from monitor.engine.ruletypes.base import AnyRuleType
 
 __all__ = [
     "GROUP_FIELDS",
     "SEVERITIES",
+    "Evidence",
     "Example",
+    "GroupField",
+    "GroupFields",
     "Hit",
+    "RecordRef",
     "Rule",
     "RulePack",
+    "Totals",
     "parse_duration",
 ]
 
 SEVERITIES: Final = ("low", "medium", "high", "critical")
+GroupField = Literal["platform", "src_country", "dst_country", "subject_region", "dataset_id"]
 # Fields an alert is grouped by and carries; a rule's group_by is a subset.
-GROUP_FIELDS: Final = ("platform", "src_country", "dst_country", "subject_region", "dataset_id")
+GROUP_FIELDS: Final[tuple[GroupField, ...]] = (
+    "platform",
+    "src_country",
+    "dst_country",
+    "subject_region",
+    "dataset_id",
+)
 
 # At most 12 digits: longer numbers are no real duration, and int() refuses
 # strings past 4,300 digits with a ValueError.
@@ -68,7 +82,7 @@ class Rule:
     tags: tuple[str, ...]
     kinds: frozenset[str]
     when: Predicate
-    type: RuleType | None  # None: stateless, every matching record is a hit
+    type: AnyRuleType | None  # None: stateless, every matching record is a hit
     group_by: tuple[str, ...]
     group_window_ms: int
     params: Mapping[str, Any]
@@ -87,7 +101,7 @@ class Matcher:
     """
 
     rules: tuple[Rule, ...]
-    match: Callable[[Any], tuple[Any, ...]]
+    match: Callable[[Flow], tuple[object, ...]]
 
 
 @dataclass(frozen=True)
@@ -128,7 +142,50 @@ def _guarded(rule: Rule) -> str:
     return rule.when.src if concerns is None else f"({concerns} and {rule.when.src})"
 
 
-# A hit is one match (or, for threshold rules, one window's running totals,
-# named by `part`) on its way to an alert group. JSON-ready because the worker
-# ships it between agents.
-Hit = dict[str, Any]
+class GroupFields(TypedDict):
+    """GROUP_FIELDS of a hit's records; in an alert group, None where not grouped by."""
+
+    platform: str | None
+    src_country: str | None
+    dst_country: str | None
+    subject_region: str | None
+    dataset_id: str | None
+
+
+class RecordRef(TypedDict):
+    """One record named as evidence: which, when (event time), where it came from."""
+
+    event_id: str
+    ts: int
+    source: Source
+
+
+class Evidence(RecordRef):
+    first_hop: NotRequired[RecordRef]  # onward transfers: the hop that came before
+
+
+class Totals(TypedDict):
+    """What matching records add up to: in a hit, a threshold window, an alert group."""
+
+    fields: GroupFields
+    first_seen: int  # event time
+    last_seen: int
+    event_count: int
+    bytes: int
+    records: int
+    categories: list[str]
+    evidence: list[Evidence]  # the earliest, at most MAX_EVIDENCE
+
+
+# Final: stages tell a hit from a routed item by its keys.
+@final
+class Hit(Totals):
+    """One match (or, for threshold rules, one window's running totals, named by
+    `part`) on its way to an alert group. JSON-ready because the worker ships it
+    between agents.
+    """
+
+    rule: str
+    ids: list[int]  # event_hash of each record counted (none for a window's totals)
+    part: NotRequired[int]
+    truncated: bool

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Iterable, Iterator
 from collections.abc import Set as AbstractSet
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 __all__ = [
     "MemorySeen",
@@ -25,10 +25,15 @@ __all__ = [
 ]
 
 
-class Store(Protocol):
-    def get(self, key: str, default: Any = None) -> Any: ...
+V = TypeVar("V")
 
-    def __setitem__(self, key: str, value: Any) -> None: ...
+
+class Store(Protocol[V]):
+    """State values of one kind (a rule type's, alert groups') by key."""
+
+    def get(self, key: str, /) -> V | None: ...
+
+    def __setitem__(self, key: str, value: V, /) -> None: ...
 
 
 def scope_of(owner: str, part: object) -> str:
@@ -87,10 +92,10 @@ class MemorySeen:
 _EMPTY: frozenset[int] = frozenset()
 
 
-class MemoryStore(dict[str, Any]):
+class MemoryStore(dict[str, V]):
     """A Store in process memory (replay, rule examples, unit tests)."""
 
-    def items_snapshot(self) -> Iterator[tuple[str, Any]]:
+    def items_snapshot(self) -> Iterator[tuple[str, V]]:
         yield from list(self.items())
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import NotRequired, Protocol, TypedDict
 
 from monitor.bounds import MAX_RECORD_CATEGORIES, categories
 from monitor.config.disclosures import EndpointRegistry, host_of
 from monitor.contract.schemas import Record, Source
 
-__all__ = ["CountryLookup", "Flow", "Resolver", "StaticLookup"]
+__all__ = ["CountryLookup", "Flow", "FlowState", "Resolver", "StaticLookup"]
 
 
 class CountryLookup(Protocol):
@@ -47,6 +47,24 @@ class StaticLookup:
         return None
 
 
+class FlowState(TypedDict):
+    """A flow as stateful rules and alert groups keep it (`Flow.to_state`)."""
+
+    kind: str
+    event_id: str
+    ts: int
+    platform: str
+    src_country: str | None
+    dst_country: str | None
+    subject_region: str | None
+    dataset_id: str | None
+    bytes: int
+    records: int
+    data_categories: list[str]
+    source: Source
+    truncated: NotRequired[bool]  # some labels were cut (monitor.bounds)
+
+
 @dataclass(slots=True)
 class Flow:
     """A record placed on the map. `personal`: set when its rules are evaluated."""
@@ -59,7 +77,7 @@ class Flow:
     dst_via: str | None = None  # "geoip" | "registry" | None
     personal: bool = False
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self) -> FlowState:
         """The fields stateful rules and alert groups need, JSON-ready (no personal data).
 
         Its labels are bounded (monitor.bounds): one call naming 1,000
@@ -67,7 +85,7 @@ class Flow:
         """
         r = self.record
         labels, cut = categories(r.data_categories, MAX_RECORD_CATEGORIES)
-        state = {
+        state: FlowState = {
             "kind": r.kind,
             "event_id": r.event_id,
             "ts": r.ts,

@@ -29,17 +29,18 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 import orjson
 
-from monitor.alerts.grouping import iso_ms
+from monitor.alerts.grouping import AlertGroup, iso_ms
 from monitor.contract.dead_letters import dead_letter_json
 from monitor.contract.decode import decode_many, lf_line_ends
 from monitor.contract.schemas import (
     JSON_WHITESPACE,
     MAX_RECORD_BYTES,
     DeadLetter,
+    FileSource,
     Record,
     Source,
 )
@@ -265,7 +266,7 @@ def replay(
     summary = ReplaySummary()
     started = time.perf_counter()
 
-    def write_alert(rule: Rule, group: dict[str, Any]) -> None:
+    def write_alert(rule: Rule, group: AlertGroup) -> None:
         alerts_out.write(orjson.dumps(detector.alert(rule, group)) + b"\n")
         summary.alerts[(rule.id, rule.severity)] += 1
 
@@ -315,7 +316,7 @@ def replay(
                 ]
                 texts = [b"" if big else raw for _, raw, big in lines]
                 for (number, raw, too_large), got in zip(lines, decode_many(texts), strict=True):
-                    source = {"file": name, "line": number}
+                    source: FileSource = {"file": name, "line": number}
                     if too_large:
                         got = "too_large"
                     if isinstance(got, str):

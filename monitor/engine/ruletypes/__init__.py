@@ -19,11 +19,17 @@ as it is touched and by `expire` (state older than the rule's horizon).
 
 from __future__ import annotations
 
-from monitor.engine.ruletypes.base import RuleType
-from monitor.engine.ruletypes.consent import ConsentRule
-from monitor.engine.ruletypes.onward import OnwardRule
-from monitor.engine.ruletypes.threshold import ThresholdRule
+from monitor.engine.ruletypes.base import AnyRuleType
+from monitor.engine.ruletypes.consent import CallItem, ConsentItem, ConsentRule, ConsentState
+from monitor.engine.ruletypes.onward import OnwardItem, OnwardRule, OnwardState
+from monitor.engine.ruletypes.threshold import ThresholdRule, ThresholdState, WindowItem
 
-__all__ = ["REGISTRY"]
+__all__ = ["REGISTRY", "StateItem", "StateValue"]
 
-REGISTRY: dict[str, type[RuleType]] = {t.name: t for t in (ThresholdRule, OnwardRule, ConsentRule)}
+REGISTRY: dict[str, type[AnyRuleType]] = {
+    t.name: t for t in (ThresholdRule, OnwardRule, ConsentRule)
+}
+
+# What any rule type routes, and keeps under a state key.
+StateItem = WindowItem | OnwardItem | ConsentItem | CallItem
+StateValue = ThresholdState | OnwardState | ConsentState

@@ -3,34 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from monitor.contract.schemas import Record
-from monitor.engine.model import Hit
+from monitor.engine.model import Evidence, Hit, RecordRef
 from monitor.engine.state import SeenStore, Store, event_hash
-from monitor.geo.resolve import Flow
+from monitor.geo.resolve import Flow, FlowState
 
 __all__ = ["MAX_EVIDENCE", "RuleType", "single_hit"]
 
 MAX_EVIDENCE = 20
 
 
-def evidence_of(
-    state: Mapping[str, Any], first_hop: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {
+def evidence_of(state: FlowState, first_hop: RecordRef | None = None) -> Evidence:
+    entry: Evidence = {
         "event_id": state["event_id"],
         "ts": state["ts"],
         "source": state["source"],
     }
     if first_hop is not None:
-        entry["first_hop"] = dict(first_hop)
+        entry["first_hop"] = first_hop.copy()
     return entry
 
 
-def single_hit(
-    rule_id: str, state: Mapping[str, Any], first_hop: Mapping[str, Any] | None = None
-) -> Hit:
+def single_hit(rule_id: str, state: FlowState, first_hop: RecordRef | None = None) -> Hit:
     """A hit for one matching record (`state` is `Flow.to_state()`)."""
     return {
         "rule": rule_id,
@@ -53,7 +49,12 @@ def single_hit(
     }
 
 
-class RuleType:
+# What a type routes to a state key, and the value it keeps there.
+ItemT = TypeVar("ItemT")
+ValueT = TypeVar("ValueT")
+
+
+class RuleType(Generic[ItemT, ValueT]):
     """Base of the stateful rule types; `name` is the `type:` of a rule in YAML."""
 
     name: ClassVar[str]
@@ -72,14 +73,14 @@ class RuleType:
         """Whether the record can touch this rule's state at all (cheap, checked first)."""
         return True
 
-    def route(self, flow: Flow, matched: bool) -> list[tuple[str, dict[str, Any]]]:
+    def route(self, flow: Flow, matched: bool) -> list[tuple[str, ItemT]]:
         raise NotImplementedError
 
-    def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
+    def apply(self, store: Store[ValueT], seen: SeenStore, key: str, item: ItemT) -> list[Hit]:
         raise NotImplementedError
 
     def apply_many(
-        self, store: Store, seen: SeenStore, key: str, items: Iterable[Mapping[str, Any]]
+        self, store: Store[ValueT], seen: SeenStore, key: str, items: Iterable[ItemT]
     ) -> list[Hit]:
         """Several items of one key, in order: as `apply` on each, but may read and write once."""
         hits: list[Hit] = []
@@ -91,10 +92,15 @@ class RuleType:
         """How long state stays useful after the newest event time seen."""
         raise NotImplementedError
 
-    def expire(self, value: Any, watermark: int) -> Any:
+    def expire(self, value: ValueT, watermark: int) -> ValueT | None:
         """The value pruned of what is older than the horizon; None when nothing is left."""
         raise NotImplementedError
 
-    def closed_scopes(self, key: str, value: Any, watermark: int) -> list[str]:
+    def closed_scopes(self, key: str, value: ValueT, watermark: int) -> list[str]:
         """Scopes of the seen-store that `expire` makes useless."""
         return []
+
+
+# A rule's type as the stages hold it: which item and value types it takes
+# follows from the rule id an item is routed under, which no type can say.
+AnyRuleType = RuleType[Any, Any]

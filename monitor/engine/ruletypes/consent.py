@@ -4,27 +4,60 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, TypedDict, final
 
 from monitor import bounds
-from monitor.contract.schemas import Record
+from monitor.contract.schemas import Consent, Record
 from monitor.engine.model import Hit
 from monitor.engine.ruletypes.base import RuleType, single_hit
 from monitor.engine.state import SeenStore, Store, subject_hash
-from monitor.geo.resolve import Flow
+from monitor.geo.resolve import Flow, FlowState
 
-__all__ = ["ConsentRule"]
+__all__ = ["CallItem", "ConsentEntry", "ConsentItem", "ConsentRule", "ConsentState"]
 
 
-def _consent_order(consent: Mapping[str, Any]) -> tuple[int, str]:
+class ConsentEntry(TypedDict):
+    """What a consent record decides."""
+
+    event_id: str
+    ts: int
+    granted: bool
+    countries: list[str]  # or ["*"]
+
+
+# Final: stages tell the items of rule types apart by their keys.
+@final
+class ConsentItem(ConsentEntry):
+    role: Literal["consent"]
+
+
+@final
+class CallItem(TypedDict):
+    role: Literal["call"]
+    flow: FlowState
+
+
+class Call(TypedDict):
+    flow: FlowState
+    fired: bool
+
+
+class ConsentState(TypedDict):
+    """A subject's consent records in event-time order, and its recent calls."""
+
+    consents: list[ConsentEntry]
+    calls: list[Call]
+
+
+def _consent_order(consent: ConsentEntry) -> tuple[int, str]:
     return consent["ts"], consent["event_id"]
 
 
-def _call_order(call: Mapping[str, Any]) -> tuple[int, str]:
+def _call_order(call: Call) -> tuple[int, str]:
     return call["flow"]["ts"], call["flow"]["event_id"]
 
 
-class ConsentRule(RuleType):
+class ConsentRule(RuleType[ConsentItem | CallItem, ConsentState]):
     """Calls made on consent for subjects whose latest consent (event time) is withdrawn.
 
     State per (platform, subject): the consent history within the lateness
@@ -52,10 +85,10 @@ class ConsentRule(RuleType):
     def concerns(self, record: Record) -> bool:
         return record.kind == "consent" or bool(record.subject_ids)
 
-    def route(self, flow: Flow, matched: bool) -> list[tuple[str, dict[str, Any]]]:
+    def route(self, flow: Flow, matched: bool) -> list[tuple[str, ConsentItem | CallItem]]:
         r = flow.record
-        if r.kind == "consent" and r.scope == "overseas_transfer" and r.subject_id is not None:
-            item = {
+        if isinstance(r, Consent) and r.scope == "overseas_transfer":
+            item: ConsentItem = {
                 "role": "consent",
                 "event_id": r.event_id,
                 "ts": r.ts,
@@ -75,22 +108,33 @@ class ConsentRule(RuleType):
             for s in dict.fromkeys(r.subject_ids)
         ]
 
-    def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
+    def apply(
+        self, store: Store[ConsentState], seen: SeenStore, key: str, item: ConsentItem | CallItem
+    ) -> list[Hit]:
         return self.apply_many(store, seen, key, (item,))
 
     def apply_many(
-        self, store: Store, seen: SeenStore, key: str, items: Iterable[Mapping[str, Any]]
+        self,
+        store: Store[ConsentState],
+        seen: SeenStore,
+        key: str,
+        items: Iterable[ConsentItem | CallItem],
     ) -> list[Hit]:
         value = store.get(key) or {"consents": [], "calls": []}
-        consents: list[dict[str, Any]] = value["consents"]
-        calls: list[dict[str, Any]] = value["calls"]
+        consents = value["consents"]
+        calls = value["calls"]
         # Indexes for this call only: the stored value stays plain JSON.
         consent_ids = {c["event_id"] for c in consents}
         call_ids = {c["flow"]["event_id"] for c in calls}
         hits: list[Hit] = []
         for item in items:
             if item["role"] == "consent":
-                entry = {k: item[k] for k in ("event_id", "ts", "granted", "countries")}
+                entry: ConsentEntry = {
+                    "event_id": item["event_id"],
+                    "ts": item["ts"],
+                    "granted": item["granted"],
+                    "countries": item["countries"],
+                }
                 if entry["event_id"] in consent_ids:
                     continue
                 consent_ids.add(entry["event_id"])
@@ -125,14 +169,14 @@ class ConsentRule(RuleType):
                         # A late withdrawal can still fire for the newest calls.
                         bounds.REACHED["calls"] += 1
                         calls.sort(key=_call_order)
-                        for old in calls[: -bounds.MAX_CALLS_PER_SUBJECT]:
-                            call_ids.discard(old["flow"]["event_id"])
+                        for dropped in calls[: -bounds.MAX_CALLS_PER_SUBJECT]:
+                            call_ids.discard(dropped["flow"]["event_id"])
                         del calls[: -bounds.MAX_CALLS_PER_SUBJECT]
         store[key] = value
         return hits
 
     @staticmethod
-    def _withdrawn(consents: Iterable[Mapping[str, Any]], flow: Mapping[str, Any]) -> bool:
+    def _withdrawn(consents: Iterable[ConsentEntry], flow: FlowState) -> bool:
         """True when the latest consent at or before the call covering its country is a no."""
         latest = None
         country = flow["dst_country"]
@@ -143,13 +187,13 @@ class ConsentRule(RuleType):
                 latest = c
         return latest is not None and latest["granted"] is False
 
-    def expire(self, value: Any, watermark: int) -> Any:
+    def expire(self, value: ConsentState, watermark: int) -> ConsentState | None:
         cutoff = watermark - self.allowance
         consents = value["consents"]
         old = [c for c in consents if c["ts"] <= cutoff]
         # The newest record older than the allowance still decides for later calls,
         # per covered country; keep every old record that is latest for some country.
-        keep_old: list[Any] = []
+        keep_old: list[ConsentEntry] = []
         covered: set[str] = set()
         for c in reversed(old):
             scope = set(c["countries"])

@@ -4,20 +4,34 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, TypedDict, final
 
 from monitor import bounds
 from monitor.contract.schemas import Record
 from monitor.engine.conditions import Predicate
-from monitor.engine.model import Hit
+from monitor.engine.model import Hit, RecordRef
 from monitor.engine.ruletypes.base import RuleType, single_hit
 from monitor.engine.state import SeenStore, Store
-from monitor.geo.resolve import Flow
+from monitor.geo.resolve import Flow, FlowState
 
-__all__ = ["OnwardRule"]
+__all__ = ["OnwardItem", "OnwardRule", "OnwardState"]
 
 
-def _keep_newest_hops(first: dict[str, list[dict[str, Any]]], limit: int) -> None:
+# Final: stages tell the items of rule types apart by their keys.
+@final
+class OnwardItem(TypedDict):
+    role: Literal["first", "second"]
+    flow: FlowState
+
+
+class OnwardState(TypedDict):
+    """A dataset's first hops by the country they went to, and second hops waiting for one."""
+
+    first: dict[str, list[RecordRef]]  # each list in event-time order
+    pending: list[FlowState]  # in the order they arrived
+
+
+def _keep_newest_hops(first: dict[str, list[RecordRef]], limit: int) -> None:
     """First hops of every country (each list sorted by time) cut to the newest `limit`."""
     total = sum(map(len, first.values()))
     if total <= limit:
@@ -30,11 +44,11 @@ def _keep_newest_hops(first: dict[str, list[dict[str, Any]]], limit: int) -> Non
             del first[country]
 
 
-def _hop_time(hop: Mapping[str, Any]) -> int:
+def _hop_time(hop: RecordRef) -> int:
     return int(hop["ts"])
 
 
-class OnwardRule(RuleType):
+class OnwardRule(RuleType[OnwardItem, OnwardState]):
     """A dataset that went home -> S, then S -> a third country, within a window.
 
     State per (platform, dataset): first hops by country S, and second hops
@@ -66,11 +80,11 @@ class OnwardRule(RuleType):
     def concerns(self, record: Record) -> bool:
         return record.dataset_id is not None
 
-    def route(self, flow: Flow, matched: bool) -> list[tuple[str, dict[str, Any]]]:
+    def route(self, flow: Flow, matched: bool) -> list[tuple[str, OnwardItem]]:
         dataset = flow.record.dataset_id
         if dataset is None:
             return []
-        out: list[tuple[str, dict[str, Any]]] = []
+        out: list[tuple[str, OnwardItem]] = []
         key = f"{self.rule_id}|{flow.record.platform}|{dataset}"
         if self.first_hop(flow):
             out.append((key, {"role": "first", "flow": flow.to_state()}))
@@ -78,29 +92,38 @@ class OnwardRule(RuleType):
             out.append((key, {"role": "second", "flow": flow.to_state()}))
         return out
 
-    def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
+    def apply(
+        self, store: Store[OnwardState], seen: SeenStore, key: str, item: OnwardItem
+    ) -> list[Hit]:
         return self.apply_many(store, seen, key, (item,))
 
     def apply_many(
-        self, store: Store, seen: SeenStore, key: str, items: Iterable[Mapping[str, Any]]
+        self, store: Store[OnwardState], seen: SeenStore, key: str, items: Iterable[OnwardItem]
     ) -> list[Hit]:
         value = store.get(key) or {"first": {}, "pending": []}
         hits: list[Hit] = []
         # Indexes for this call only: the stored value stays plain JSON.
         hop_ids = {c: {h["event_id"] for h in hops} for c, hops in value["first"].items()}
-        pending: dict[str, dict[str, Any]] = {p["event_id"]: p for p in value["pending"]}
-        waiting_from: dict[str, list[str]] = {}
+        pending = {p["event_id"]: p for p in value["pending"]}
+        waiting_from: dict[str | None, list[str]] = {}
         for p in pending.values():
             waiting_from.setdefault(p["src_country"], []).append(p["event_id"])
         for item in items:
             flow = item["flow"]
             if item["role"] == "first":
                 country = flow["dst_country"]
+                if country is None:
+                    # No country S to be sent on from; nor a key JSON can hold.
+                    continue
                 ids = hop_ids.setdefault(country, set())
                 if flow["event_id"] in ids:
                     continue  # a repeated first hop changes nothing
-                hop = {"event_id": flow["event_id"], "ts": flow["ts"], "source": flow["source"]}
-                hops: list[dict[str, Any]] = value["first"].setdefault(country, [])
+                hop: RecordRef = {
+                    "event_id": flow["event_id"],
+                    "ts": flow["ts"],
+                    "source": flow["source"],
+                }
+                hops = value["first"].setdefault(country, [])
                 insort(hops, hop, key=_hop_time)
                 ids.add(hop["event_id"])
                 for old in hops[: -self.MAX_PER_COUNTRY]:
@@ -134,17 +157,20 @@ class OnwardRule(RuleType):
         store[key] = value
         return hits
 
-    def _first_for(self, value: Mapping[str, Any], second: Mapping[str, Any]) -> Any:
+    def _first_for(self, value: OnwardState, second: FlowState) -> RecordRef | None:
         """The latest first hop home -> S that precedes the second hop within the window."""
+        src = second["src_country"]
+        if src is None:
+            return None  # first hops are kept only to a country
         best = None
-        for hop in value["first"].get(second["src_country"], ()):
+        for hop in value["first"].get(src, ()):
             if hop["ts"] <= second["ts"] <= hop["ts"] + self.window:
                 best = hop
         if best is not None and second["dst_country"] in (self.home, second["src_country"]):
             return None
         return best
 
-    def expire(self, value: Any, watermark: int) -> Any:
+    def expire(self, value: OnwardState, watermark: int) -> OnwardState | None:
         cutoff = watermark - self.window
         first = {c: [h for h in hops if h["ts"] > cutoff] for c, hops in value["first"].items()}
         first = {c: hops for c, hops in first.items() if hops}

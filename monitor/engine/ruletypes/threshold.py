@@ -3,21 +3,67 @@
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from operator import attrgetter
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, final
 
 from monitor import bounds
 from monitor.contract.schemas import Record, Source
-from monitor.engine.model import Hit
+from monitor.engine.model import Evidence, GroupFields, Hit, Totals
 from monitor.engine.ruletypes.base import MAX_EVIDENCE, RuleType
 from monitor.engine.state import SeenStore, Store, event_hash, scope_of, settle_recent
 from monitor.geo.resolve import Flow
 
-__all__ = ["ThresholdRule", "WindowBatch", "earliest", "window_hit"]
+__all__ = [
+    "ThresholdRule",
+    "ThresholdState",
+    "Window",
+    "WindowAgg",
+    "WindowBatch",
+    "WindowItem",
+    "earliest",
+    "window_hit",
+]
 
 
-class ThresholdRule(RuleType):
+# Final: stages tell the items of rule types apart by their keys.
+@final
+class WindowItem(TypedDict):
+    """A batch's records of one window of one key."""
+
+    window: int  # the window's start, event time
+    fields: GroupFields
+    ids: list[list[int]]  # [event_hash, bytes, records] of each record
+    first_seen: int
+    last_seen: int
+    categories: list[str]
+    truncated: bool
+    evidence: list[Evidence]
+
+
+class WindowAgg(Totals):
+    """A window's totals so far: the hit it sends once it has crossed."""
+
+    truncated: NotRequired[bool]
+
+
+class Window(TypedDict):
+    fired: bool
+    agg: WindowAgg
+    recent: NotRequired[list[int]]  # ids of its last update (see settle_recent)
+
+
+class ThresholdState(TypedDict):
+    """A key's windows by start (as text: JSON object keys)."""
+
+    windows: dict[str, Window]
+
+
+# A key's window: its per-values (one value, or a tuple of them) and start.
+_At = tuple[object, int]
+
+
+class ThresholdRule(RuleType[WindowItem, ThresholdState]):
     """Sum a field per key over tumbling event-time windows; hit once the sum reaches a threshold.
 
     Records reach a window a batch at a time: `accumulate` folds a batch's
@@ -31,25 +77,25 @@ class ThresholdRule(RuleType):
 
     def __init__(self, rule_id: str, params: Mapping[str, Any], home_region: str) -> None:
         super().__init__(rule_id, params, home_region)
-        self.field: str = params["sum"]
+        self.field: Literal["records", "bytes"] = params["sum"]
         self.threshold: int = params["at_least"]
         self.window: int = params["window"]
         self.per: tuple[str, ...] = tuple(params["per"])
         self.lateness: int = params.get("allowed_lateness", self.window)
         # The per-values of a flow in one C call (a tuple, or the value when one).
-        self._per_values = attrgetter(
+        self._per_values: Callable[[Flow], object] = attrgetter(
             *(f if f in ("src_country", "dst_country") else f"record.{f}" for f in self.per)
         )
 
-    def route(self, flow: Flow, matched: bool) -> list[tuple[str, dict[str, Any]]]:
+    def route(self, flow: Flow, matched: bool) -> list[tuple[str, WindowItem]]:
         """One record alone: its batch of one."""
         if not matched:
             return []
-        batch: dict[tuple[Any, int], WindowBatch] = {}
+        batch: dict[_At, WindowBatch] = {}
         self.accumulate(batch, flow)
         return self.drain(batch)
 
-    def accumulate(self, batch: dict[tuple[Any, int], WindowBatch], flow: Flow) -> None:
+    def accumulate(self, batch: dict[_At, WindowBatch], flow: Flow) -> None:
         """Fold one matching record into the batch's item for its (key, window)."""
         r = flow.record
         ts = r.ts
@@ -60,34 +106,37 @@ class ThresholdRule(RuleType):
             acc = batch[at] = WindowBatch(self._fields(flow), ts)
         acc.add(r, flow.source)
 
-    def drain(self, batch: dict[tuple[Any, int], WindowBatch]) -> list[tuple[str, dict[str, Any]]]:
-        out: list[tuple[str, dict[str, Any]]] = []
+    def drain(self, batch: dict[_At, WindowBatch]) -> list[tuple[str, WindowItem]]:
+        out: list[tuple[str, WindowItem]] = []
         for (values, start), acc in batch.items():
-            parts = values if len(self.per) > 1 else (values,)
+            # A tuple when the rule has several per-fields: their values are never tuples.
+            parts = values if isinstance(values, tuple) else (values,)
             key = "|".join([self.rule_id, *(str(v) for v in parts)])
             out.extend((key, item) for item in acc.items(start))
         batch.clear()
         return out
 
-    def _fields(self, flow: Flow) -> dict[str, Any]:
+    def _fields(self, flow: Flow) -> GroupFields:
+        # `per` is among GROUP_FIELDS (the loader checks): of those, only
+        # src_country and dataset_id are left out of a window's fields unless per.
         r = flow.record
-        fields: dict[str, Any] = {
-            "src_country": None,
-            "dataset_id": None,
+        return {
+            "src_country": flow.src_country if "src_country" in self.per else None,
+            "dataset_id": r.dataset_id if "dataset_id" in self.per else None,
             "platform": r.platform,
             "dst_country": flow.dst_country,
             "subject_region": r.subject_region,
         }
-        fields |= {f: _flow_value(flow, f) for f in self.per}
-        return fields
 
     def horizon_ms(self) -> int:
         return self.window + self.lateness
 
-    def apply(self, store: Store, seen: SeenStore, key: str, item: Mapping[str, Any]) -> list[Hit]:
-        start: int = item["window"]
+    def apply(
+        self, store: Store[ThresholdState], seen: SeenStore, key: str, item: WindowItem
+    ) -> list[Hit]:
+        start = item["window"]
         value = store.get(key) or {"windows": {}}
-        windows: dict[str, Any] = value["windows"]
+        windows = value["windows"]
         w = windows.get(str(start))
         if w is None:
             w = windows[str(start)] = {"fired": False, "agg": _empty_agg(item)}
@@ -129,29 +178,19 @@ class ThresholdRule(RuleType):
         seen.add_many(scope, w["recent"], expires)
         return [window_hit(self.rule_id, window_id, agg, agg["evidence"])] if w["fired"] else []
 
-    def expire(self, value: Any, watermark: int) -> Any:
+    def expire(self, value: ThresholdState, watermark: int) -> ThresholdState | None:
         keep = {s: w for s, w in value["windows"].items() if int(s) + self.horizon_ms() > watermark}
         return {"windows": keep} if keep else None
 
-    def closed_scopes(self, key: str, value: Any, watermark: int) -> list[str]:
+    def closed_scopes(self, key: str, value: ThresholdState, watermark: int) -> list[str]:
         return [
             scope_of(key, s) for s in value["windows"] if int(s) + self.horizon_ms() <= watermark
         ]
 
 
-def _flow_value(flow: Flow, name: str) -> Any:
-    """A field of a record placed on the map, as state keeps it (counts absent as 0)."""
-    if name in ("src_country", "dst_country"):
-        return getattr(flow, name)
-    value = getattr(flow.record, name)
-    if name in ("bytes", "records"):
-        return value or 0
-    return value
-
-
-def _empty_agg(item: Mapping[str, Any]) -> dict[str, Any]:
+def _empty_agg(item: WindowItem) -> WindowAgg:
     return {
-        "fields": dict(item["fields"]),
+        "fields": item["fields"].copy(),
         "first_seen": item["first_seen"],
         "last_seen": item["last_seen"],
         "event_count": 0,
@@ -162,7 +201,7 @@ def _empty_agg(item: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def earliest(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def earliest(evidence: list[Evidence]) -> list[Evidence]:
     """The MAX_EVIDENCE earliest entries, one per record, by (event time, event id)."""
     unique = {(e["ts"], e["event_id"]): e for e in evidence}
     return [unique[k] for k in sorted(unique)[:MAX_EVIDENCE]]
@@ -173,7 +212,7 @@ class WindowBatch:
 
     __slots__ = ("categories", "fields", "first", "ids", "last", "sample")
 
-    def __init__(self, fields: dict[str, Any], ts: int) -> None:
+    def __init__(self, fields: GroupFields, ts: int) -> None:
         self.fields = fields
         self.ids: dict[int, tuple[int, int]] = {}
         self.first = ts
@@ -199,7 +238,7 @@ class WindowBatch:
     # and its ids become one seen segment; 5,000 ids are about 200 KB.
     MAX_IDS = 5_000
 
-    def items(self, start: int) -> list[dict[str, Any]]:
+    def items(self, start: int) -> list[WindowItem]:
         """The window's items for this batch: one, or one per MAX_IDS ids.
 
         Later items carry no categories or evidence (the first has them; both
@@ -207,7 +246,7 @@ class WindowBatch:
         """
         ids = [[h, n, r] for h, (n, r) in self.ids.items()]
         labels, cut = bounds.categories(self.categories)
-        out = []
+        out: list[WindowItem] = []
         for i in range(0, len(ids), self.MAX_IDS):
             out.append(
                 {
@@ -232,9 +271,7 @@ def _sample_key(entry: tuple[int, str, Source]) -> tuple[int, str]:
     return entry[0], entry[1]
 
 
-def window_hit(
-    rule_id: str, window_id: int, agg: Mapping[str, Any], evidence: list[dict[str, Any]]
-) -> Hit:
+def window_hit(rule_id: str, window_id: int, agg: WindowAgg, evidence: list[Evidence]) -> Hit:
     """A hit standing for every record of a threshold window so far.
 
     It carries the window's running totals, not an increment: the alert group
@@ -247,7 +284,7 @@ def window_hit(
     """
     return {
         "rule": rule_id,
-        "fields": dict(agg["fields"]),
+        "fields": agg["fields"].copy(),
         "ids": [],
         "part": window_id,
         "first_seen": agg["first_seen"],
