@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format typecheck unit integration bench bench-install bench-more clean
+.PHONY: install system-deps demo test check lint format typecheck unit cli robustness integration bench bench-install bench-more clean
 
 # The project and its tools in a local virtualenv; redone when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -47,9 +47,20 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
+# The test folders are in ARCHITECTURE.md ("Tests"); `make test` runs them all.
+# Unit tests: fast, no broker, under 30 s.
 unit: install
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q tests/unit
 
+# `xborder` and the worker as subprocesses, without a broker.
+cli: install
+	$(BIN)/python -m pytest -q tests/cli
+
+# Hypothesis properties, the replay fuzz, long simulated streams: slower by nature.
+robustness: install
+	$(BIN)/python -m pytest -q tests/robustness
+
+# Everything that needs a broker: Apache Kafka (Java 17, Maven) and the embedded Tansu.
 integration: install system-deps
 	$(BIN)/python -m pytest -q -m integration
 

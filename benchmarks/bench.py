@@ -46,9 +46,9 @@ import orjson
 
 from monitor.config.settings import Settings, Topics
 from monitor.kafka_admin import create_topics
-from tests.geoip_build import TEST_NETWORKS, build_country_db
-from tests.kafka_apache import ApacheKafka, kafka_version
-from tests.worker_harness import WorkerRun, metric_value
+from tests.support.geoip_build import TEST_NETWORKS, build_country_db
+from tests.support.kafka_apache import ApacheKafka, kafka_version
+from tests.support.worker_harness import WorkerRun, metric_value
 from xborder_tools.simulate import SimConfig, generate_items
 
 PARTITIONS = 4

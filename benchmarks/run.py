@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    from tests.geoip_build import TEST_NETWORKS, build_country_db
+    from tests.support.geoip_build import TEST_NETWORKS, build_country_db
 
     rules = default_rules_dir()
     disclosures = load_disclosures(rules / "config" / "disclosures.yaml")

@@ -36,10 +36,10 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer
 
-from tests.geoip_build import TEST_NETWORKS, build_country_db
-from tests.kafka_apache import ApacheKafka, kafka_version
-from tests.scenario import EXPECTED_ALERTS, lines, summarize
-from tests.worker_harness import WorkerRun, latest, metric_value, produce_lines, producer
+from tests.support.geoip_build import TEST_NETWORKS, build_country_db
+from tests.support.kafka_apache import ApacheKafka, kafka_version
+from tests.support.scenario import EXPECTED_ALERTS, lines, summarize
+from tests.support.worker_harness import WorkerRun, latest, metric_value, produce_lines, producer
 from xborder_tools.simulate import SimConfig, generate_items
 
 GUARANTEES = ("at_least_once", "exactly_once")

@@ -13,7 +13,7 @@
   partition, when the agent chooses.
 
 `consumer.Consumer` and the classes here compose them. Each module quotes
-the upstream code it replaces or relies on; tests/test_framework_pins.py
+the upstream code it replaces or relies on; tests/unit/agents/test_framework_pins.py
 checks that code is still there.
 
 Registered under the URL scheme `xkafka://` by `register`, and as the

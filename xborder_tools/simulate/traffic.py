@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 # Real allocations of the named countries, so most live databases agree. The
-# tests build their GeoIP databases from these (tests/geoip_build.py), and
+# tests build their GeoIP databases from these (tests/support/geoip_build.py), and
 # hand-written test scenarios use addresses inside them.
 BUILTIN_NETWORKS: Final[Mapping[str, tuple[str, ...]]] = {
     "KR": ("211.234.0.0/16", "2001:e60::/32"),

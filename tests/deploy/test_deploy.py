@@ -1,0 +1,675 @@
+"""Static checks of the deployment files (no Docker engine or cluster needed).
+
+Compose and Kubernetes files are parsed and their structure checked; settings
+named anywhere are checked against what `Settings.from_env` really reads; the
+Prometheus and Alertmanager files go through `promtool` and `amtool` (Debian
+packages `prometheus` and `prometheus-alertmanager`), skipped when absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from monitor.config.settings import Settings, Topics
+from monitor.metrics import Metrics
+from tests.support.paths import ROOT
+
+DEPLOY = ROOT / "deploy"
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+ENV_EXAMPLE = DEPLOY / "xborder.env.example"
+PROMETHEUS = DEPLOY / "prometheus"
+ALERTMANAGER = DEPLOY / "alertmanager"
+K8S = DEPLOY / "k8s"
+
+SETTING_NAME = re.compile(r"\b(?:XBORDER_[A-Z0-9_]+|KAFKA_BOOTSTRAP_SERVERS)\b")
+EXPECTED_ALERTS = {
+    "XborderWorkerDown",
+    "XborderDeadLettersHigh",
+    "XborderCriticalTransfer",
+    "XborderProcessingSlow",
+    "XborderEventLagHigh",
+    "XborderGeoIPMissesHigh",
+    "XborderNoTelemetry",
+}
+THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_all(path: Path) -> list[Any]:
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+
+
+def run(
+    cmd: list[str], *, cwd: Path = ROOT, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        package = "prometheus-alertmanager" if name == "amtool" else "prometheus"
+        pytest.skip(f"{name} not installed (apt-get install -y {package})")
+    return path
+
+
+# ---------------------------------------------------------------------------
+# What the code actually reads
+
+
+class _Recorder(Mapping[str, str]):
+    """An empty environment that remembers which names were asked for."""
+
+    def __init__(self) -> None:
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return default
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+@cache
+def settings_names() -> frozenset[str]:
+    recorder = _Recorder()
+    Settings.from_env(recorder)
+    return frozenset(recorder.asked)
+
+
+@cache
+def metric_sample_names() -> frozenset[str]:
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "gauge": ("",),
+        "info": ("_info",),
+    }
+    names: set[str] = set()
+    for family in Metrics(CollectorRegistry()).registry.collect():
+        names.update(family.name + s for s in suffixes[family.type])
+    return frozenset(names)
+
+
+def test_settings_names_are_found() -> None:
+    names = settings_names()
+    assert "KAFKA_BOOTSTRAP_SERVERS" in names
+    assert {"XBORDER_RULES", "XBORDER_GEOIP_COUNTRY", "XBORDER_DATA_DIR"} <= names
+
+
+# ---------------------------------------------------------------------------
+# docker-compose.yml
+
+
+@cache
+def compose() -> dict[str, Any]:
+    doc = load(COMPOSE)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def services() -> dict[str, dict[str, Any]]:
+    s = compose()["services"]
+    assert isinstance(s, dict) and s
+    return s
+
+
+def one_shot_services() -> set[str]:
+    """Services others wait on to *finish*: they need no healthcheck."""
+    found = set()
+    for svc in services().values():
+        for name, cond in (svc.get("depends_on") or {}).items():
+            if cond.get("condition") == "service_completed_successfully":
+                found.add(name)
+    return found
+
+
+def environment(svc: dict[str, Any]) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def assert_pinned(image: str) -> None:
+    name, _, tag = image.rpartition(":")
+    assert name and tag, f"{image}: no tag"
+    assert tag != "latest" and "@" not in name, f"{image}: tag must be pinned"
+    first = name.split("/")[0]
+    assert "." not in first and ":" not in first, f"{image}: names a registry host"
+
+
+def test_compose_parses_and_has_the_stack() -> None:
+    assert {"kafka", "kafka-init", "worker", "prometheus", "alertmanager", "grafana"} <= set(
+        services()
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["kafka", "kafka-init", "worker", "prometheus", "alertmanager", "grafana"]
+)
+def test_compose_service_has_pinned_image_or_build(name: str) -> None:
+    svc = services()[name]
+    assert "image" in svc or "build" in svc
+    if "image" in svc:
+        assert_pinned(svc["image"])
+
+
+def test_every_compose_service_is_pinned_and_healthchecked() -> None:
+    one_shot = one_shot_services()
+    assert "kafka-init" in one_shot
+    for name, svc in services().items():
+        assert "image" in svc or "build" in svc, name
+        if "image" in svc:
+            assert_pinned(svc["image"])
+        if name in one_shot:
+            assert svc.get("restart") == "no", f"{name}: a one-shot service must not restart"
+            continue
+        check = svc.get("healthcheck")
+        assert check and check.get("test"), f"{name}: no healthcheck"
+        assert not check.get("disable"), name
+
+
+def test_compose_depends_on_conditions() -> None:
+    valid = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, svc in services().items():
+        deps = svc.get("depends_on") or {}
+        assert isinstance(deps, dict), f"{name}: use the long depends_on form with conditions"
+        for dep, cond in deps.items():
+            assert dep in services(), f"{name} depends on unknown {dep}"
+            assert cond.get("condition") in valid, f"{name} -> {dep}"
+            if cond["condition"] == "service_healthy":
+                assert "healthcheck" in services()[dep], f"{dep} has no healthcheck"
+    worker = services()["worker"]["depends_on"]
+    assert worker["kafka-init"]["condition"] == "service_completed_successfully"
+    assert worker["kafka"]["condition"] == "service_healthy"
+
+
+def test_compose_bind_mounts_are_relative_and_exist() -> None:
+    for name, svc in services().items():
+        for volume in svc.get("volumes") or []:
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                if "demo-data" in source:  # made on the host by `xborder geoip fetch`
+                    continue
+                assert (ROOT / source).exists(), f"{name}: {source} missing"
+            else:
+                assert not source.startswith(("/", "~")), f"{name}: host path {source}"
+                assert source in (compose().get("volumes") or {}), f"{name}: undeclared {source}"
+
+
+def test_compose_has_no_credentials() -> None:
+    for name, svc in services().items():
+        for key, value in environment(svc).items():
+            if re.search(r"PASSWORD|SECRET|TOKEN|WEBHOOK_URL", key):
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]*\}", value), (
+                    f"{name}: {key} must come from the environment, not the file"
+                )
+
+
+def test_compose_worker() -> None:
+    worker = services()["worker"]
+    assert worker["build"] in (".", {"context": "."})
+    assert worker["deploy"]["replicas"] == 2
+    assert "container_name" not in worker and "ports" not in worker  # would break scaling
+    env = environment(worker)
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert env["XBORDER_GEOIP_COUNTRY"] == "/data/geoip/country.mmdb"
+    assert env["XBORDER_DATA_DIR"] == "/data"
+    assert any(v.endswith(":/data/geoip:ro") for v in worker["volumes"])
+
+
+def test_compose_setting_names_are_read_by_settings() -> None:
+    for name, svc in services().items():
+        if name != "worker":
+            continue
+        unknown = {k for k in environment(svc) if SETTING_NAME.fullmatch(k)} - settings_names()
+        assert not unknown, f"{name}: not read by Settings.from_env: {sorted(unknown)}"
+        # The values parse (whole numbers, guarantee) and change what they name.
+        Settings.from_env(environment(svc))
+
+
+def test_compose_kafka_single_node_kraft() -> None:
+    kafka = services()["kafka"]
+    env = environment(kafka)
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    init = services()["kafka-init"]
+    assert init["image"] == kafka["image"]  # kafka-topics.sh of the same version
+    assert "./deploy/kafka:/deploy/kafka:ro" in init["volumes"]
+    assert "/deploy/kafka/create-topics.sh" in init["entrypoint"]
+
+
+def test_compose_monitoring_mounts() -> None:
+    prom = services()["prometheus"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prom["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
+    am = services()["alertmanager"]
+    assert "./deploy/alertmanager:/etc/alertmanager:ro" in am["volumes"]
+    grafana = services()["grafana"]
+    assert grafana["image"] == "grafana/grafana:11.6.0"
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+
+
+# ---------------------------------------------------------------------------
+# Dockerfile and .dockerignore
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile() -> None:
+    ins = dockerfile_instructions()
+    first = [rest for word, rest in ins if word == "FROM"]
+    assert first == ["python:3.11-slim"]
+    users = [rest for word, rest in ins if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert ("EXPOSE", "9464") in ins
+    assert ("ENTRYPOINT", '["xborder"]') in ins
+    assert ("CMD", '["worker"]') in ins
+    assert any(w == "RUN" and "pip install ." in r for w, r in ins)
+    assert any(w == "COPY" and r.startswith("rules/") for w, r in ins)
+    # The service image holds no tooling (demo, simulator, embedded broker, GeoIP fetch).
+    copied = [r.split()[0] for w, r in ins if w == "COPY"]
+    assert all(not c.startswith(("xborder_tools", ".")) for c in copied), copied
+    health = [r for w, r in ins if w == "HEALTHCHECK"]
+    assert len(health) == 1 and "/metrics" in health[0] and "python" in health[0]
+    assert "curl" not in health[0]
+
+
+def test_dockerfile_env_names_are_settings() -> None:
+    env: dict[str, str] = {}
+    for word, rest in dockerfile_instructions():
+        if word == "ENV":
+            env.update((m[1], m[2]) for m in re.finditer(r"(\w+)=(\S+)", rest))
+    names = {k for k in env if SETTING_NAME.fullmatch(k)}
+    assert names <= settings_names(), sorted(names - settings_names())
+    assert env["XBORDER_GEOIP_COUNTRY"] == "/data/geoip/country.mmdb"
+    assert env["XBORDER_DATA_DIR"] == "/data"
+    assert env["XBORDER_METRICS_PORT"] == "9464"
+    s = Settings.from_env({k: env[k] for k in names})
+    assert s.geoip_country_path == Path("/data/geoip/country.mmdb")
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    entries = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
+    assert {".git", ".venv", "demo-data", "xborder_tools"} <= entries
+
+
+# ---------------------------------------------------------------------------
+# deploy/xborder.env.example
+
+
+def env_example_entries() -> dict[str, str]:
+    entries = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        m = re.fullmatch(r"#?\s*([A-Z][A-Z0-9_]*)=(.*)", line.strip())
+        if m:
+            entries[m.group(1)] = m.group(2).strip()
+    return entries
+
+
+def test_env_example_lists_every_setting_once() -> None:
+    entries = env_example_entries()
+    assert set(entries) == settings_names()
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    named = set(SETTING_NAME.findall(text))
+    assert named <= settings_names(), sorted(named - settings_names())
+
+
+def test_env_example_defaults_are_the_defaults() -> None:
+    base = Settings.from_env({})
+    for name, value in env_example_entries().items():
+        if value:
+            assert Settings.from_env({name: value}) == base, f"{name}={value} is not the default"
+
+
+def test_every_setting_changes_something() -> None:
+    """Each name in the example really reaches Settings (no silently ignored key)."""
+    base = Settings.from_env({})
+    numeric = (
+        "_PORT",
+        "_SIZE",
+        "_MS",
+        "_PARTITIONS",
+        "_REPLICATION",
+        "_TIMEOUT",
+        "_INTERVAL",
+        "_GRACE",
+        "_SKEW",
+    )
+    for name in env_example_entries():
+        value = "7" if name.endswith(numeric) else "/marker"
+        if name.startswith("XBORDER_TOPIC_"):
+            value = "marker"
+        if name == "XBORDER_PROCESSING_GUARANTEE":
+            value = "exactly_once"
+        if name == "XBORDER_DEAD_LETTER_MASK":
+            value = "1"
+        if name == "XBORDER_LOG_LEVEL":
+            value = "debug"
+        assert Settings.from_env({name: value}) != base, name
+
+
+# ---------------------------------------------------------------------------
+# deploy/kafka
+
+
+def topics_yaml() -> list[dict[str, Any]]:
+    doc = load(DEPLOY / "kafka" / "topics.yaml")
+    topics = doc["topics"]
+    assert isinstance(topics, list)
+    return topics
+
+
+def test_topics_definitions() -> None:
+    topics = {t["name"]: t for t in topics_yaml()}
+    defaults = Topics()
+    assert set(topics) == {*defaults.inputs, defaults.alerts, defaults.dead_letters}
+    for t in topics.values():
+        assert set(t) == {"name", "partitions", "replication", "configs"}
+        assert all(isinstance(v, str) for v in t["configs"].values()), t["name"]
+    for name in defaults.inputs:
+        assert topics[name]["partitions"] == 6
+    alerts = topics[defaults.alerts]
+    assert alerts["partitions"] == 6
+    assert alerts["configs"]["cleanup.policy"] == "compact,delete"
+    assert alerts["configs"]["retention.ms"] == THIRTY_DAYS_MS
+    dead = topics[defaults.dead_letters]
+    assert dead["partitions"] == 3
+    assert dead["configs"]["retention.ms"] == THIRTY_DAYS_MS
+    worker_env = environment(services()["worker"])
+    assert int(worker_env["XBORDER_PARTITIONS"]) == topics[defaults.egress]["partitions"]
+
+
+def test_create_topics_script_follows_topics_yaml() -> None:
+    if shutil.which("bash") is None:
+        pytest.skip("bash not installed")
+    script = DEPLOY / "kafka" / "create-topics.sh"
+    out = run(["bash", str(script)], env={"DRY_RUN": "1", "BOOTSTRAP_SERVERS": "kafka:9092"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    creates = [line.split() for line in lines if "--create" in line]
+    expected = []
+    for t in topics_yaml():
+        args = ["--bootstrap-server", "kafka:9092", "--create", "--if-not-exists",
+                "--topic", t["name"], "--partitions", str(t["partitions"]),
+                "--replication-factor", str(t["replication"])]  # fmt: skip
+        for k, v in t["configs"].items():
+            args += ["--config", f"{k}={v}"]
+        expected.append(["/opt/kafka/bin/kafka-topics.sh", *args])
+    assert creates == expected
+    over = run(["bash", str(script)], env={"DRY_RUN": "1", "REPLICATION_FACTOR": "3"})
+    assert all(
+        "--replication-factor 3" in line for line in over.stdout.splitlines() if "--create" in line
+    )
+
+
+# ---------------------------------------------------------------------------
+# deploy/prometheus
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    doc = load(PROMETHEUS / "alerts.yml")
+    return [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_prometheus_config_structure() -> None:
+    cfg = load(PROMETHEUS / "prometheus.yml")
+    assert cfg["rule_files"] == ["alerts.yml"]
+    targets = [
+        t
+        for am in cfg["alerting"]["alertmanagers"]
+        for sc in am["static_configs"]
+        for t in sc["targets"]
+    ]
+    assert targets == ["alertmanager:9093"]
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    worker = jobs["xborder-worker"]
+    dns = worker["dns_sd_configs"]
+    assert dns == [{"names": ["worker"], "type": "A", "port": 9464, "refresh_interval": "15s"}]
+    assert "worker" in services() and "alertmanager" in services()
+
+
+def test_alert_rules_structure() -> None:
+    rules = alert_rules()
+    names = [r["alert"] for r in rules]
+    assert len(names) == len(set(names))
+    assert set(names) == EXPECTED_ALERTS
+    for r in rules:
+        assert {"summary", "description", "runbook"} <= set(r["annotations"]), r["alert"]
+        assert r["labels"]["severity"] in ("critical", "warning"), r["alert"]
+    critical = {r["alert"] for r in rules if r["labels"]["severity"] == "critical"}
+    assert critical == {"XborderCriticalTransfer"}  # critical pages case officers
+    by_name = {r["alert"]: r for r in rules}
+    assert by_name["XborderWorkerDown"]["for"] == "2m"
+    assert 'severity="critical",action="new"' in by_name["XborderCriticalTransfer"]["expr"]
+    assert "rule_id" in by_name["XborderCriticalTransfer"]["expr"]
+
+
+def test_alert_rules_use_exported_metrics() -> None:
+    text = (PROMETHEUS / "alerts.yml").read_text(encoding="utf-8")
+    used = set(re.findall(r"\bxborder_[a-z_]+", text))
+    assert used, "no metric referenced"
+    assert used <= metric_sample_names(), sorted(used - metric_sample_names())
+
+
+def test_promtool_check_config() -> None:
+    promtool = tool("promtool")
+    out = run([promtool, "check", "config", "prometheus.yml"], cwd=PROMETHEUS)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_promtool_check_rules() -> None:
+    promtool = tool("promtool")
+    out = run([promtool, "check", "rules", "alerts.yml"], cwd=PROMETHEUS)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_promtool_test_rules() -> None:
+    promtool = tool("promtool")
+    tested = {
+        t.get("alertname")
+        for case in load(PROMETHEUS / "alerts_test.yml")["tests"]
+        for t in case.get("alert_rule_test", [])
+    }
+    assert {"XborderCriticalTransfer", "XborderWorkerDown"} <= tested
+    out = run([promtool, "test", "rules", "alerts_test.yml"], cwd=PROMETHEUS)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------------------
+# deploy/alertmanager
+
+
+def test_alertmanager_routes_structure() -> None:
+    cfg = load(ALERTMANAGER / "alertmanager.yml")
+    receivers = {r["name"]: r for r in cfg["receivers"]}
+    route = cfg["route"]
+    assert route["receiver"] == "operations"
+    critical = [r for r in route["routes"] if r.get("matchers") == ['severity="critical"']]
+    assert [r["receiver"] for r in critical] == ["case-officers"]
+    hooks = receivers["case-officers"]["webhook_configs"]
+    assert [h["url"] for h in hooks] == ["http://case-officers-webhook.invalid/xborder"]
+
+
+def test_amtool_check_config() -> None:
+    amtool = tool("amtool")
+    out = run([amtool, "check-config", str(ALERTMANAGER / "alertmanager.yml")])
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=XborderCriticalTransfer", "severity=critical", "rule_id=R1"], "case-officers"),
+        (["alertname=XborderWorkerDown", "severity=warning"], "operations"),
+    ],
+)
+def test_amtool_routes(labels: list[str], receiver: str) -> None:
+    amtool = tool("amtool")
+    cfg = str(ALERTMANAGER / "alertmanager.yml")
+    out = run([amtool, "config", "routes", "test", f"--config.file={cfg}", *labels])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.split() == [receiver]
+
+
+def test_alertmanager_render_substitutes_the_webhook(tmp_path: Path) -> None:
+    if shutil.which("sh") is None:
+        pytest.skip("sh not installed")
+    url = "https://hooks.example.org/x?token=a&b=|c/d"
+    rendered = tmp_path / "am.yml"
+    script = str(ALERTMANAGER / "render.sh")
+    common = {
+        "ALERTMANAGER_CONFIG": str(ALERTMANAGER / "alertmanager.yml"),
+        "ALERTMANAGER_RENDERED": str(rendered),
+        "RENDER_ONLY": "1",
+    }
+    out = run(["sh", script], env={**common, "CASE_OFFICERS_WEBHOOK_URL": url})
+    assert out.returncode == 0, out.stderr
+    hooks = load(rendered)["receivers"]
+    assert [h["url"] for r in hooks for h in r.get("webhook_configs", [])] == [url]
+    missing = run(["sh", script], env={**common, "CASE_OFFICERS_WEBHOOK_URL": ""})
+    assert missing.returncode != 0 and "CASE_OFFICERS_WEBHOOK_URL" in missing.stderr
+    if shutil.which("amtool"):
+        check = run(["amtool", "check-config", str(rendered)])
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+# ---------------------------------------------------------------------------
+# deploy/grafana
+
+
+def test_grafana_provisioning() -> None:
+    prov = DEPLOY / "grafana" / "provisioning"
+    ds = load(prov / "datasources" / "prometheus.yml")["datasources"]
+    assert [d["url"] for d in ds] == ["http://prometheus:9090"]
+    providers = load(prov / "dashboards" / "xborder.yml")["providers"]
+    path = providers[0]["options"]["path"]
+    assert f"./deploy/grafana/dashboards:{path}:ro" in services()["grafana"]["volumes"]
+    dashboards = DEPLOY / "grafana" / "dashboards"
+    assert (dashboards / ".gitkeep").exists()
+    for board in dashboards.glob("*.json"):  # generated later; must stay valid JSON
+        json.loads(board.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------
+# deploy/k8s
+
+
+def k8s_docs() -> dict[str, dict[str, Any]]:
+    """kind/name -> manifest, for every file the kustomization lists."""
+    kustomization = load(K8S / "kustomization.yaml")
+    listed = kustomization["resources"]
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(listed) == on_disk
+    docs = {}
+    for name in listed:
+        for doc in load_all(K8S / name):
+            assert {"apiVersion", "kind", "metadata"} <= set(doc), name
+            docs[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
+    return docs
+
+
+def test_k8s_deployment() -> None:
+    docs = k8s_docs()
+    [deployment] = [d for d in docs.values() if d["kind"] == "Deployment"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]
+    assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    [container] = pod["spec"]["containers"]
+    assert_pinned(container["image"])
+    refs = [e["configMapRef"]["name"] for e in container["envFrom"]]
+    for ref in refs:
+        assert f"ConfigMap/{ref}" in docs, f"Deployment references missing ConfigMap {ref}"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 9464}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/metrics"
+        assert container[probe]["httpGet"]["port"] in ("metrics", 9464)
+    res = container["resources"]
+    assert {"cpu", "memory"} <= set(res["requests"]) and {"cpu", "memory"} <= set(res["limits"])
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert mounts["geoip"]["mountPath"] == "/data/geoip" and mounts["geoip"]["readOnly"]
+    claim = volumes["geoip"]["persistentVolumeClaim"]["claimName"]
+    assert f"PersistentVolumeClaim/{claim}" in docs
+    assert set(mounts) <= set(volumes)
+
+
+def test_k8s_configmap_names_settings() -> None:
+    docs = k8s_docs()
+    config = docs["ConfigMap/xborder-config"]["data"]
+    assert set(config) <= settings_names(), sorted(set(config) - settings_names())
+    s = Settings.from_env(config)
+    assert s.geoip_country_path == Path("/data/geoip/country.mmdb")
+    assert s.metrics_port == 9464
+
+
+def test_k8s_service_and_pdb_select_the_pods() -> None:
+    docs = k8s_docs()
+    [deployment] = [d for d in docs.values() if d["kind"] == "Deployment"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    [service] = [d for d in docs.values() if d["kind"] == "Service"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    notes = service["metadata"]["annotations"]
+    assert notes["prometheus.io/scrape"] == "true"
+    assert notes["prometheus.io/port"] == "9464"
+    assert notes["prometheus.io/path"] == "/metrics"
+    [pdb] = [d for d in docs.values() if d["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+
+
+# ---------------------------------------------------------------------------
+# Across every deployment file
+
+
+def deploy_files() -> list[Path]:
+    files = [COMPOSE, DOCKERFILE, ROOT / ".dockerignore"]
+    files += [p for p in DEPLOY.rglob("*") if p.is_file() and p.name != ".gitkeep"]
+    return files
+
+
+def test_no_unpinned_images_or_machine_paths() -> None:
+    for path in deploy_files():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"image:\s*\S+:latest\b|FROM\s+\S+:latest\b", text), path
+        assert not re.search(r"/(?:home|Users|work)/\w", text), f"{path}: machine path"

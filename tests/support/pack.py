@@ -1,0 +1,22 @@
+"""The bundled rule pack and the configuration it reads, loaded once for every test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from monitor.config.disclosures import load_disclosures, load_endpoints
+from monitor.config.settings import default_rules_dir
+from monitor.engine.loader import load_pack
+
+RULES = default_rules_dir()
+DISCLOSURES = load_disclosures(RULES / "config" / "disclosures.yaml")
+ENDPOINTS = load_endpoints(RULES / "config" / "endpoints.yaml")
+PACK = load_pack(RULES, DISCLOSURES)
+
+
+def copy_pack(tmp_path: Path) -> Path:
+    """A copy of the bundled rules folder under `tmp_path`, to edit."""
+    target = tmp_path / "rules"
+    shutil.copytree(RULES, target)
+    return target

@@ -1,0 +1,179 @@
+"""Alert grouping, dedup, windows and the stateful rule types, through the shared core."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from monitor.alerts.grouping import AlertContext, AlertGroup, Groups, build_alert, iso_ms
+from monitor.contract.decode import decode_line
+from monitor.contract.schemas import Record
+from monitor.geo.resolve import Resolver, StaticLookup
+from tests.support.pack import ENDPOINTS, PACK
+from tests.support.records import GEO, NLB, T0, H, api, egress, of, run
+
+
+def test_group_window_is_24h_from_the_first_match() -> None:
+    alerts = of(run([api("a", T0), api("b", T0 + 23 * H), api("c", T0 + 25 * H)]), NLB)
+    assert [a["event_count"] for a in alerts] == [2, 1]
+    assert alerts[0]["alert_id"] != alerts[1]["alert_id"]
+
+
+def test_late_record_joins_its_group_and_moves_first_seen() -> None:
+    alerts = of(run([api("b", T0 + 2 * H), api("a", T0)]), NLB)
+    assert len(alerts) == 1 and alerts[0]["event_count"] == 2
+    assert alerts[0]["first_seen"] == iso_ms(T0)
+    assert [e["event_id"] for e in alerts[0]["evidence"]] == ["a", "b"]
+
+
+def test_evidence_keeps_the_20_earliest() -> None:
+    records = [api(f"e{i:02d}", T0 + (30 - i) * 60_000) for i in range(30)]
+    (alert,) = of(run(records), NLB)
+    assert alert["event_count"] == 30 and len(alert["evidence"]) == 20
+    assert alert["evidence"][0]["event_id"] == "e29"
+
+
+def test_duplicates_never_count_twice_even_across_groups() -> None:
+    (alert,) = of(run([api("a", T0), api("a", T0), api("b", T0 + H), api("a", T0)]), NLB)
+    assert alert["event_count"] == 2
+
+
+def test_same_event_id_on_another_platform_is_another_record() -> None:
+    alerts = of(run([api("a", T0), api("a", T0, platform="temu")]), NLB)
+    assert sorted(a["platform"] or "" for a in alerts) == ["aliexpress", "temu"]
+
+
+def test_alert_id_is_deterministic_and_depends_on_group() -> None:
+    first = of(run([api("a", T0), api("b", T0 + H)]), NLB)[0]["alert_id"]
+    again = of(run([api("a", T0), api("b", T0 + H)]), NLB)[0]["alert_id"]
+    other = of(run([api("a", T0, src_country="JP")]), NLB)[0]["alert_id"]
+    assert first == again != other
+
+
+def test_bulk_volume_fires_once_per_window_with_every_record_of_it() -> None:
+    recs = [
+        api(f"b{i}", T0 + i * 5 * 60_000, legal_basis="contract", records=30000) for i in range(6)
+    ]
+    (alert,) = of(run(recs), "pipa.xborder.bulk_volume")
+    # 30,000 x 4 crosses 100,000 at the 4th record; the 5th and 6th update the same alert.
+    assert alert["event_count"] == 6 and alert["records"] == 180000
+    assert alert["src_country"] is None and alert["dst_country"] == "CN"
+
+
+def test_bulk_volume_windows_are_separate() -> None:
+    recs = [api(f"b{i}", T0 + i * H, legal_basis="contract", records=90000) for i in range(3)]
+    assert of(run(recs), "pipa.xborder.bulk_volume") == []
+
+
+def test_onward_transfer_needs_the_first_hop_within_30_days() -> None:
+    day = 24 * H
+    first = egress("h1", T0, "211.234.1.1", "47.92.1.1", dataset_id="d")
+    second = egress("h2", T0 + 29 * day, "47.92.1.1", "5.45.200.1", dataset_id="d")
+    late = egress("h3", T0 + 31 * day, "47.92.1.1", "5.45.200.1", dataset_id="d")
+    alerts = of(run([first, second, late]), "pipa.xborder.onward_transfer")
+    assert [(a["event_count"], a["dataset_id"]) for a in alerts] == [(1, "d")]
+    # A second hop before the first in event time is not onward.
+    before = egress("h0", T0 - day, "47.92.1.1", "5.45.200.1", dataset_id="d")
+    assert of(run([first, before]), "pipa.xborder.onward_transfer") == []
+
+
+def test_an_unresolved_country_is_no_hop_of_an_onward_transfer() -> None:
+    """A pack whose first hop does not ask for a resolved destination: its state stays JSON."""
+    from monitor.engine.ruletypes.onward import OnwardRule, OnwardState
+    from monitor.engine.state import MemorySeen, MemoryStore
+
+    rule = OnwardRule("onward", {"window": 30 * 24 * H}, "KR", PACK.conditions.predicate("True"))
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    store: MemoryStore[OnwardState] = MemoryStore()
+    hits = []
+    for i, obj in enumerate(
+        [
+            egress("h1", T0, "211.234.1.1", "10.0.0.1", dataset_id="d"),
+            egress("h2", T0 + H, "10.0.0.2", "5.45.200.1", dataset_id="d"),
+        ]
+    ):
+        got = decode_line(orjson.dumps(obj), {"file": "t", "line": i + 1})
+        assert isinstance(got, Record), got
+        flow = resolver.resolve(got, {"file": "t", "line": i + 1})
+        for key, item in rule.route(flow, matched=True):
+            hits += rule.apply(store, MemorySeen(), key, item)
+    assert hits == []
+    orjson.dumps(dict(store))
+
+
+def test_consent_latest_in_event_time_decides() -> None:
+    def consent(
+        eid: str, ts: int, granted: bool, countries: list[str] | None = None
+    ) -> dict[str, Any]:
+        rec = {
+            "kind": "consent",
+            "event_id": eid,
+            "ts": ts,
+            "platform": "aliexpress",
+            "subject_id": "s1",
+            "scope": "overseas_transfer",
+            "granted": granted,
+        }
+        if countries:
+            rec["countries"] = countries
+        return rec
+
+    call = api("x", T0 + 2 * H, legal_basis="consent", subject_ids=["s1"])
+    rule = "pipa.xborder.consent_withdrawn"
+    # Withdrawn, then granted again later in event time but arriving first: no alert.
+    assert of(run([consent("c2", T0 + H, True), consent("c1", T0, False), call]), rule) == []
+    # Withdrawn for SG only: a call to CN is covered by the older grant.
+    assert (
+        of(run([consent("c1", T0, True), consent("c2", T0 + H, False, ["SG"]), call]), rule) == []
+    )
+    # Withdrawal after the call in event time does not apply to it.
+    assert of(run([call, consent("c1", T0 + 3 * H, False)]), rule) == []
+    assert len(of(run([consent("c1", T0, False), call]), rule)) == 1
+
+
+def test_build_alert_payload_fields() -> None:
+    alerts = run([api("a", T0, legal_basis="none", records=7)])
+    (alert,) = of(alerts, NLB)
+    assert set(alert) >= {
+        "alert_id", "rule_id", "title", "severity", "legal_ref", "platform", "src_country",
+        "dst_country", "subject_region", "dataset_id", "first_seen", "last_seen", "event_count",
+        "bytes", "records", "data_categories", "evidence", "rules_version", "geoip_build", "emitted_at",
+    }  # fmt: skip
+    assert alert["records"] == 7 and alert["emitted_at"] == "1970-01-01T00:00:00.000Z"
+    assert alert["geoip_build"] == "static"
+    ctx = AlertContext("v", None)
+    group: AlertGroup = {
+        "alert_id": "x", "rule": NLB, "anchor": T0,
+        "fields": {
+            "platform": "p", "src_country": None, "dst_country": None, "subject_region": None,
+            "dataset_id": None,
+        },
+        "first_seen": T0, "last_seen": T0, "event_count": 1, "bytes": 0, "records": 0,
+        "categories": [], "evidence": [], "revision": 1,
+    }  # fmt: skip
+    assert build_alert(PACK.by_id[NLB], group, ctx, 0)["geoip_build"] is None
+
+
+def test_a_group_restored_without_the_seen_entry_of_its_last_hit_still_counts_it_once() -> None:
+    """The group names its last hit's ids in `recent`; a copy arriving later is still a duplicate."""
+    from monitor.alerts.grouping import AlertGrouper
+    from monitor.engine.ruletypes.base import single_hit
+    from monitor.engine.state import MemorySeen, MemoryStore
+
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+
+    def hit(eid: str, ts: int) -> Any:
+        got = decode_line(orjson.dumps(api(eid, ts, legal_basis="none")), {"file": "t", "line": 1})
+        assert isinstance(got, Record)
+        return single_hit(NLB, resolver.resolve(got, {"file": "t", "line": 1}).to_state())
+
+    groups = MemoryStore[Groups]()
+    grouper = AlertGrouper(PACK, groups, MemorySeen())
+    grouper.add(hit("a", T0))
+    # A crash: the group was saved, the seen entry of its last hit was not.
+    grouper.seen = MemorySeen()
+    assert grouper.add(hit("b", T0 + H)) is not None
+    assert grouper.add(hit("a", T0)) is None  # the copy, after another hit
+    ((_, value),) = groups.items()
+    assert value["groups"][0]["event_count"] == 2

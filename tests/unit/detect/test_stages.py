@@ -1,0 +1,129 @@
+"""The stages as the worker runs them (ingest, state, group): the same alerts as the local
+detector, updates held back, a large batch in bounded messages, sweeps past each horizon."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from monitor.alerts.grouping import AlertContext, Groups
+from monitor.contract.decode import decode_line
+from monitor.contract.schemas import KafkaSource, Record
+from monitor.detect.stages import apply_routed, group_hits, ingest, partition_for
+from monitor.geo.resolve import Resolver, StaticLookup
+from tests.support.pack import ENDPOINTS, PACK
+from tests.support.records import BULK, GEO, NLB, T0, H, api, egress, run
+
+
+def test_worker_stages_give_the_same_alerts_as_the_local_detector() -> None:
+    records = [
+        api("a", T0),
+        api("b", T0 + H, legal_basis="none"),
+        api("a", T0),
+        egress("h2", T0 + 2 * H, "47.92.1.1", "5.45.200.1", dataset_id="d"),
+        egress("h1", T0 + H, "211.234.1.1", "47.92.1.1", dataset_id="d"),
+    ]
+    expected = {(a["rule_id"], a["event_count"]) for a in run(records)}
+
+    from monitor.alerts.grouping import AlertGrouper
+    from monitor.engine.state import MemorySeen, MemoryStore
+
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    messages: list[tuple[bytes | None, KafkaSource]] = [
+        (orjson.dumps(r), {"topic": "t", "partition": 0, "offset": i})
+        for i, r in enumerate(records)
+    ]
+    out = ingest(messages, PACK, resolver, 4)
+    seen = MemorySeen()
+    routed = [item for items in out.routed.values() for item in items]
+    state_hits = apply_routed(routed, PACK, MemoryStore(), seen, 4)
+    for p, hits in state_hits.items():
+        out.hits[p].extend(hits)
+    grouper = AlertGrouper(PACK, MemoryStore(), seen)
+    emissions = []
+    for p in sorted(out.hits):
+        emissions += group_hits(out.hits[p], PACK, grouper, AlertContext("v", None), now=0)
+    latest = {e.alert_id: e.alert for e in emissions}
+    assert {(a["rule_id"], a["event_count"]) for a in latest.values()} == expected
+    assert all(e.is_new for e in emissions)
+    assert 0 <= partition_for("some key", 4) < 4 and partition_for("k", 4) == partition_for("k", 4)
+
+
+def test_update_limiter_holds_updates_and_releases_them_when_due() -> None:
+    from monitor.detect.stages import UpdateLimiter
+
+    lim = UpdateLimiter(60.0)
+    assert lim.admit("a", "k", is_new=True, now=0.0)
+    assert not lim.admit("a", "k", is_new=False, now=10.0)
+    assert not lim.admit("a", "k", is_new=False, now=20.0)
+    assert lim.due(30.0) == []
+    assert lim.due(61.0) == [("a", "k")]
+    assert lim.due(62.0) == []  # sent once, not again
+    assert lim.admit("a", "k", is_new=False, now=130.0)
+    lim.hold("b", "k2")  # found unsent in state after a restart
+    assert lim.due(131.0) == [("b", "k2")]
+    assert UpdateLimiter(0).admit("c", "k", is_new=False, now=1.0)
+
+
+def test_sweeps_drop_state_past_each_rules_horizon() -> None:
+    from monitor.alerts.grouping import AlertGrouper
+    from monitor.detect.expiry import Expired, expire_groups, expire_seen, expire_state
+    from monitor.engine.state import MemorySeen, MemoryStore
+
+    day = 24 * H
+    first = egress("h1", T0, "211.234.1.1", "47.92.1.1", dataset_id="d")
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    got = decode_line(orjson.dumps(first), {"file": "t", "line": 1})
+    assert isinstance(got, Record)
+    flow = resolver.resolve(got, {"file": "t", "line": 1})
+    rule = PACK.by_id["pipa.xborder.onward_transfer"]
+    assert rule.type is not None
+    store: MemoryStore[Any] = MemoryStore()
+    seen = MemorySeen()
+    for key, item in rule.type.route(flow, False):
+        rule.type.apply(store, seen, key, item)
+    assert len(store) == 1
+    assert expire_state(store.items(), PACK, T0 + 29 * day) == Expired()
+    assert expire_state(store.items(), PACK, T0 + 31 * day).deletes == list(store)
+
+    groups = MemoryStore[Groups]()
+    grouper = AlertGrouper(PACK, groups, seen)
+    from monitor.engine.ruletypes.base import single_hit
+
+    grouper.add(single_hit(NLB, flow.to_state()))
+    assert expire_groups(groups.items(), PACK, T0 + day) == Expired()
+    closed = expire_groups(groups.items(), PACK, T0 + 3 * day)
+    assert closed.deletes == list(groups) and closed.closed == groups[closed.deletes[0]]["groups"]
+    assert expire_seen([("s#1", T0), ("s#2", T0 + 5 * day), ("s#3", 1)], T0 + day) == ["s#1", "s#3"]
+
+
+def test_a_large_batch_of_one_bulk_window_travels_in_messages_kafka_accepts() -> None:
+    """12,000 records of one window in one batch: items of bounded size, each counted once."""
+    from agents.context import MAX_BATCH_BYTES, chunk_json
+    from monitor.alerts.grouping import AlertGrouper
+    from monitor.engine.state import MemorySeen, MemoryStore
+
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    n = 12_000
+    messages: list[tuple[bytes | None, KafkaSource]] = [
+        (
+            orjson.dumps(api(f"big-{i}", T0 + i, legal_basis="contract", records=10)),
+            {"topic": "t", "partition": 0, "offset": i},
+        )
+        for i in range(n)
+    ]
+    out = ingest(messages, PACK, resolver, 1)
+    items = [m for m in out.routed[0] if m["rule"] == BULK]
+    assert len(items) == 3  # 5,000 ids per item at most
+    assert all(len(chunk) <= MAX_BATCH_BYTES for chunk in chunk_json(out.routed[0]))
+    seen = MemorySeen()
+    hits = apply_routed(out.routed[0], PACK, MemoryStore(), seen, 1)[0]
+    # Redelivered, the same items change nothing.
+    hits += apply_routed(out.routed[0], PACK, MemoryStore(), seen, 1)[0]
+    grouper = AlertGrouper(PACK, MemoryStore(), seen)
+    emissions = group_hits(
+        [h for h in hits if h["rule"] == BULK], PACK, grouper, AlertContext("v", None)
+    )
+    (alert,) = {e.alert_id: e.alert for e in emissions}.values()
+    assert alert["event_count"] == n and alert["records"] == 10 * n

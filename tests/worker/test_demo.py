@@ -1,0 +1,47 @@
+"""`xborder demo`: the worker, the simulator and the embedded Tansu broker together, alerts
+printed as they fire."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.timeout(180)
+def test_demo_runs_on_tansu_and_shows_alerts(country_db: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "XBORDER_DATA_DIR": str(tmp_path),
+        "XBORDER_GEOIP_COUNTRY": str(country_db),
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    from xborder_tools.embedded_broker import free_port
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "demo",
+            "--seconds",
+            "30",
+            "--rate",
+            "200",
+            "--metrics-port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "embedded Tansu broker" in out and "first alert after" in out, out
+    assert sum(1 for line in out.splitlines() if " NEW " in line) >= 3, out
