@@ -8,10 +8,17 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
 
 from monitor import __version__
 from monitor.cli.flags import CONFIG, REPLAY, WORKER, add_setting_flags, settings_from
 from monitor.errors import BrokerUnavailable, ConfigErrors, XborderError
+
+if TYPE_CHECKING:
+    from monitor.config.settings import Settings
+    from monitor.engine.model import RulePack
 
 __all__ = ["build_parser", "main", "settings_from"]
 
@@ -19,6 +26,22 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: a service it needs is not there
 # Replay: some input file could not be read to its end; the rest was replayed.
 EXIT_UNREADABLE = 1
+
+
+def _baseline_pack(settings: Settings, rules_dir: Path) -> RulePack:
+    """The pack to compare against: its own folder, and its own configuration unless named.
+
+    Disclosures and endpoints given explicitly (flags or XBORDER_*) apply to
+    both packs; otherwise each pack reads the `config/` beside its rules.
+    """
+    from monitor.config.runtime import key_subjects, load_config
+    from monitor.config.subject_key import random_key
+
+    if not rules_dir.is_dir():
+        raise XborderError(f"baseline rules folder not found: {rules_dir}")
+    pack, _, _ = load_config(settings.override({"rules_dir": rules_dir}))
+    key_subjects(pack, random_key())
+    return pack
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -33,6 +56,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     args.alerts_out.parent.mkdir(parents=True, exist_ok=True)
     args.dead_letters_out.parent.mkdir(parents=True, exist_ok=True)
     skew_ms = int(runtime.settings.max_clock_skew * 1000)
+    baseline = _baseline_pack(settings, args.baseline_rules) if args.baseline_rules else None
     with args.alerts_out.open("wb") as alerts, args.dead_letters_out.open("wb") as dead:
         summary = replay(
             args.files,
@@ -42,10 +66,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
             dead,
             max_skew_ms=skew_ms,
             mask_dead_letters=settings.dead_letter_mask,
+            baseline=baseline,
         )
     runtime.close()
     print(summary.render())
     print(f"alerts written to {args.alerts_out}, dead letters to {args.dead_letters_out}")
+    if summary.backtest is not None:
+        args.backtest_out.parent.mkdir(parents=True, exist_ok=True)
+        args.backtest_out.write_bytes(
+            orjson.dumps(summary.backtest.to_json(), option=orjson.OPT_INDENT_2) + b"\n"
+        )
+        print(summary.backtest.render())
+        print(f"back-test written to {args.backtest_out}")
     for problem in summary.read_errors:
         print(f"xborder: {problem}", file=sys.stderr)
     if summary.read_errors:
@@ -118,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--alerts-out", type=Path, default=Path("alerts.jsonl"))
     p.add_argument("--dead-letters-out", type=Path, default=Path("dead-letters.jsonl"))
+    p.add_argument(
+        "--baseline-rules",
+        type=Path,
+        metavar="DIR",
+        help="back-test: also run this rule pack over the same input and report the alerts "
+        "the --rules pack adds, removes and changes against it, by alert id",
+    )
+    p.add_argument(
+        "--backtest-out",
+        type=Path,
+        default=Path("backtest.json"),
+        help="where the back-test report goes as JSON (default: backtest.json)",
+    )
     add_setting_flags(p, REPLAY)
     p.set_defaults(func=cmd_replay)
 

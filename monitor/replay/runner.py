@@ -47,6 +47,7 @@ from monitor.contract.schemas import (
 from monitor.detect.local import DEFAULT_MAX_SKEW_MS, LocalDetector, split_ahead
 from monitor.engine.model import Rule, RulePack
 from monitor.geo.resolve import Resolver
+from monitor.replay.backtest import BacktestDiff, FinalAlerts, diff_alerts
 
 __all__ = ["ExportReader", "ReadError", "ReplaySummary", "open_export", "read_lines", "replay"]
 
@@ -233,6 +234,7 @@ class ReplaySummary:
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
     seconds: float = 0.0
     read_errors: list[ReadError] = field(default_factory=list)
+    backtest: BacktestDiff | None = None
 
     def render(self) -> str:
         out = [
@@ -260,15 +262,26 @@ def replay(
     clock: Callable[[], float] = time.time,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     mask_dead_letters: bool = False,
+    baseline: RulePack | None = None,
 ) -> ReplaySummary:
-    """Replay the files; records more than `max_skew_ms` ahead of `clock` are dead-lettered."""
+    """Replay the files; records more than `max_skew_ms` ahead of `clock` are dead-lettered.
+
+    With a `baseline` pack, the same records also run through it, in the same
+    pass and order, and the summary holds the back-test: the alerts `pack`
+    adds, removes and changes against it (`monitor.replay.backtest`).
+    """
     detector = LocalDetector(pack, resolver, clock)
+    base = LocalDetector(baseline, resolver, clock) if baseline is not None else None
+    finals, base_finals = FinalAlerts(), FinalAlerts()
     summary = ReplaySummary()
     started = time.perf_counter()
 
     def write_alert(rule: Rule, group: AlertGroup) -> None:
-        alerts_out.write(orjson.dumps(detector.alert(rule, group)) + b"\n")
+        alert = detector.alert(rule, group)
+        alerts_out.write(orjson.dumps(alert) + b"\n")
         summary.alerts[(rule.id, rule.severity)] += 1
+        if base is not None:
+            finals.keep(alert)
 
     since_expire = 0
     records: list[Record] = []
@@ -286,6 +299,8 @@ def replay(
         limit = int(clock() * 1000) + max_skew_ms
         kept, kept_at, ahead = split_ahead(records, sources, limit)
         _, failures = detector.process_guarded(kept, kept_at)
+        if base is not None:
+            base.process_guarded(kept, kept_at)  # its dead letters are the same records'
         lost = {id(letter.source) for letter in failures}
         for record, source in zip(kept, kept_at, strict=True):
             if id(source) not in lost:
@@ -300,6 +315,9 @@ def replay(
             since_expire = 0
             for rule, group in detector.expire():
                 write_alert(rule, group)
+            if base is not None:
+                for rule, group in base.expire():
+                    base_finals.keep(base.alert(rule, group))
 
     for path in files:
         name = _source_name(path)
@@ -334,5 +352,9 @@ def replay(
     )
     for rule, group in remaining:
         write_alert(rule, group)
+    if base is not None and baseline is not None:
+        for rule, group in base.open_groups():
+            base_finals.keep(base.alert(rule, group))
+        summary.backtest = diff_alerts(base_finals, finals, pack.version, baseline.version)
     summary.seconds = time.perf_counter() - started
     return summary
