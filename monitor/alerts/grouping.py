@@ -21,7 +21,7 @@ from typing import Final, Literal, NotRequired, TypedDict
 
 from monitor import bounds
 from monitor.contract.schemas import Source
-from monitor.engine.model import GROUP_FIELDS, Evidence, Hit, Rule, RulePack, Totals
+from monitor.engine.model import GROUP_FIELDS, Evidence, Hit, RecordRef, Rule, RulePack, Totals
 from monitor.engine.ruletypes.base import MAX_EVIDENCE
 from monitor.engine.state import SeenStore, Store, scope_of, settle_recent
 
@@ -63,6 +63,7 @@ class AlertRecordRef(TypedDict):
     event_id: str
     ts: str  # RFC 3339
     source: Source
+    via: NotRequired[list[AlertRecordRef]]  # an onward hop's earlier hops, from home on
 
 
 class AlertEvidence(AlertRecordRef):
@@ -256,12 +257,15 @@ def _alert_evidence(e: Evidence) -> AlertEvidence:
     out: AlertEvidence = {"event_id": e["event_id"], "ts": iso_ms(e["ts"]), "source": e["source"]}
     if "first_hop" in e:
         hop = e["first_hop"]
-        out["first_hop"] = {
-            "event_id": hop["event_id"],
-            "ts": iso_ms(hop["ts"]),
-            "source": hop["source"],
-        }
+        out["first_hop"] = _alert_ref(hop)
+        if "via" in hop:
+            # An onward chain: the hops before the one that took the data here.
+            out["first_hop"]["via"] = [_alert_ref(v) for v in hop["via"]]
     return out
+
+
+def _alert_ref(ref: RecordRef) -> AlertRecordRef:
+    return {"event_id": ref["event_id"], "ts": iso_ms(ref["ts"]), "source": ref["source"]}
 
 
 class AlertGrouper:

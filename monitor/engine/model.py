@@ -158,6 +158,8 @@ class RecordRef(TypedDict):
     event_id: str
     ts: int
     source: Source
+    # An onward hop's earlier hops, from the home region on (onward chains).
+    via: NotRequired[list[RecordRef]]
 
 
 class Evidence(RecordRef):

@@ -1,4 +1,4 @@
-"""Onward-transfer rules: home -> S, then S -> a third country, within a window."""
+"""Onward-transfer rules: home -> S, then S -> a third country, within a window; and on along the chain."""
 
 from __future__ import annotations
 
@@ -46,6 +46,15 @@ def _keep_newest_hops(first: dict[str, list[RecordRef]], limit: int) -> None:
 
 def _hop_time(hop: RecordRef) -> int:
     return int(hop["ts"])
+
+
+# Earlier hops an onward hop's evidence names; a longer chain keeps its latest.
+MAX_CHAIN = 8
+
+
+def _ref(hop: RecordRef | FlowState) -> RecordRef:
+    """The hop as evidence names it, without the hops before it."""
+    return {"event_id": hop["event_id"], "ts": hop["ts"], "source": hop["source"]}
 
 
 class OnwardRule(RuleType[OnwardItem, OnwardState]):
@@ -108,21 +117,41 @@ class OnwardRule(RuleType[OnwardItem, OnwardState]):
         waiting_from: dict[str | None, list[str]] = {}
         for p in pending.values():
             waiting_from.setdefault(p["src_country"], []).append(p["event_id"])
+        # Countries the dataset reached, each with the hop that took it there:
+        # first hops from home, and onward hops that fired (a chain home -> S
+        # -> T -> U fires for T -> U too). Each waits on the queue until the
+        # second hops sent from its country have been looked at again.
+        reached: list[tuple[str, RecordRef]] = []
+
+        def fire(second: FlowState, first: RecordRef) -> None:
+            hits.append(single_hit(self.rule_id, second, first))
+            country = second["dst_country"]
+            if country is not None:
+                via = [*first.get("via", ()), _ref(first)][-MAX_CHAIN:]
+                reached.append((country, {**_ref(second), "via": via}))
+
         for item in items:
             flow = item["flow"]
             if item["role"] == "first":
-                country = flow["dst_country"]
-                if country is None:
+                if flow["dst_country"] is None:
                     # No country S to be sent on from; nor a key JSON can hold.
                     continue
+                reached.append((flow["dst_country"], _ref(flow)))
+            else:
+                first = self._first_for(value, flow)
+                if first is not None:
+                    fire(flow, first)
+                elif flow["event_id"] not in pending:
+                    pending[flow["event_id"]] = flow
+                    waiting_from.setdefault(flow["src_country"], []).append(flow["event_id"])
+                    if len(pending) > self.MAX_PENDING:
+                        bounds.REACHED["hops"] += 1
+                        del pending[next(iter(pending))]  # the oldest to arrive
+            while reached:
+                country, hop = reached.pop(0)
                 ids = hop_ids.setdefault(country, set())
-                if flow["event_id"] in ids:
-                    continue  # a repeated first hop changes nothing
-                hop: RecordRef = {
-                    "event_id": flow["event_id"],
-                    "ts": flow["ts"],
-                    "source": flow["source"],
-                }
+                if hop["event_id"] in ids:
+                    continue  # a repeated hop changes nothing
                 hops = value["first"].setdefault(country, [])
                 insort(hops, hop, key=_hop_time)
                 ids.add(hop["event_id"])
@@ -140,18 +169,8 @@ class OnwardRule(RuleType[OnwardItem, OnwardState]):
                         still.append(event_id)
                     else:
                         del pending[event_id]
-                        hits.append(single_hit(self.rule_id, second, first))
+                        fire(second, first)
                 waiting_from[country] = still
-            else:
-                first = self._first_for(value, flow)
-                if first is not None:
-                    hits.append(single_hit(self.rule_id, flow, first))
-                elif flow["event_id"] not in pending:
-                    pending[flow["event_id"]] = flow
-                    waiting_from.setdefault(flow["src_country"], []).append(flow["event_id"])
-                    if len(pending) > self.MAX_PENDING:
-                        bounds.REACHED["hops"] += 1
-                        del pending[next(iter(pending))]  # the oldest to arrive
         value["pending"] = list(pending.values())
         _keep_newest_hops(value["first"], bounds.MAX_FIRST_HOPS)
         store[key] = value

@@ -78,6 +78,31 @@ def test_onward_transfer_needs_the_first_hop_within_30_days() -> None:
     assert of(run([first, before]), "pipa.xborder.onward_transfer") == []
 
 
+def test_an_onward_chain_fires_for_each_hop_in_any_order_and_shows_the_chain() -> None:
+    """Korea -> China -> Russia -> Singapore: the dataset passed on twice, two alerts."""
+    from itertools import permutations
+
+    hops = [
+        egress("h1", T0, "211.234.1.1", "47.92.1.1", dataset_id="d"),
+        egress("h2", T0 + H, "47.92.1.1", "5.45.200.1", dataset_id="d"),
+        egress("h3", T0 + 2 * H, "5.45.200.1", "8.219.1.1", dataset_id="d"),
+    ]
+    for order in permutations(hops):
+        alerts = of(run(list(order)), "pipa.xborder.onward_transfer")
+        assert [(a["src_country"], a["dst_country"]) for a in alerts] == [
+            ("CN", "RU"),
+            ("RU", "SG"),
+        ]
+        to_russia, to_singapore = (a["evidence"][0] for a in alerts)
+        assert to_russia["first_hop"]["event_id"] == "h1"
+        assert "via" not in to_russia["first_hop"]
+        # The hop that took the data to Russia, and the one before it, from home.
+        assert to_singapore["first_hop"]["event_id"] == "h2"
+        assert [v["event_id"] for v in to_singapore["first_hop"]["via"]] == ["h1"]
+    # Without the hop from home there is no chain to follow.
+    assert of(run(hops[1:]), "pipa.xborder.onward_transfer") == []
+
+
 def test_an_unresolved_country_is_no_hop_of_an_onward_transfer() -> None:
     """A pack whose first hop does not ask for a resolved destination: its state stays JSON."""
     from monitor.engine.ruletypes.onward import OnwardRule, OnwardState

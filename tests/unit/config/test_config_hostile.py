@@ -187,7 +187,7 @@ EDIT_CASES: list[tuple[str, str, str, str, int, str]] = [
     ("condition_not_scalar", "detections/no_legal_basis.yaml", "    - {condition: abroad}", "    - {not: 7}", 14, "got a number"),
     ("threshold_at_least_string", "detections/bulk_volume.yaml", "at_least: 100000", "at_least: lots", 16, "at_least"),
     ("threshold_window_huge", "detections/bulk_volume.yaml", "window: 1h", "window: " + "9" * 5000 + "h", 17, "not a duration"),
-    ("onward_first_hop_int", "detections/onward_transfer.yaml", "first_hop:\n  all:\n    - {field: src_country, eq: $home_region}\n    - {condition: abroad}\n", "first_hop: 7\n", 16, "got a number"),
+    ("onward_first_hop_int", "detections/onward_transfer.yaml", "first_hop:\n  all:\n    - {field: src_country, eq: $home_region}\n    - {condition: abroad}\n", "first_hop: 7\n", 19, "got a number"),
     ("example_fires_string", "detections/no_legal_basis.yaml", "fires: true", "fires: 'yes'", 18, "'fires' must be true or false"),
     ("example_count_string", "detections/no_legal_basis.yaml", "count: 2", "count: two", 19, "'count' must be"),
     ("example_geoip_list", "detections/no_legal_basis.yaml", "geoip: {47.92.1.10: CN}", "geoip: [47.92.1.10]", 20, "'geoip' must be a mapping"),
