@@ -21,8 +21,18 @@ from typing import Final, Literal, NotRequired, TypedDict
 
 from monitor import bounds
 from monitor.contract.schemas import Source
-from monitor.engine.model import GROUP_FIELDS, Evidence, Hit, RecordRef, Rule, RulePack, Totals
+from monitor.engine.model import (
+    GROUP_FIELDS,
+    Evidence,
+    Hit,
+    RecordRef,
+    Rule,
+    RulePack,
+    Span,
+    Totals,
+)
 from monitor.engine.ruletypes.base import MAX_EVIDENCE
+from monitor.engine.ruletypes.threshold import span_order
 from monitor.engine.state import SeenStore, Store, scope_of, settle_recent
 
 __all__ = [
@@ -49,7 +59,8 @@ class AlertGroup(Totals):
     revision: int  # 1 when opened, one more at each change
     truncated: NotRequired[bool]
     recent: NotRequired[list[int]]  # ids of its last update (see AlertGrouper._save)
-    parts: NotRequired[dict[str, list[int]]]  # threshold window (`part`) -> PART_FIGURES
+    parts: NotRequired[dict[str, list[int]]]  # threshold bucket (`part`) -> PART_FIGURES
+    span: NotRequired[Span]  # threshold rules: the heaviest crossing span of its records
     emitted_rev: NotRequired[int]  # the revision last sent (the worker's group agent)
 
 
@@ -68,6 +79,16 @@ class AlertRecordRef(TypedDict):
 
 class AlertEvidence(AlertRecordRef):
     first_hop: NotRequired[AlertRecordRef]
+
+
+class AlertSpan(TypedDict):
+    """A threshold rule's heaviest span of `window` that crossed `at_least`."""
+
+    start: str  # RFC 3339: event time of its first and last record
+    end: str
+    sum: str  # the field summed (records, bytes)
+    total: int
+    event_count: int
 
 
 class Alert(TypedDict):
@@ -96,6 +117,7 @@ class Alert(TypedDict):
     rules_version: str
     geoip_build: str | None
     emitted_at: str
+    span: NotRequired[AlertSpan]  # threshold rules
 
 
 def iso_ms(ms: int) -> str:
@@ -202,6 +224,9 @@ def _widen(group: AlertGroup, hit: Hit) -> bool:
     the group already has.
     """
     before = _widened(group)
+    span = hit.get("span")
+    if span is not None and ("span" not in group or span_order(span) > span_order(group["span"])):
+        group["span"] = span.copy()
     group["first_seen"] = min(group["first_seen"], hit["first_seen"])
     group["last_seen"] = max(group["last_seen"], hit["last_seen"])
     bounds.fold_categories(group, hit)
@@ -211,7 +236,9 @@ def _widen(group: AlertGroup, hit: Hit) -> bool:
     return _widened(group) != before
 
 
-def _widened(group: AlertGroup) -> tuple[int, int, list[str], list[Evidence], bool]:
+def _widened(
+    group: AlertGroup,
+) -> tuple[int, int, list[str], list[Evidence], bool, Span | None]:
     """What `_widen` may change."""
     return (
         group["first_seen"],
@@ -219,13 +246,14 @@ def _widened(group: AlertGroup) -> tuple[int, int, list[str], list[Evidence], bo
         group["categories"],
         group["evidence"],
         group.get("truncated", False),
+        group.get("span"),
     )
 
 
 def build_alert(rule: Rule, group: AlertGroup, ctx: AlertContext, now_ms: int) -> Alert:
     """The alert as emitted: pure, so payloads are tested without a broker."""
     fields = group["fields"]
-    return {
+    alert: Alert = {
         "alert_id": group["alert_id"],
         "rule_id": rule.id,
         "title": rule.title,
@@ -251,6 +279,16 @@ def build_alert(rule: Rule, group: AlertGroup, ctx: AlertContext, now_ms: int) -
         "geoip_build": ctx.geoip_build,
         "emitted_at": iso_ms(now_ms),
     }
+    if "span" in group:
+        span = group["span"]
+        alert["span"] = {
+            "start": iso_ms(span["start"]),
+            "end": iso_ms(span["end"]),
+            "sum": span["sum"],
+            "total": span["total"],
+            "event_count": span["event_count"],
+        }
+    return alert
 
 
 def _alert_evidence(e: Evidence) -> AlertEvidence:
