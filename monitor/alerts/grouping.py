@@ -21,18 +21,8 @@ from typing import Final, Literal, NotRequired, TypedDict
 
 from monitor import bounds
 from monitor.contract.schemas import Source
-from monitor.engine.model import (
-    GROUP_FIELDS,
-    Evidence,
-    Hit,
-    RecordRef,
-    Rule,
-    RulePack,
-    Span,
-    Totals,
-)
+from monitor.engine.model import GROUP_FIELDS, Evidence, Hit, RecordRef, Rule, RulePack, Totals
 from monitor.engine.ruletypes.base import MAX_EVIDENCE
-from monitor.engine.ruletypes.threshold import span_order
 from monitor.engine.state import SeenStore, Store, scope_of, settle_recent
 
 __all__ = [
@@ -59,8 +49,7 @@ class AlertGroup(Totals):
     revision: int  # 1 when opened, one more at each change
     truncated: NotRequired[bool]
     recent: NotRequired[list[int]]  # ids of its last update (see AlertGrouper._save)
-    parts: NotRequired[dict[str, list[int]]]  # threshold bucket (`part`) -> PART_FIGURES
-    span: NotRequired[Span]  # threshold rules: the heaviest crossing span of its records
+    parts: NotRequired[dict[str, list[int]]]  # threshold window (`part`) -> PART_FIGURES
     emitted_rev: NotRequired[int]  # the revision last sent (the worker's group agent)
 
 
@@ -79,16 +68,6 @@ class AlertRecordRef(TypedDict):
 
 class AlertEvidence(AlertRecordRef):
     first_hop: NotRequired[AlertRecordRef]
-
-
-class AlertSpan(TypedDict):
-    """A threshold rule's heaviest span of `window` that crossed `at_least`."""
-
-    start: str  # RFC 3339: event time of its first and last record
-    end: str
-    sum: str  # the field summed (records, bytes)
-    total: int
-    event_count: int
 
 
 class Alert(TypedDict):
@@ -117,7 +96,6 @@ class Alert(TypedDict):
     rules_version: str
     geoip_build: str | None
     emitted_at: str
-    span: NotRequired[AlertSpan]  # threshold rules
 
 
 def iso_ms(ms: int) -> str:
@@ -224,9 +202,6 @@ def _widen(group: AlertGroup, hit: Hit) -> bool:
     the group already has.
     """
     before = _widened(group)
-    span = hit.get("span")
-    if span is not None and ("span" not in group or span_order(span) > span_order(group["span"])):
-        group["span"] = span.copy()
     group["first_seen"] = min(group["first_seen"], hit["first_seen"])
     group["last_seen"] = max(group["last_seen"], hit["last_seen"])
     bounds.fold_categories(group, hit)
@@ -236,9 +211,7 @@ def _widen(group: AlertGroup, hit: Hit) -> bool:
     return _widened(group) != before
 
 
-def _widened(
-    group: AlertGroup,
-) -> tuple[int, int, list[str], list[Evidence], bool, Span | None]:
+def _widened(group: AlertGroup) -> tuple[int, int, list[str], list[Evidence], bool]:
     """What `_widen` may change."""
     return (
         group["first_seen"],
@@ -246,14 +219,13 @@ def _widened(
         group["categories"],
         group["evidence"],
         group.get("truncated", False),
-        group.get("span"),
     )
 
 
 def build_alert(rule: Rule, group: AlertGroup, ctx: AlertContext, now_ms: int) -> Alert:
     """The alert as emitted: pure, so payloads are tested without a broker."""
     fields = group["fields"]
-    alert: Alert = {
+    return {
         "alert_id": group["alert_id"],
         "rule_id": rule.id,
         "title": rule.title,
@@ -279,16 +251,6 @@ def build_alert(rule: Rule, group: AlertGroup, ctx: AlertContext, now_ms: int) -
         "geoip_build": ctx.geoip_build,
         "emitted_at": iso_ms(now_ms),
     }
-    if "span" in group:
-        span = group["span"]
-        alert["span"] = {
-            "start": iso_ms(span["start"]),
-            "end": iso_ms(span["end"]),
-            "sum": span["sum"],
-            "total": span["total"],
-            "event_count": span["event_count"],
-        }
-    return alert
 
 
 def _alert_evidence(e: Evidence) -> AlertEvidence:
