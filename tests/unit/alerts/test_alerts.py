@@ -14,10 +14,16 @@ from tests.support.pack import ENDPOINTS, PACK
 from tests.support.records import GEO, NLB, T0, H, api, egress, of, run
 
 
-def test_group_window_is_24h_from_the_first_match() -> None:
+def test_group_window_is_the_calendar_day_in_seoul() -> None:
+    # T0 is 09:00 in Seoul: T0 + 23 h is 08:00 the next day there, so it no
+    # longer joins T0's group (it did when the first match opened 24 hours).
     alerts = of(run([api("a", T0), api("b", T0 + 23 * H), api("c", T0 + 25 * H)]), NLB)
-    assert [a["event_count"] for a in alerts] == [2, 1]
+    assert [a["event_count"] for a in alerts] == [1, 2]
     assert alerts[0]["alert_id"] != alerts[1]["alert_id"]
+    # 23:59:59.999 in Seoul still belongs to the day T0 falls on.
+    day_end = T0 + 15 * H - 1
+    (alert,) = of(run([api("a", T0), api("b", day_end)]), NLB)
+    assert alert["event_count"] == 2
 
 
 def test_late_record_joins_its_group_and_moves_first_seen() -> None:
