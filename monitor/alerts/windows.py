@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, available_timezones
+from importlib import resources
+from zoneinfo import ZoneInfo
 
 __all__ = ["DAY_MS", "fits_a_day", "load_zone", "window_end", "window_start"]
 
@@ -43,18 +44,25 @@ def fits_a_day(length_ms: int) -> bool:
 
 @functools.cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
 
 
 def load_zone(name: object) -> ZoneInfo | None:
-    """The IANA time zone of that name, or None when there is none.
+    """The IANA time zone of that name, from the pinned `tzdata`; None when there is none.
 
-    Only names of the tz database count: `ZoneInfo` also opens files such as
-    `localtime` that say nothing fixed about where the monitor runs.
+    Read from the package rather than the host's tz database, so replay on a
+    laptop and the worker in its image lay out the same windows. One object
+    per name: rules compare and cache by it.
     """
     if not isinstance(name, str) or name not in _zone_names():
         return None
-    return ZoneInfo(name)
+    return _zone(name)
+
+
+@functools.cache
+def _zone(name: str) -> ZoneInfo:
+    with resources.files("tzdata.zoneinfo").joinpath(*name.split("/")).open("rb") as data:
+        return ZoneInfo.from_file(data, key=name)
 
 
 def window_start(ts: int, length: int, zone: ZoneInfo) -> int:
@@ -69,12 +77,18 @@ def window_start(ts: int, length: int, zone: ZoneInfo) -> int:
 def window_end(start: int, length: int, zone: ZoneInfo) -> int:
     """The instant after which no record of the window that starts at `start` can occur.
 
-    The last instant its end's wall time is reached: after the clocks go
-    back, records of the window still come until the repeated hour is over.
+    Normally where the next window starts; but when the clocks go back past
+    its end's wall time, records of the window come until that wall time
+    comes round again (a 30m window of the repeated hour).
     """
     try:
         end = _floor(_wall(start, zone), length) + length
-        return max(_utc(end, zone, 0), _utc(end, zone, 1))
+        first, second = _utc(end, zone, 0), _utc(end, zone, 1)
+        if _wall(first, zone) != end:  # skipped: the window ends where the clocks jump
+            return _first_reaching(end, zone)
+        if second != first and _wall(second - 1, zone) < end:
+            return second
+        return first
     except (OverflowError, ValueError):
         return _floor(start, length) + length
 
