@@ -1,8 +1,8 @@
 """Alert groups: hits of one rule and group key within one grouping window.
 
-Grouping windows are laid out in event time, calendar days in the rule's
-time zone by default (`monitor.alerts.windows`): a hit belongs to the window
-its event time falls in, whichever hit came first. So the same records in
+Grouping windows are laid out on event time, by default calendar days in the
+home region's time zone (`monitor.alerts.windows`): a hit belongs to the
+window its event time falls in, whichever hit came first. So the same records in
 any order, in replay or in the stream, give the same groups, and `alert_id`,
 a hash of the group key and the window's start, is the same too.
 
@@ -51,7 +51,9 @@ class AlertGroup(Totals):
 
     alert_id: str
     rule: str
-    anchor: int  # start of its grouping window (event time): see group_start
+    # Start of its grouping window (group_start). Named when the first hit
+    # anchored a group; kept, so that groups already in tables still read.
+    anchor: int
     revision: int  # 1 when opened, one more at each change
     truncated: NotRequired[bool]
     recent: NotRequired[list[int]]  # ids of its last update (see AlertGrouper._save)

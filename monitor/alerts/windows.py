@@ -7,9 +7,9 @@ windows are weeks from Monday. A record belongs to the window its local wall
 time falls in. That depends on the record alone, never on which record came
 first, so the same records in any order give the same groups.
 
-Across a change of the clocks a window keeps its wall-clock bounds and its
-length in real time gives: the calendar day clocks go forward on is 23 hours
-long in Europe/Berlin, the day they go back 25. A window's start, as an
+Across a change of the clocks a window keeps its wall-clock bounds, and its
+length in real time follows from them: in Europe/Berlin the day the clocks
+go forward is 23 hours long, the day they go back 25. A window's start, as an
 instant, is the first instant its wall time is reached: for a repeated wall
 time the first pass, for a skipped one the instant the clocks jump past it.
 So every record of a window has its start at or before its event time, and
