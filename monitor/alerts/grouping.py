@@ -1,15 +1,19 @@
-"""Alert groups: hits of one rule and group key within the rule's grouping window.
+"""Alert groups: hits of one rule and group key within one grouping window.
 
-The first hit opens a group (its event time anchors the window) and is
-emitted at once; later hits update the counts and evidence and re-emit the
-alert under the same `alert_id`. A hit whose ids were already counted (a
-duplicate or redelivered record) changes nothing. A threshold window's hit
-carries the window's running totals under its `part` id; the group adds what
-they grew by, so repeated or stale totals change nothing either.
+Grouping windows are laid out on event time, by default calendar days in the
+home region's time zone (`monitor.alerts.windows`): a hit belongs to the
+window its event time falls in, whichever hit came first. So the same records in
+any order, in replay or in the stream, give the same groups, and `alert_id`,
+a hash of the group key and the window's start, is the same too.
 
-A hit joins an open group of its key when the group, widened to include it,
-still spans less than the window in event time; so records arriving out of
-order join the group they belong to. Otherwise it opens a new group.
+The first hit of a window opens its group and is emitted at once; later hits
+update the counts and evidence and re-emit the alert under the same
+`alert_id`. A hit whose ids were already counted in the group (a duplicate or
+redelivered record) changes nothing. A threshold window's hit carries the
+window's running totals under its `part` id; the group adds what they grew
+by, so repeated or stale totals change nothing either. Those totals go to the
+grouping window the threshold window starts in: its first record to arrive,
+even its earliest so far, can change as late records come; its start cannot.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal, NotRequired, TypedDict
 
 from monitor import bounds
+from monitor.alerts.windows import window_end, window_start
 from monitor.contract.schemas import Source
 from monitor.engine.model import GROUP_FIELDS, Evidence, Hit, RecordRef, Rule, RulePack, Totals
 from monitor.engine.ruletypes.base import MAX_EVIDENCE
@@ -36,6 +41,7 @@ __all__ = [
     "build_alert",
     "closes_at",
     "group_key",
+    "group_start",
     "iso_ms",
 ]
 
@@ -45,7 +51,9 @@ class AlertGroup(Totals):
 
     alert_id: str
     rule: str
-    anchor: int  # event time of the hit that opened it
+    # Start of its grouping window (group_start). Named when the first hit
+    # anchored a group; kept, so that groups already in tables still read.
+    anchor: int
     revision: int  # 1 when opened, one more at each change
     truncated: NotRequired[bool]
     recent: NotRequired[list[int]]  # ids of its last update (see AlertGrouper._save)
@@ -54,7 +62,7 @@ class AlertGroup(Totals):
 
 
 class Groups(TypedDict):
-    """The value under a group key: its groups, oldest anchor first."""
+    """The value under a group key: its groups, oldest window first."""
 
     groups: list[AlertGroup]
 
@@ -109,9 +117,18 @@ def group_key(rule: Rule, hit: Hit) -> str:
     return "|".join([rule.id, *(f"{f}={fields.get(f) or ''}" for f in rule.group_by)])
 
 
-def alert_id(key: str, anchor: int) -> str:
-    """Deterministic: the same group key and window anchor give the same id."""
-    return hashlib.sha256(f"{key}|{anchor}".encode()).hexdigest()[:32]
+def alert_id(key: str, start: int) -> str:
+    """The group key (which begins with the rule id) and the window's start, nothing else."""
+    return hashlib.sha256(f"{key}|{start}".encode()).hexdigest()[:32]
+
+
+def group_start(rule: Rule, hit: Hit) -> int:
+    """Start of the grouping window a hit belongs to: a pure function of its event time.
+
+    A threshold window's totals belong where the threshold window starts.
+    """
+    at = hit.get("part_start", hit["first_seen"])
+    return window_start(at, rule.group_window_ms, rule.group_zone)
 
 
 @dataclass(frozen=True)
@@ -122,15 +139,15 @@ class AlertContext:
     geoip_build: str | None
 
 
-def _new_group(rule: Rule, key: str, hit: Hit) -> AlertGroup:
+def _new_group(rule: Rule, key: str, hit: Hit, start: int) -> AlertGroup:
     fields = hit["fields"].copy()
     for f in GROUP_FIELDS:
         if f not in rule.group_by and f != "subject_region":
             fields[f] = None
     return {
-        "alert_id": alert_id(key, hit["first_seen"]),
+        "alert_id": alert_id(key, start),
         "rule": rule.id,
-        "anchor": hit["first_seen"],
+        "anchor": start,
         "fields": fields,
         "first_seen": hit["first_seen"],
         "last_seen": hit["last_seen"],
@@ -151,30 +168,31 @@ PART_FIGURES: Final[tuple[Literal["event_count", "bytes", "records"], ...]] = (
 )
 
 
-def _fits(group: AlertGroup, hit: Hit, window: int) -> bool:
-    """Whether the group, widened to include the hit, still spans less than the window."""
-    lo = min(group["first_seen"], hit["first_seen"])
-    hi = max(group["last_seen"], hit["last_seen"])
-    return bool(hi - lo < window)
-
-
 def closes_at(rule: Rule | None, group: AlertGroup) -> int:
     """Event time after which a group takes no more records (and its seen ids can go).
 
-    A group stays open for late records until a further window has passed;
-    a group whose rule left the pack closes with its anchor.
+    A group stays open for late records until a further window has passed
+    after its own; a group whose rule left the pack closes with its start.
     """
-    window = rule.group_window_ms if rule is not None else 0
-    return int(group["anchor"]) + 2 * window
+    start = int(group["anchor"])
+    if rule is None:
+        return start
+    length = rule.group_window_ms
+    return window_end(start, length, rule.group_zone) + length
 
 
-def _open(groups: list[AlertGroup], rule: Rule, key: str, hit: Hit) -> AlertGroup:
-    """A new group among the key's groups, kept in anchor order; the oldest beyond the bound go.
+def _at(groups: list[AlertGroup], start: int) -> AlertGroup | None:
+    return next((g for g in groups if g["anchor"] == start), None)
+
+
+def _open(groups: list[AlertGroup], rule: Rule, key: str, hit: Hit, start: int) -> AlertGroup:
+    """A new group among the key's groups, kept in window order; the oldest beyond the bound go.
 
     Groups are emitted as they change, so dropping the oldest loses no
-    alert; a late record of a dropped group's window opens a group anew.
+    alert; a late record of a dropped group's window opens its group anew
+    (same `alert_id`, counting afresh).
     """
-    group = _new_group(rule, key, hit)
+    group = _new_group(rule, key, hit, start)
     groups.append(group)
     groups.sort(key=lambda g: g["anchor"])
     if len(groups) > bounds.MAX_GROUPS_PER_KEY:
@@ -282,19 +300,19 @@ class AlertGrouper:
         key = group_key(rule, hit)
         value = self.store.get(key) or {"groups": []}
         groups = value["groups"]
+        start = group_start(rule, hit)
         part = hit.get("part")
         if part is not None:
-            return self._add_part(rule, key, value, str(part), hit)
-        target = None
-        for g in groups:  # oldest anchor first
-            scope = scope_of(key, g["anchor"])
-            recent = g.get("recent", ())
-            known = self.seen.members(scope)
+            return self._add_part(rule, key, value, str(part), hit, start)
+        target = _at(groups, start)
+        if target is not None:
+            # A record belongs to one window, so only its group can have counted it.
+            recent = target.get("recent", ())
+            known = self.seen.members(scope_of(key, start))
             if any(i in recent or i in known for i in hit["ids"]):
                 return None
-            if target is None and _fits(g, hit, rule.group_window_ms):
-                target = g
-        target = target or _open(groups, rule, key, hit)
+        else:
+            target = _open(groups, rule, key, hit, start)
         _merge(target, hit)
         self._save(rule, key, value, target, hit["ids"])
         return rule, target
@@ -318,7 +336,7 @@ class AlertGrouper:
         self.seen.add_many(scope, ids, expires)
 
     def _add_part(
-        self, rule: Rule, key: str, value: Groups, part: str, hit: Hit
+        self, rule: Rule, key: str, value: Groups, part: str, hit: Hit, start: int
     ) -> tuple[Rule, AlertGroup] | None:
         """A window's running totals: the group adds what they grew by since it last saw them.
 
@@ -328,11 +346,9 @@ class AlertGrouper:
         group itself, so one write keeps them and the counts consistent.
         """
         groups = value["groups"]
-        target, before = None, [0] * len(PART_FIGURES)
-        for g in groups:
-            if part in g.get("parts", {}):
-                target, before = g, g["parts"][part]
-                break
+        target = _at(groups, start)
+        before = target.get("parts", {}).get(part) if target is not None else None
+        before = before or [0] * len(PART_FIGURES)
         if target is not None and hit["event_count"] <= before[0]:
             # Stale totals still name real records of the window: their
             # evidence may be news (a window rebuilt in another order).
@@ -340,9 +356,7 @@ class AlertGrouper:
                 return None
             target["revision"] += 1
         else:
-            if target is None:
-                target = next((g for g in groups if _fits(g, hit, rule.group_window_ms)), None)
-                target = target or _open(groups, rule, key, hit)
+            target = target or _open(groups, rule, key, hit, start)
             totals = [hit[f] for f in PART_FIGURES]
             count, size, records = (now - then for now, then in zip(totals, before, strict=True))
             _merge(target, {**hit, "event_count": count, "bytes": size, "records": records})

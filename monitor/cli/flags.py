@@ -32,6 +32,7 @@ FLAGS: dict[str, Flag] = {
     "geoip_asn": Flag("--geoip-asn", "PATH"),
     "use_geoip": Flag("--no-geoip", help="resolve with the endpoint registry alone"),
     "home_region": Flag("--home-region", "CODE"),
+    "time_zone": Flag("--time-zone", "ZONE"),
     "max_clock_skew": Flag("--max-clock-skew", "SECONDS"),
     "dead_letter_mask": Flag("--mask-dead-letters"),
     "bootstrap": Flag("--bootstrap-servers", "HOST:PORT"),
@@ -51,6 +52,7 @@ CONFIG = (
     "geoip_asn",
     "use_geoip",
     "home_region",
+    "time_zone",
 )
 REPLAY = (*CONFIG, "max_clock_skew", "dead_letter_mask")
 WORKER = (

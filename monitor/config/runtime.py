@@ -50,6 +50,12 @@ def load_config(settings: Settings) -> tuple[RulePack, Disclosures, EndpointRegi
                 f"home region must be an ISO 3166-1 alpha-2 code: {settings.home_region!r}"
             )
         overrides["home_region"] = settings.home_region
+    if settings.time_zone is not None:
+        from monitor.alerts.windows import load_zone
+
+        if load_zone(settings.time_zone) is None:
+            raise ConfigError(f"time zone must be an IANA name: {settings.time_zone!r}")
+        overrides["time_zone"] = settings.time_zone
     disclosures = load_disclosures(settings.disclosures_path)
     endpoints = load_endpoints(settings.endpoints_path)
     pack = load_pack(settings.rules_dir, disclosures, overrides)

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     home_region: str | None = Field(
         None, description="country whose residents' data is protected (default: the pack's, KR)"
     )
+    time_zone: str | None = Field(
+        None,
+        description="IANA time zone whose calendar days alerts are grouped by "
+        "(default: the pack's; Asia/Seoul for KR)",
+    )
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="data folder (default: $XDG_DATA_HOME/xborder)",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from monitor.alerts.windows import load_zone
 from monitor.config.disclosures import Disclosures
 from monitor.config.yamlfile import (
     LDict,
@@ -30,6 +31,7 @@ from monitor.config.yamlfile import (
 )
 from monitor.contract.countries import ISO_ALPHA2
 from monitor.engine.conditions import CompileContext, Compiled, Predicate, compile_condition
+from monitor.engine.group_config import not_a_zone, pack_zone, rule_grouping
 from monitor.engine.model import GROUP_FIELDS, SEVERITIES, Example, Rule, RulePack, parse_duration
 from monitor.engine.ruletypes import REGISTRY
 from monitor.engine.ruletypes.base import AnyRuleType
@@ -41,7 +43,7 @@ __all__ = ["load_pack"]
 _KINDS = ("egress", "api_call", "consent")
 _RULE_KEYS = {
     "id", "title", "desc", "severity", "legal_ref", "tags", "kinds", "type", "when",
-    "first_hop", "params", "group_by", "group_window", "examples",
+    "first_hop", "params", "group_by", "group_window", "group_time_zone", "examples",
 }  # fmt: skip
 _PACK_KEYS = {"version", "params", "lists", "conditions"}
 _DURATION_PARAMS = ("window", "group_window", "late_allowance", "allowed_lateness")
@@ -128,6 +130,7 @@ def _pack_head(
         )
     params = _params(mapping_at(head, "params", errors), errors)
     params.update(overrides or {})
+    pack_zone(params, head.loc("params"), errors)
     lists = mapping_at(head, "lists", errors)
     for name, values in lists.items():
         if not isinstance(values, LList):
@@ -167,6 +170,8 @@ def _params(raw: LDict, errors: list[ConfigError]) -> dict[str, Any]:
                     raw.loc(name),
                 )
             )
+        elif name == "time_zone" and load_zone(value) is None:
+            errors.append(ConfigError(not_a_zone(name, value), raw.loc(name)))
         out[name] = value
     return out
 
@@ -276,19 +281,7 @@ def _rule(
     else:
         when = _collect(errors, compile_condition, entry["when"], ctx, entry.loc("when")) or when
 
-    group_by = strings_at(entry, "group_by", errors) or ("platform", "src_country", "dst_country")
-    for g in group_by:
-        if g not in GROUP_FIELDS:
-            errors.append(
-                ConfigError(
-                    f"group_by: unknown field {token(g)}; known {GROUP_FIELDS}",
-                    entry.loc("group_by"),
-                )
-            )
-    group_window = parse_duration(entry.get("group_window", "24h"))
-    if group_window is None:
-        errors.append(ConfigError("group_window: not a duration", entry.loc("group_window")))
-
+    grouping = rule_grouping(entry, pack_params, errors)
     rtype = _rule_type(entry, rule_id, params, ctx, errors)
     examples = _examples(entry, errors)
     if errors:
@@ -303,8 +296,9 @@ def _rule(
         kinds=frozenset(kinds),
         when=when,
         type=rtype,
-        group_by=group_by,
-        group_window_ms=group_window or 86_400_000,
+        group_by=grouping.by,
+        group_window_ms=grouping.window_ms,
+        group_zone=grouping.zone,
         params={k: v for k, v in params.items() if k in rule_params},
         examples=examples,
         location=entry.loc(),

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, NotRequired, TypedDict, final
+from zoneinfo import ZoneInfo
 
 from monitor.contract.schemas import Source
 from monitor.engine.conditions import Compiled, Predicate
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from monitor.engine.ruletypes.base import AnyRuleType
 
 __all__ = [
+    "DEFAULT_TIME_ZONES",
     "GROUP_FIELDS",
     "SEVERITIES",
     "Evidence",
@@ -31,6 +33,9 @@ __all__ = [
 ]
 
 SEVERITIES: Final = ("low", "medium", "high", "critical")
+# The pack param `time_zone` when the pack does not set it, by home region.
+# Only a region with one civil time has a default: another must say which.
+DEFAULT_TIME_ZONES: Final[Mapping[str, str]] = {"KR": "Asia/Seoul"}
 GroupField = Literal["platform", "src_country", "dst_country", "subject_region", "dataset_id"]
 # Fields an alert is grouped by and carries; a rule's group_by is a subset.
 GROUP_FIELDS: Final[tuple[GroupField, ...]] = (
@@ -85,6 +90,7 @@ class Rule:
     type: AnyRuleType | None  # None: stateless, every matching record is a hit
     group_by: tuple[str, ...]
     group_window_ms: int
+    group_zone: ZoneInfo  # grouping windows are laid out in its wall-clock time
     params: Mapping[str, Any]
     examples: tuple[Example, ...]
     location: Location
@@ -190,4 +196,5 @@ class Hit(Totals):
     rule: str
     ids: list[int]  # event_hash of each record counted (none for a window's totals)
     part: NotRequired[int]
+    part_start: NotRequired[int]  # the threshold window's start (event time), with `part`
     truncated: bool

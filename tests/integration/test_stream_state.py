@@ -11,10 +11,10 @@ re-sent) goes through `xborder replay` and, produced to Kafka by kind, through
 - two workers in one consumer group, sharing the partitions: same alerts.
 
 The worker reads three topics of several partitions each, so records arrive
-in another order than the file's. Alert groups anchor at the first-arriving
-match of their key, so the stream spans less than a grouping window (24 h) of
-event time, which makes every group order-independent; alerts are compared by
-(rule, route, dataset, first_seen), not by alert_id (which hashes the anchor).
+in another order than the file's. Grouping windows are calendar days in
+Seoul, laid out on event time, so that order decides no group: alerts are
+compared by `alert_id`. The stream starts 150 s before midnight in Seoul, so
+most group keys have an alert on each side of it.
 """
 
 from __future__ import annotations
@@ -32,27 +32,28 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 
+from monitor.alerts.grouping import iso_ms
 from monitor.cli import main as cli
 from monitor.config.settings import Topics
-from monitor.contract.schemas import parse_ts
-from tests.support.scenario import T0
+from tests.support.scenario import HOUR, T0
+from tests.support.simulation import every_rule
 from tests.support.worker_harness import WorkerRun, latest, metric_value, producer
-from xborder_tools.simulate import VIOLATIONS, SimConfig, SimItem, generate_items
+from xborder_tools.simulate import SimConfig, SimItem, generate_items
 
 pytestmark = pytest.mark.integration
 
 # Every rule fires with 60 violation episodes per 1000 items; at 10 events/s the
-# 3000 items span about 6 h of event time (kept under MAX_EVENT_SPAN_MS below).
+# 3000 items take about 5 minutes, and the last second hops come hours later.
+MIDNIGHT = T0 + 15 * HOUR  # 2026-10-02T00:00 in Seoul
 CONFIG = SimConfig(
     seed=11,
     count=3000,
-    start_ms=T0,
+    start_ms=MIDNIGHT - 150_000,
     events_per_second=10.0,
-    violation_rates={k: 60.0 / len(VIOLATIONS) for k in VIOLATIONS},
+    violation_rates=every_rule(60.0),
     invalid_rate=5.0,
     duplicate_rate=10.0,
 )
-MAX_EVENT_SPAN_MS = 20 * 3_600_000
 EXPECTED_RULES = {
     "monitor.unresolved_destination",
     "pipa.xborder.bulk_volume",
@@ -67,9 +68,10 @@ SETTLE_TIMEOUT = 120.0  # seconds to wait for the expected alerts
 QUIET_GIVE_UP = 45.0  # give up earlier when nothing new arrived for this long
 AFTER_MATCH = 3.0  # keep reading this long after a match, to catch late over-counting
 
-GroupKey = tuple[Any, ...]  # rule_id, platform, src_country, dst_country, dataset_id, first_seen
-Counts = tuple[int, int, int]  # event_count, records, bytes
-Summary = dict[GroupKey, list[Counts]]
+# rule_id, platform, src_country, dst_country, dataset_id, first_seen, last_seen,
+# event_count, records, bytes
+Content = tuple[Any, ...]
+Summary = dict[str, list[Content]]  # alert_id -> the alert's latest content (one: one line)
 
 
 # --- the stream and its expectation ---------------------------------------------------------
@@ -81,18 +83,15 @@ def stream() -> tuple[SimItem, ...]:
 
 
 def summarize(alerts: Iterable[dict[str, Any]]) -> Summary:
-    """Latest alerts keyed by what does not depend on arrival order."""
+    """Latest alerts by `alert_id`: what they say that does not depend on arrival order."""
     out: Summary = defaultdict(list)
     for a in alerts:
-        key = (
-            a["rule_id"],
-            a["platform"],
-            a["src_country"],
-            a["dst_country"],
-            a["dataset_id"],
-            a["first_seen"],
-        )
-        out[key].append((a["event_count"], a["records"], a["bytes"]))
+        out[a["alert_id"]].append(
+            (
+                a["rule_id"], a["platform"], a["src_country"], a["dst_country"], a["dataset_id"],
+                a["first_seen"], a["last_seen"], a["event_count"], a["records"], a["bytes"],
+            )
+        )  # fmt: skip
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -115,9 +114,6 @@ class Expectation:
 @pytest.fixture(scope="module")
 def expected(country_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Expectation:
     items = stream()
-    times = [parse_ts(i.record["ts"]) for i in items if i.record is not None]
-    known = [t for t in times if t is not None]
-    assert max(known) - min(known) < MAX_EVENT_SPAN_MS, "the stream must span less than ~20 h"
 
     folder = tmp_path_factory.mktemp("replay")
     path = folder / "stream.jsonl"
@@ -142,7 +138,11 @@ def expected(country_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Expe
     # The stream is meant to exercise dedup and the dead-letter path too.
     assert any(i.label == "duplicate" for i in items) and dead
     summary = summarize(alerts)
-    assert all(len(v) == 1 for v in summary.values()), "group keys must be unique"
+    assert all(len(v) == 1 for v in summary.values()), "replay writes one line per alert"
+    # Group keys split at midnight in Seoul: some have an alert on each side.
+    sides = {v[0][5] >= iso_ms(MIDNIGHT) for v in summary.values()}
+    assert sides == {False, True}, "the stream must cross midnight in Seoul"
+    assert max(Counter(v[0][:5] for v in summary.values()).values()) > 1
     return Expectation(
         alerts=summary,
         dead_letters=Counter(d["reason"] for d in dead),

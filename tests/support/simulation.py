@@ -13,7 +13,7 @@ from monitor.contract.decode import decode_line
 from monitor.contract.schemas import DeadLetter, FileSource
 from monitor.detect.local import LocalDetector
 from monitor.geo.resolve import Resolver
-from xborder_tools.simulate import SimItem
+from xborder_tools.simulate import VIOLATIONS, SimItem
 
 START = 1_790_000_000_000  # 2026-09-21T14:13:20Z
 
@@ -33,6 +33,11 @@ def detect(runtime: Runtime, items: list[SimItem]) -> tuple[Counter[str], Counte
     for rule, group in detector.open_groups():
         fired[rule.id] += group["event_count"]
     return fired, dead
+
+
+def every_rule(per_1000: float) -> dict[str, float]:
+    """Violation rates of `per_1000` episodes per 1000 items, spread evenly over every kind."""
+    return {k: per_1000 / len(VIOLATIONS) for k in VIOLATIONS}
 
 
 def simulation_runtime(geo_db: Path) -> Iterator[Runtime]:

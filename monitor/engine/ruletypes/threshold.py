@@ -157,7 +157,11 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
             # Redelivered records. Should the window's hit have been lost
             # while the window was saved, a fired window sends it again (the
             # alert group ignores totals it already has).
-            return [window_hit(self.rule_id, window_id, agg, agg["evidence"])] if w["fired"] else []
+            return (
+                [window_hit(self.rule_id, window_id, start, agg, agg["evidence"])]
+                if w["fired"]
+                else []
+            )
         agg["event_count"] += len(new)
         agg["bytes"] = bounds.add(agg["bytes"], sum(n for _, n, _ in new))
         agg["records"] = bounds.add(agg["records"], sum(r for _, _, r in new))
@@ -176,7 +180,9 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         w["recent"] = [h for h, _, _ in new]
         store[key] = value
         seen.add_many(scope, w["recent"], expires)
-        return [window_hit(self.rule_id, window_id, agg, agg["evidence"])] if w["fired"] else []
+        return (
+            [window_hit(self.rule_id, window_id, start, agg, agg["evidence"])] if w["fired"] else []
+        )
 
     def expire(self, value: ThresholdState, watermark: int) -> ThresholdState | None:
         keep = {s: w for s, w in value["windows"].items() if int(s) + self.horizon_ms() > watermark}
@@ -271,7 +277,9 @@ def _sample_key(entry: tuple[int, str, Source]) -> tuple[int, str]:
     return entry[0], entry[1]
 
 
-def window_hit(rule_id: str, window_id: int, agg: WindowAgg, evidence: list[Evidence]) -> Hit:
+def window_hit(
+    rule_id: str, window_id: int, start: int, agg: WindowAgg, evidence: list[Evidence]
+) -> Hit:
     """A hit standing for every record of a threshold window so far.
 
     It carries the window's running totals, not an increment: the alert group
@@ -281,12 +289,14 @@ def window_hit(rule_id: str, window_id: int, agg: WindowAgg, evidence: list[Evid
     twice nor drops one (records are deduplicated by the window, once).
     `evidence` is what the group may not have yet: all of the window's when it
     crosses, then the new record's own entry when it is among the earliest.
+    `start`, the window's own start, says which alert group the totals go to.
     """
     return {
         "rule": rule_id,
         "fields": agg["fields"].copy(),
         "ids": [],
         "part": window_id,
+        "part_start": start,
         "first_seen": agg["first_seen"],
         "last_seen": agg["last_seen"],
         "event_count": agg["event_count"],

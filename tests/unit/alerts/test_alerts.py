@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from monitor.alerts.grouping import AlertContext, AlertGroup, Groups, build_alert, iso_ms
+from monitor.alerts.grouping import AlertContext, AlertGroup, Groups, alert_id, build_alert, iso_ms
+from monitor.alerts.windows import DAY_MS, window_start
 from monitor.contract.decode import decode_line
 from monitor.contract.schemas import Record
+from monitor.engine.loader import load_pack
 from monitor.geo.resolve import Resolver, StaticLookup
-from tests.support.pack import ENDPOINTS, PACK
-from tests.support.records import GEO, NLB, T0, H, api, egress, of, run
+from tests.support.hostile_config import edit
+from tests.support.pack import DISCLOSURES, ENDPOINTS, PACK, copy_pack
+from tests.support.records import BULK, GEO, NLB, T0, H, api, egress, of, run
 
 
-def test_group_window_is_24h_from_the_first_match() -> None:
+def test_group_window_is_the_calendar_day_in_seoul() -> None:
+    # T0 is 09:00 in Seoul: T0 + 23 h is 08:00 the next day there, so it no
+    # longer joins T0's group (it did when the first match opened 24 hours).
     alerts = of(run([api("a", T0), api("b", T0 + 23 * H), api("c", T0 + 25 * H)]), NLB)
-    assert [a["event_count"] for a in alerts] == [2, 1]
+    assert [a["event_count"] for a in alerts] == [1, 2]
     assert alerts[0]["alert_id"] != alerts[1]["alert_id"]
+    # 23:59:59.999 in Seoul still belongs to the day T0 falls on.
+    day_end = T0 + 15 * H - 1
+    (alert,) = of(run([api("a", T0), api("b", day_end)]), NLB)
+    assert alert["event_count"] == 2
 
 
 def test_late_record_joins_its_group_and_moves_first_seen() -> None:
@@ -202,3 +212,56 @@ def test_a_group_restored_without_the_seen_entry_of_its_last_hit_still_counts_it
     assert grouper.add(hit("a", T0)) is None  # the copy, after another hit
     ((_, value),) = groups.items()
     assert value["groups"][0]["event_count"] == 2
+
+
+def test_groups_and_ids_do_not_depend_on_arrival_order() -> None:
+    """Windows are calendar days in Seoul: a group is not opened by whichever record came first."""
+    records = [api(f"e{i}", T0 + i * 5 * H) for i in range(8)]  # 09:00 on Oct 1 to 20:00 Oct 2
+
+    def outcome(order: list[dict[str, Any]]) -> list[tuple[str, int, str, str]]:
+        alerts = of(run(order), NLB)
+        return [(a["alert_id"], a["event_count"], a["first_seen"], a["last_seen"]) for a in alerts]
+
+    expected = outcome(records)
+    assert [n for _, n, _, _ in expected] == [3, 5]  # 09:00-19:00, then from 00:00 on Oct 2
+    assert outcome(records[::-1]) == expected
+    assert outcome(records[3:] + records[:3]) == expected
+
+
+def test_alert_id_hashes_the_rule_the_group_key_and_the_window_start_only() -> None:
+
+    rule = PACK.by_id[NLB]
+    start = window_start(T0, DAY_MS, rule.group_zone)
+    key = f"{NLB}|platform=aliexpress|src_country=KR|dst_country=CN"
+    # Whichever record of the day comes, the day's alert has one id.
+    for first in (T0, start, start + DAY_MS - 1):
+        (alert,) = of(run([api("a", first), api("b", T0)]), NLB)
+        assert alert["alert_id"] == alert_id(key, start)
+
+
+def test_threshold_totals_go_to_the_window_their_threshold_window_starts_in(
+    tmp_path: Path,
+) -> None:
+    """Bulk windows are whole UTC hours: in Kolkata (UTC+05:30) one crosses local midnight."""
+
+    rules = copy_pack(tmp_path)
+    edit(
+        rules / "detections" / "bulk_volume.yaml",
+        "group_by: [platform, dst_country]\n",
+        "group_by: [platform, dst_country]\ngroup_time_zone: Asia/Kolkata\n",
+    )
+    pack = load_pack(rules, DISCLOSURES)
+    hour = T0 + 18 * H  # 18:00-19:00 UTC is 23:30-00:30 in Kolkata
+    before, after = hour + 10 * 60_000, hour + 40 * 60_000  # 23:40 and 00:10 there
+    recs = [
+        api(e, ts, legal_basis="contract", records=60000)
+        for e, ts in (("b1", before), ("b2", after))
+    ]
+    zone = pack.by_id[BULK].group_zone
+    day = window_start(before, DAY_MS, zone)
+    assert window_start(after, DAY_MS, zone) == day + DAY_MS
+    for order in (recs, recs[::-1]):
+        (alert,) = of(run(order, pack), BULK)
+        assert alert["event_count"] == 2 and alert["records"] == 120000
+        assert alert["alert_id"] == alert_id(f"{BULK}|platform=aliexpress|dst_country=CN", day)
+        assert (alert["first_seen"], alert["last_seen"]) == (iso_ms(before), iso_ms(after))

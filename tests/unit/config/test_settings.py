@@ -27,6 +27,7 @@ VARIABLES = {
     "XBORDER_GEOIP_COUNTRY",
     "XBORDER_GEOIP_ASN",
     "XBORDER_HOME_REGION",
+    "XBORDER_TIME_ZONE",
     "XBORDER_DATA_DIR",
     "XBORDER_APP_ID",
     "XBORDER_TOPIC_EGRESS",
@@ -261,6 +262,7 @@ CONFIG_FLAGS = {
     "--geoip-asn",
     "--no-geoip",
     "--home-region",
+    "--time-zone",
 }
 
 
@@ -320,7 +322,8 @@ def test_every_flag_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -
             "worker",
             *("--rules", "/r", "--disclosures", "/d.yaml", "--endpoints", "/e.yaml"),
             *("--geoip-country", "/c.mmdb", "--geoip-asn", "/a.mmdb", "--no-geoip"),
-            *("--home-region", "JP", "--max-clock-skew", "60", "--no-mask-dead-letters"),
+            *("--home-region", "JP", "--time-zone", "Asia/Tokyo"),
+            *("--max-clock-skew", "60", "--no-mask-dead-letters"),
             *("--bootstrap-servers", "flag:9092", "--metrics-port", "0", "--app-id", "x"),
             *("--partitions", "5", "--state-dir", "/s", "--processing-guarantee", "exactly_once"),
         ]
@@ -334,6 +337,7 @@ def test_every_flag_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -
         "geoip_asn": Path("/a.mmdb"),
         "use_geoip": False,
         "home_region": "JP",
+        "time_zone": "Asia/Tokyo",
         "max_clock_skew": 60.0,
         "dead_letter_mask": False,
         "bootstrap": "flag:9092",

@@ -184,13 +184,14 @@ def test_seen_entries_expire_by_the_time_they_were_written_with_in_both_stores()
 
 def test_groups_close_a_window_after_their_own_and_with_their_rule_gone() -> None:
     window = PACK.by_id[NLB].group_window_ms
-    group: Any = {"rule": NLB, "anchor": T0}
-    gone: Any = {"rule": "a.rule.removed", "anchor": T0}
+    start = T0 - 9 * H  # a group's anchor is its window's start: T0's day began at 00:00 in Seoul
+    group: Any = {"rule": NLB, "anchor": start}
+    gone: Any = {"rule": "a.rule.removed", "anchor": start}
     entries: list[tuple[str, Groups]] = [("k", {"groups": [group, gone]})]
-    assert expire_groups(entries, PACK, T0 + 2 * window) == Expired(
+    assert expire_groups(entries, PACK, start + 2 * window) == Expired(
         updates={"k": {"groups": [group]}}, closed=[gone]
     )
-    assert expire_groups(entries, PACK, T0 + 2 * window + 1).deletes == ["k"]
+    assert expire_groups(entries, PACK, start + 2 * window + 1).deletes == ["k"]
 
 
 class CountingTable(dict[str, Any]):
