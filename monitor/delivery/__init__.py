@@ -1,0 +1,1 @@
+"""Delivering alerts to case officers: routing, payloads, signatures, retries, history."""
