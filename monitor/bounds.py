@@ -22,6 +22,7 @@ from typing import Final, NotRequired, TypedDict
 __all__ = [
     "BOUND_NAMES",
     "COUNT_MAX",
+    "MAX_BUCKETS_PER_KEY",
     "MAX_CALLS_PER_SUBJECT",
     "MAX_CATEGORIES",
     "MAX_CONSENTS_PER_SUBJECT",
@@ -47,7 +48,13 @@ MAX_CALLS_PER_SUBJECT: Final = 64  # consent rule: calls kept per subject (newes
 MAX_CONSENTS_PER_SUBJECT: Final = 64  # consent rule: consent records kept per subject (newest)
 MAX_PENDING_HOPS: Final = 64  # onward rule: second hops waiting for their first, per dataset
 MAX_FIRST_HOPS: Final = 512  # onward rule: first hops kept per dataset (newest)
-MAX_WINDOWS_PER_KEY: Final = 4  # threshold rule: windows kept per key (newest)
+# Threshold rule: buckets kept per key (newest; a rule keeps window plus
+# allowed lateness of them, 121 for one hour and one hour, a sixtieth of the
+# window each). A bucket keeps one evidence entry and its labels (a few
+# taxonomy paths in practice, MAX_CATEGORIES at most).
+MAX_BUCKETS_PER_KEY: Final = 128
+# Threshold rule: grouping windows' totals kept per key (newest).
+MAX_WINDOWS_PER_KEY: Final = 4
 MAX_GROUPS_PER_KEY: Final = 16  # alert groups kept per group key (newest)
 
 # Times each bound was reached, by name; read by the metrics collector.

@@ -9,11 +9,10 @@ a hash of the group key and the window's start, is the same too.
 The first hit of a window opens its group and is emitted at once; later hits
 update the counts and evidence and re-emit the alert under the same
 `alert_id`. A hit whose ids were already counted in the group (a duplicate or
-redelivered record) changes nothing. A threshold window's hit carries the
-window's running totals under its `part` id; the group adds what they grew
-by, so repeated or stale totals change nothing either. Those totals go to the
-grouping window the threshold window starts in: its first record to arrive,
-even its earliest so far, can change as late records come; its start cannot.
+redelivered record) changes nothing. A threshold rule's hit carries the
+running totals of a key's hot buckets within one grouping window under its
+`part` id; the group adds what they grew by, so repeated or stale totals
+change nothing either.
 """
 
 from __future__ import annotations
@@ -26,8 +25,18 @@ from typing import Final, Literal, NotRequired, TypedDict
 from monitor import bounds
 from monitor.alerts.windows import window_end, window_start
 from monitor.contract.schemas import Source
-from monitor.engine.model import GROUP_FIELDS, Evidence, Hit, RecordRef, Rule, RulePack, Totals
+from monitor.engine.model import (
+    GROUP_FIELDS,
+    Evidence,
+    Hit,
+    RecordRef,
+    Rule,
+    RulePack,
+    Span,
+    Totals,
+)
 from monitor.engine.ruletypes.base import MAX_EVIDENCE
+from monitor.engine.ruletypes.threshold import span_order
 from monitor.engine.state import SeenStore, Store, scope_of, settle_recent
 
 __all__ = [
@@ -57,7 +66,9 @@ class AlertGroup(Totals):
     revision: int  # 1 when opened, one more at each change
     truncated: NotRequired[bool]
     recent: NotRequired[list[int]]  # ids of its last update (see AlertGrouper._save)
-    parts: NotRequired[dict[str, list[int]]]  # threshold window (`part`) -> PART_FIGURES
+    part_evidence: NotRequired[dict[str, list[Evidence]]]  # each part's latest evidence
+    parts: NotRequired[dict[str, list[int]]]  # threshold bucket (`part`) -> PART_FIGURES
+    span: NotRequired[Span]  # threshold rules: the heaviest crossing span of its records
     emitted_rev: NotRequired[int]  # the revision last sent (the worker's group agent)
 
 
@@ -76,6 +87,16 @@ class AlertRecordRef(TypedDict):
 
 class AlertEvidence(AlertRecordRef):
     first_hop: NotRequired[AlertRecordRef]
+
+
+class AlertSpan(TypedDict):
+    """A threshold rule's heaviest span of `window` that crossed `at_least`."""
+
+    start: str  # RFC 3339: event time of its first and last record
+    end: str
+    sum: str  # the field summed (records, bytes)
+    total: int
+    event_count: int
 
 
 class Alert(TypedDict):
@@ -104,6 +125,7 @@ class Alert(TypedDict):
     rules_version: str
     geoip_build: str | None
     emitted_at: str
+    span: NotRequired[AlertSpan]  # threshold rules
 
 
 def iso_ms(ms: int) -> str:
@@ -220,6 +242,9 @@ def _widen(group: AlertGroup, hit: Hit) -> bool:
     the group already has.
     """
     before = _widened(group)
+    span = hit.get("span")
+    if span is not None and ("span" not in group or span_order(span) > span_order(group["span"])):
+        group["span"] = span.copy()
     group["first_seen"] = min(group["first_seen"], hit["first_seen"])
     group["last_seen"] = max(group["last_seen"], hit["last_seen"])
     bounds.fold_categories(group, hit)
@@ -229,7 +254,9 @@ def _widen(group: AlertGroup, hit: Hit) -> bool:
     return _widened(group) != before
 
 
-def _widened(group: AlertGroup) -> tuple[int, int, list[str], list[Evidence], bool]:
+def _widened(
+    group: AlertGroup,
+) -> tuple[int, int, list[str], list[Evidence], bool, Span | None]:
     """What `_widen` may change."""
     return (
         group["first_seen"],
@@ -237,13 +264,14 @@ def _widened(group: AlertGroup) -> tuple[int, int, list[str], list[Evidence], bo
         group["categories"],
         group["evidence"],
         group.get("truncated", False),
+        group.get("span"),
     )
 
 
 def build_alert(rule: Rule, group: AlertGroup, ctx: AlertContext, now_ms: int) -> Alert:
     """The alert as emitted: pure, so payloads are tested without a broker."""
     fields = group["fields"]
-    return {
+    alert: Alert = {
         "alert_id": group["alert_id"],
         "rule_id": rule.id,
         "title": rule.title,
@@ -269,6 +297,16 @@ def build_alert(rule: Rule, group: AlertGroup, ctx: AlertContext, now_ms: int) -
         "geoip_build": ctx.geoip_build,
         "emitted_at": iso_ms(now_ms),
     }
+    if "span" in group:
+        span = group["span"]
+        alert["span"] = {
+            "start": iso_ms(span["start"]),
+            "end": iso_ms(span["end"]),
+            "sum": span["sum"],
+            "total": span["total"],
+            "event_count": span["event_count"],
+        }
+    return alert
 
 
 def _alert_evidence(e: Evidence) -> AlertEvidence:
@@ -350,16 +388,33 @@ class AlertGrouper:
         before = target.get("parts", {}).get(part) if target is not None else None
         before = before or [0] * len(PART_FIGURES)
         if target is not None and hit["event_count"] <= before[0]:
-            # Stale totals still name real records of the window: their
-            # evidence may be news (a window rebuilt in another order).
-            if not _widen(target, hit):
+            # Stale totals (a repeat, or state being rebuilt after a crash):
+            # their span or labels may be news, their evidence is not the
+            # part's latest (see below).
+            if not _widen(target, {**hit, "evidence": []}):
                 return None
             target["revision"] += 1
         else:
             target = target or _open(groups, rule, key, hit, start)
             totals = [hit[f] for f in PART_FIGURES]
             count, size, records = (now - then for now, then in zip(totals, before, strict=True))
-            _merge(target, {**hit, "event_count": count, "bytes": size, "records": records})
+            # A part's evidence is its own latest (a threshold rule's earliest
+            # record per hot bucket: an earlier one replaces it), so the
+            # group's is the earliest of its parts' latest, not of all ever sent.
+            evidence = target.setdefault("part_evidence", {})
+            evidence[part] = hit["evidence"]
+            merged = [e for entries in evidence.values() for e in entries]
+            target["evidence"] = []
+            _merge(
+                target,
+                {
+                    **hit,
+                    "event_count": count,
+                    "bytes": size,
+                    "records": records,
+                    "evidence": merged,
+                },
+            )
             target.setdefault("parts", {})[part] = totals
         self._save(rule, key, value, target, [])
         return rule, target

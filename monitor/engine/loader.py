@@ -11,12 +11,13 @@ naming its file and line.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from monitor.alerts.windows import load_zone
+from monitor.alerts.windows import load_zone, window_start
 from monitor.config.disclosures import Disclosures
 from monitor.config.yamlfile import (
     LDict,
@@ -36,6 +37,7 @@ from monitor.engine.model import GROUP_FIELDS, SEVERITIES, Example, Rule, RulePa
 from monitor.engine.ruletypes import REGISTRY
 from monitor.engine.ruletypes.base import AnyRuleType
 from monitor.engine.ruletypes.onward import OnwardRule
+from monitor.engine.ruletypes.threshold import ThresholdRule
 from monitor.errors import ConfigError, ConfigErrors, Location
 
 __all__ = ["load_pack"]
@@ -286,6 +288,11 @@ def _rule(
     examples = _examples(entry, errors)
     if errors:
         raise ConfigErrors(errors)
+    if isinstance(rtype, ThresholdRule):
+        # Its hot totals are kept per grouping window: the alert's.
+        rtype.group_start = functools.partial(
+            window_start, length=grouping.window_ms, zone=grouping.zone
+        )
     return Rule(
         id=rule_id,
         title=title,

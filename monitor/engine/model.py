@@ -28,6 +28,7 @@ __all__ = [
     "RecordRef",
     "Rule",
     "RulePack",
+    "Span",
     "Totals",
     "parse_duration",
 ]
@@ -185,10 +186,21 @@ class Totals(TypedDict):
     evidence: list[Evidence]  # the earliest, at most MAX_EVIDENCE
 
 
+class Span(TypedDict):
+    """A threshold rule's span of event time that crossed: its first and last
+    record's event times, the sum of the rule's field over it and its records."""
+
+    start: int
+    end: int
+    sum: Literal["records", "bytes"]  # the field summed
+    total: int
+    event_count: int
+
+
 # Final: stages tell a hit from a routed item by its keys.
 @final
 class Hit(Totals):
-    """One match (or, for threshold rules, one window's running totals, named by
+    """One match (or, for threshold rules, one hot bucket's running totals, named by
     `part`) on its way to an alert group. JSON-ready because the worker ships it
     between agents.
     """
@@ -197,4 +209,5 @@ class Hit(Totals):
     ids: list[int]  # event_hash of each record counted (none for a window's totals)
     part: NotRequired[int]
     part_start: NotRequired[int]  # the threshold window's start (event time), with `part`
+    span: NotRequired[Span]  # a threshold rule's heaviest crossing span its part lies in
     truncated: bool

@@ -175,11 +175,10 @@ def test_state_agent_applies_threshold_windows(harness: Harness) -> None:
     asyncio.run(put_all(harness, "state", state_payloads))
     hits = [h for batch in harness.of("hits") for h in batch]
     bulk_hits = [h for h in hits if h["rule"] == "pipa.xborder.bulk_volume"]
-    assert (
-        len(bulk_hits) == 1
-        and bulk_hits[0]["event_count"] == 2
-        and bulk_hits[0]["records"] == 120000
-    )
+    # One hit: the hot totals of the day's window, naming the span that crossed.
+    (hit,) = bulk_hits
+    assert (hit["event_count"], hit["records"]) == (2, 120000)
+    assert hit.get("span", {}).get("total") == 120000
 
 
 def test_state_is_saved_only_once_its_hits_are_on_the_broker(harness: Harness) -> None:
@@ -260,5 +259,8 @@ def test_stream_time_is_kept_per_partition() -> None:
 
     asyncio.run(feed())
     bulk_hits = [h for batch in harness.of("hits") for h in batch if h["rule"] == BULK]
+    # d crosses: one hit with the totals of the three records' day.
     assert [h["fields"]["platform"] for h in bulk_hits] == ["temu"]
-    assert bulk_hits[0]["event_count"] == 3 and bulk_hits[0]["records"] == 120000
+    assert (bulk_hits[0]["event_count"], bulk_hits[0]["records"]) == (3, 120000)
+    assert sum(h["event_count"] for h in bulk_hits) == 3
+    assert sum(h["records"] for h in bulk_hits) == 120000

@@ -1,75 +1,116 @@
-"""Threshold rules: a field summed per key over tumbling event-time windows."""
+"""Threshold rules: a field summed per key over sliding spans of event time.
+
+A rule fires when records of one key whose event times lie within `window`
+of each other sum to at least `at_least` (a sliding span, not clock hours:
+60,000 records at 10:50 and 60,000 at 11:10 fire a one-hour rule). Spans are
+measured in buckets of a sixtieth of the window (a minute of an hour): a
+span is `SPAN_BUCKETS` consecutive buckets, so records less than `window`
+minus one bucket apart always count together and records more than
+`window` apart never do.
+
+State per key is bounded: its buckets (sums, first and last event time,
+labels, the earliest record as evidence) for the window plus the allowed
+lateness, so a late record counts in every span it falls in. Record ids are
+deduplicated once per key and chunk of `window` in the seen store.
+
+A bucket is *hot* once any span it lies in has crossed; buckets only gain
+records, so hot buckets only grow. What a key's hot buckets hold is summed
+per grouping window (a calendar day in the rule's zone by default), and
+those running totals are what the alert group of that window receives
+(`part`): they only grow, so a growing span, overlapping spans and a late
+record that starts a crossing span earlier all update one alert without
+counting a record twice, whatever the order records arrive in. The alert's
+evidence is the earliest record of each hot bucket (the 20 earliest of
+those), and it names the heaviest crossing span over its window's buckets.
+
+A key's state is read and written once per batch (`apply_many`), and kept
+compact (a bucket is a list), because it is written whole each time.
+"""
 
 from __future__ import annotations
 
-from bisect import insort
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
-from typing import Any, Literal, NotRequired, TypedDict, final
+from typing import Any, Literal, NotRequired, TypedDict
 
 from monitor import bounds
-from monitor.contract.schemas import Record, Source
-from monitor.engine.model import Evidence, GroupFields, Hit, Totals
-from monitor.engine.ruletypes.base import MAX_EVIDENCE, RuleType
+from monitor.engine.model import GroupFields, Hit, Span, Totals
+from monitor.engine.ruletypes.base import RuleType
+from monitor.engine.ruletypes.threshold_batch import (
+    BUCKET_EVIDENCE,
+    WindowBatch,
+    WindowItem,
+    earliest,
+)
 from monitor.engine.state import SeenStore, Store, event_hash, scope_of, settle_recent
 from monitor.geo.resolve import Flow
 
 __all__ = [
+    "BUCKET_EVIDENCE",
+    "SPAN_BUCKETS",
+    "DayAgg",
     "ThresholdRule",
     "ThresholdState",
-    "Window",
     "WindowAgg",
     "WindowBatch",
     "WindowItem",
     "earliest",
+    "span_order",
     "window_hit",
 ]
 
-
-# Final: stages tell the items of rule types apart by their keys.
-@final
-class WindowItem(TypedDict):
-    """A batch's records of one window of one key."""
-
-    window: int  # the window's start, event time
-    fields: GroupFields
-    ids: list[list[int]]  # [event_hash, bytes, records] of each record
-    first_seen: int
-    last_seen: int
-    categories: list[str]
-    truncated: bool
-    evidence: list[Evidence]
+# Buckets per span at most (a sixtieth of the window each: a minute of an hour).
+SPAN_BUCKETS = 60
 
 
 class WindowAgg(Totals):
-    """A window's totals so far: the hit it sends once it has crossed."""
+    """Running totals a hit carries: a grouping window's hot buckets so far."""
 
     truncated: NotRequired[bool]
 
 
-class Window(TypedDict):
-    fired: bool
-    agg: WindowAgg
-    recent: NotRequired[list[int]]  # ids of its last update (see settle_recent)
+class DayAgg(WindowAgg):
+    span: NotRequired[Span]  # the heaviest crossing span over the window's buckets
+
+
+# A bucket as kept: [event_count, bytes, records, first_seen, last_seen, hot,
+# categories, evidence]. A list, not a mapping: a key's state holds up to
+# MAX_BUCKETS_PER_KEY of them and is written whole once per batch.
+Bucket = list[Any]
+_COUNT, _BYTES, _RECORDS, _FIRST, _LAST, _HOT, _LABELS, _EVIDENCE = range(8)
 
 
 class ThresholdState(TypedDict):
-    """A key's windows by start (as text: JSON object keys)."""
+    """A key's buckets and its hot totals per grouping window (keys: starts, as text)."""
 
-    windows: dict[str, Window]
+    fields: GroupFields
+    buckets: dict[str, Bucket]
+    days: dict[str, DayAgg]
+    recent: NotRequired[dict[str, list[int]]]  # seen chunk -> ids of the last update
 
 
-# A key's window: its per-values (one value, or a tuple of them) and start.
+# A key's bucket: its per-values (one value, or a tuple of them) and start.
 _At = tuple[object, int]
 
 
-class ThresholdRule(RuleType[WindowItem, ThresholdState]):
-    """Sum a field per key over tumbling event-time windows; hit once the sum reaches a threshold.
+def _bucket_count(window: int) -> int:
+    """Buckets per span: the largest divisor of the window up to SPAN_BUCKETS."""
+    return next(n for n in range(SPAN_BUCKETS, 0, -1) if window % n == 0)
 
-    Records reach a window a batch at a time: `accumulate` folds a batch's
-    matching records into one item per (key, window), carrying each record's
-    id and figures, so the window is updated once per batch. Once a window
-    has crossed, every update sends a hit with the window's totals.
+
+def span_order(span: Span) -> tuple[int, int, int, int]:
+    """Heavier first: the sum, the record count, then earlier first and last event times."""
+    return span["total"], span["event_count"], -span["start"], -span["end"]
+
+
+class ThresholdRule(RuleType[WindowItem, ThresholdState]):
+    """Sum a field per key over sliding spans of event time; hit once a span reaches a threshold.
+
+    Records reach a bucket a batch at a time: `accumulate` folds a batch's
+    matching records into one item per (key, bucket), carrying each record's
+    id and figures. `apply_many` folds a key's items into its buckets, finds
+    the spans around each changed bucket that cross, and sends one hit per
+    grouping window whose hot totals (or heaviest span) changed.
     """
 
     name = "threshold"
@@ -82,6 +123,13 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         self.window: int = params["window"]
         self.per: tuple[str, ...] = tuple(params["per"])
         self.lateness: int = params.get("allowed_lateness", self.window)
+        self.span_buckets = _bucket_count(self.window)
+        self.bucket = self.window // self.span_buckets
+        self._at = _RECORDS if self.field == "records" else _BYTES
+        # Where a bucket's totals go: the start of its grouping window (the
+        # loader sets the rule's; epoch-aligned days until then).
+        self.group_start: Callable[[int], int] = lambda ts: ts - ts % 86_400_000
+        self._windows: dict[int, int] = {}  # bucket start -> its grouping window's start
         # The per-values of a flow in one C call (a tuple, or the value when one).
         self._per_values: Callable[[Flow], object] = attrgetter(
             *(f if f in ("src_country", "dst_country") else f"record.{f}" for f in self.per)
@@ -96,11 +144,10 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         return self.drain(batch)
 
     def accumulate(self, batch: dict[_At, WindowBatch], flow: Flow) -> None:
-        """Fold one matching record into the batch's item for its (key, window)."""
+        """Fold one matching record into the batch's item for its (key, bucket)."""
         r = flow.record
         ts = r.ts
-        start = ts - ts % self.window
-        at = (self._per_values(flow), start)
+        at = (self._per_values(flow), ts - ts % self.bucket)
         acc = batch.get(at)
         if acc is None:
             acc = batch[at] = WindowBatch(self._fields(flow), ts)
@@ -118,7 +165,7 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
 
     def _fields(self, flow: Flow) -> GroupFields:
         # `per` is among GROUP_FIELDS (the loader checks): of those, only
-        # src_country and dataset_id are left out of a window's fields unless per.
+        # src_country and dataset_id are left out of a bucket's fields unless per.
         r = flow.record
         return {
             "src_country": flow.src_country if "src_country" in self.per else None,
@@ -128,181 +175,287 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
             "subject_region": r.subject_region,
         }
 
+    def _window_of(self, start: int) -> int:
+        """The grouping window of a bucket (remembered: a zone's calendar costs microseconds)."""
+        got = self._windows.get(start)
+        if got is None:
+            if len(self._windows) > 4 * bounds.MAX_BUCKETS_PER_KEY:
+                self._windows.clear()
+            got = self._windows[start] = self.group_start(start)
+        return got
+
     def horizon_ms(self) -> int:
         return self.window + self.lateness
+
+    def _chunk(self, start: int) -> int:
+        """The seen scope of a bucket: its key's chunk of `window` (few scopes, short-lived)."""
+        return start - start % self.window
 
     def apply(
         self, store: Store[ThresholdState], seen: SeenStore, key: str, item: WindowItem
     ) -> list[Hit]:
-        start = item["window"]
-        value = store.get(key) or {"windows": {}}
-        windows = value["windows"]
-        w = windows.get(str(start))
-        if w is None:
-            w = windows[str(start)] = {"fired": False, "agg": _empty_agg(item)}
-            if len(windows) > bounds.MAX_WINDOWS_PER_KEY:
-                # Records spread far apart in time (the sweep has not yet
-                # dropped the old windows): the oldest go, this one stays.
-                bounds.REACHED["windows"] += 1
-                others = sorted(int(s) for s in windows if s != str(start))
-                for old in others[: len(windows) - bounds.MAX_WINDOWS_PER_KEY]:
-                    del windows[str(old)]
-        scope = scope_of(key, start)
-        agg = w["agg"]
-        recent = w.get("recent", ())
-        known = seen.members(scope)
-        new = [(h, n, r) for h, n, r in item["ids"] if h not in recent and h not in known]
-        window_id = event_hash(key, f"window:{start}")
-        if not new:
-            # Redelivered records. Should the window's hit have been lost
-            # while the window was saved, a fired window sends it again (the
-            # alert group ignores totals it already has).
-            return (
-                [window_hit(self.rule_id, window_id, start, agg, agg["evidence"])]
-                if w["fired"]
-                else []
-            )
-        agg["event_count"] += len(new)
-        agg["bytes"] = bounds.add(agg["bytes"], sum(n for _, n, _ in new))
-        agg["records"] = bounds.add(agg["records"], sum(r for _, _, r in new))
-        if bounds.COUNT_MAX in (agg["bytes"], agg["records"]):
-            agg["truncated"] = True
-        # Repeated records may ride along below: min, max and unions are idempotent.
-        agg["first_seen"] = min(agg["first_seen"], item["first_seen"])
-        agg["last_seen"] = max(agg["last_seen"], item["last_seen"])
-        bounds.fold_categories(agg, item)
-        agg["evidence"] = earliest(agg["evidence"] + item["evidence"])
-        w["fired"] = w["fired"] or agg[self.field] >= self.threshold
-        # The window (naming these records in `recent`) is written before their
+        return self.apply_many(store, seen, key, (item,))
+
+    def apply_many(
+        self,
+        store: Store[ThresholdState],
+        seen: SeenStore,
+        key: str,
+        items: Iterable[WindowItem],
+    ) -> list[Hit]:
+        value = store.get(key)
+        changed: set[int] = set()  # buckets that gained records
+        touched: set[int] = set()  # buckets named by the items, new records or not
+        fresh: dict[int, list[int]] = {}  # chunk -> ids new to it
+        for item in items:
+            if value is None:
+                value = {"fields": item["fields"].copy(), "buckets": {}, "days": {}}
+            start = item["bucket"]
+            touched.add(start)
+            chunk = self._chunk(start)
+            scope = scope_of(key, chunk)
+            recent = set(value.get("recent", {}).get(str(chunk), ()))
+            known = seen.members(scope)
+            taken = fresh.setdefault(chunk, [])
+            new = [
+                (h, n, r)
+                for h, n, r in item["ids"]
+                if h not in recent and h not in known and h not in taken
+            ]
+            if new:
+                taken.extend(h for h, _, _ in new)
+                self._fold(value, start, item, new)
+                changed.add(start)
+        if value is None:
+            return []
+        hits = self._hits(key, value, changed, touched)
+        if not changed:
+            # Redelivered records: the hits above are sent again, should they
+            # have been lost while the state was saved (groups ignore repeats).
+            return hits
+        self._bound(value)
+        # The state (naming these records in `recent`) is written before their
         # seen-ids: see AlertGrouper.add for why the order matters.
-        expires = start + self.horizon_ms()
-        settle_recent(seen, scope, recent, expires)
-        w["recent"] = [h for h, _, _ in new]
+        expires = self.window + self.horizon_ms()
+        for text, ids in value.get("recent", {}).items():
+            settle_recent(seen, scope_of(key, int(text)), ids, int(text) + expires)
+        value["recent"] = {str(c): ids for c, ids in fresh.items() if ids}
         store[key] = value
-        seen.add_many(scope, w["recent"], expires)
-        return (
-            [window_hit(self.rule_id, window_id, start, agg, agg["evidence"])] if w["fired"] else []
-        )
+        for chunk, ids in fresh.items():
+            seen.add_many(scope_of(key, chunk), ids, chunk + expires)
+        return hits
+
+    def _fold(
+        self, value: ThresholdState, start: int, item: WindowItem, new: list[tuple[int, int, int]]
+    ) -> None:
+        """New records of a bucket into it and, when it is hot, into its window's totals."""
+        b = value["buckets"].get(str(start))
+        if b is None:
+            b = value["buckets"][str(start)] = [
+                0, 0, 0, item["first_seen"], item["last_seen"], 0, [], [],
+            ]  # fmt: skip
+        count, size, records = len(new), sum(n for _, n, _ in new), sum(r for _, _, r in new)
+        b[_COUNT] += count
+        b[_BYTES] = bounds.add(b[_BYTES], size)
+        b[_RECORDS] = bounds.add(b[_RECORDS], records)
+        # Repeated records may ride along below: min, max and unions are idempotent.
+        b[_FIRST] = min(b[_FIRST], item["first_seen"])
+        b[_LAST] = max(b[_LAST], item["last_seen"])
+        if not set(item["categories"]) <= set(b[_LABELS]):
+            b[_LABELS] = sorted(bounds.categories(set(b[_LABELS]) | set(item["categories"]))[0])
+        b[_EVIDENCE] = earliest(b[_EVIDENCE] + item["evidence"], BUCKET_EVIDENCE)
+        if b[_HOT]:
+            day = self._day(value, start, b)
+            _add(day, count, size, records)
+            self._widen(day, start, b, item["truncated"])
+
+    def _day(self, value: ThresholdState, start: int, b: Bucket) -> DayAgg:
+        day_start = self._window_of(start)
+        day = value["days"].get(str(day_start))
+        if day is None:
+            day = value["days"][str(day_start)] = {
+                "fields": value["fields"].copy(),
+                "first_seen": b[_FIRST],
+                "last_seen": b[_LAST],
+                "event_count": 0,
+                "bytes": 0,
+                "records": 0,
+                "categories": [],
+                "evidence": [],
+            }
+        return day
+
+    def _hits(
+        self, key: str, value: ThresholdState, changed: set[int], touched: set[int]
+    ) -> list[Hit]:
+        """Heat the buckets of crossing spans around the changed ones; a hit per window moved.
+
+        A span's sum only changes with its buckets, so looking at the spans
+        around each changed bucket finds every span that newly crosses, and
+        the heaviest a window's alert names is the heaviest of all its spans
+        once the records are in.
+        """
+        buckets = value["buckets"]
+        moved: dict[int, Span | None] = {}
+        n, size = self.span_buckets, self.bucket
+        for start in sorted(changed):
+            lo = start - (n - 1) * size
+            around = [buckets.get(str(lo + i * size)) for i in range(2 * n - 1)]
+            sums = [0]
+            for b in around:
+                sums.append(sums[-1] + (b[self._at] if b is not None else 0))
+            crossing = [j for j in range(n) if sums[j + n] - sums[j] >= self.threshold]
+            done = 0  # the union of the crossing spans, each bucket once
+            for j in crossing:
+                for i in range(max(j, done), j + n):
+                    b = around[i]
+                    if b is not None and not b[_HOT]:
+                        b[_HOT] = 1
+                        at = lo + i * size
+                        day = self._day(value, at, b)
+                        _add(day, b[_COUNT], b[_BYTES], b[_RECORDS])
+                        self._widen(day, at, b, False)
+                        moved.setdefault(self._window_of(at), None)
+                done = j + n
+            if crossing:
+                self._spans(value, lo, around, sums, crossing, moved)
+            if buckets[str(start)][_HOT]:
+                moved.setdefault(self._window_of(start), None)
+        if not changed:
+            for start in touched:
+                b = buckets.get(str(start))
+                if b is not None and b[_HOT]:
+                    moved.setdefault(self._window_of(start), None)
+        hits = []
+        for day_start in sorted(moved):
+            got = value["days"].get(str(day_start))
+            if got is not None:
+                hits.append(window_hit(self.rule_id, key, day_start, got))
+        return hits
+
+    def _spans(
+        self,
+        value: ThresholdState,
+        lo: int,
+        around: list[Bucket | None],
+        sums: list[int],
+        crossing: list[int],
+        moved: dict[int, Span | None],
+    ) -> None:
+        """The heaviest crossing span over each window's buckets, kept in its totals."""
+        n, size = self.span_buckets, self.bucket
+        counts = [0]
+        for b in around:
+            counts.append(counts[-1] + (b[_COUNT] if b is not None else 0))
+        # Buckets partition time: a span's first record is in its first
+        # bucket holding any, its last in its last such bucket.
+        last, first = [0] * len(around), [0] * len(around)
+        seen = -1
+        for i, b in enumerate(around):
+            seen = i if b is not None else seen
+            last[i] = seen
+        seen = len(around)
+        for i in range(len(around) - 1, -1, -1):
+            seen = i if around[i] is not None else seen
+            first[i] = seen
+        best: dict[int, Span] = {}
+        for j in crossing:
+            head, tail = first[j], last[j + n - 1]
+            span: Span = {
+                "start": around[head][_FIRST],  # type: ignore[index]
+                "end": around[tail][_LAST],  # type: ignore[index]
+                "sum": self.field,
+                "total": min(sums[j + n] - sums[j], bounds.COUNT_MAX),
+                "event_count": counts[j + n] - counts[j],
+            }
+            # The windows of the span's first and last records name it (a
+            # grouping window is never shorter than a span in the packs here).
+            for day_start in {self._window_of(lo + i * size) for i in (head, tail)}:
+                got = best.get(day_start)
+                if got is None or span_order(span) > span_order(got):
+                    best[day_start] = span
+        for day_start, span in best.items():
+            day = value["days"].get(str(day_start))
+            if day is None:
+                continue  # its buckets there hold no records (a span's empty end)
+            if "span" not in day or span_order(span) > span_order(day["span"]):
+                day["span"] = span
+                moved.setdefault(day_start, None)
+
+    def _widen(self, day: DayAgg, start: int, b: Bucket, truncated: bool) -> None:
+        """A hot bucket's times, labels and evidence into its window's totals.
+
+        The window's evidence is the earliest record of each hot bucket: the
+        bucket's entry replaces the one it had there (a late record may be
+        earlier), so the 20 kept do not depend on the order records came in.
+        """
+        day["first_seen"] = min(day["first_seen"], b[_FIRST])
+        day["last_seen"] = max(day["last_seen"], b[_LAST])
+        bounds.fold_categories(day, {"categories": b[_LABELS], "truncated": truncated})
+        size = self.bucket
+        others = [e for e in day["evidence"] if e["ts"] - e["ts"] % size != start]
+        day["evidence"] = earliest(others + b[_EVIDENCE])
+
+    def _bound(self, value: ThresholdState) -> None:
+        """At most MAX_BUCKETS_PER_KEY buckets and MAX_WINDOWS_PER_KEY windows: the oldest go."""
+        for name, limit in (
+            ("buckets", bounds.MAX_BUCKETS_PER_KEY),
+            ("days", bounds.MAX_WINDOWS_PER_KEY),
+        ):
+            kept: dict[str, Any] = value[name]  # type: ignore[literal-required]
+            if len(kept) > limit:
+                # Records spread far apart in time (the sweep has not yet
+                # dropped the old ones).
+                bounds.REACHED["windows"] += 1
+                for old in sorted(kept, key=int)[: len(kept) - limit]:
+                    del kept[old]
 
     def expire(self, value: ThresholdState, watermark: int) -> ThresholdState | None:
-        keep = {s: w for s, w in value["windows"].items() if int(s) + self.horizon_ms() > watermark}
-        return {"windows": keep} if keep else None
-
-    def closed_scopes(self, key: str, value: ThresholdState, watermark: int) -> list[str]:
-        return [
-            scope_of(key, s) for s in value["windows"] if int(s) + self.horizon_ms() <= watermark
-        ]
-
-
-def _empty_agg(item: WindowItem) -> WindowAgg:
-    return {
-        "fields": item["fields"].copy(),
-        "first_seen": item["first_seen"],
-        "last_seen": item["last_seen"],
-        "event_count": 0,
-        "bytes": 0,
-        "records": 0,
-        "categories": [],
-        "evidence": [],
-    }
-
-
-def earliest(evidence: list[Evidence]) -> list[Evidence]:
-    """The MAX_EVIDENCE earliest entries, one per record, by (event time, event id)."""
-    unique = {(e["ts"], e["event_id"]): e for e in evidence}
-    return [unique[k] for k in sorted(unique)[:MAX_EVIDENCE]]
-
-
-class WindowBatch:
-    """One threshold window's records within a batch: ids and figures, earliest evidence."""
-
-    __slots__ = ("categories", "fields", "first", "ids", "last", "sample")
-
-    def __init__(self, fields: GroupFields, ts: int) -> None:
-        self.fields = fields
-        self.ids: dict[int, tuple[int, int]] = {}
-        self.first = ts
-        self.last = ts
-        self.categories: set[str] = set()
-        self.sample: list[tuple[int, str, Source]] = []
-
-    def add(self, r: Record, source: Source) -> None:
-        ts = r.ts
-        self.ids[event_hash(r.platform, r.event_id)] = (r.bytes or 0, r.records or 0)
-        if ts < self.first:
-            self.first = ts
-        elif ts > self.last:
-            self.last = ts
-        self.categories.update(r.data_categories)
-        sample = self.sample
-        # Kept bounded: only entries that can still be among the earliest.
-        if len(sample) < MAX_EVIDENCE or (ts, r.event_id) < sample[-1][:2]:
-            insort(sample, (ts, r.event_id, source), key=_sample_key)
-            del sample[MAX_EVIDENCE:]
-
-    # Ids per item: an item travels in one Kafka message (1 MB by default)
-    # and its ids become one seen segment; 5,000 ids are about 200 KB.
-    MAX_IDS = 5_000
-
-    def items(self, start: int) -> list[WindowItem]:
-        """The window's items for this batch: one, or one per MAX_IDS ids.
-
-        Later items carry no categories or evidence (the first has them; both
-        merge idempotently) and the batch's first and last event time.
-        """
-        ids = [[h, n, r] for h, (n, r) in self.ids.items()]
-        labels, cut = bounds.categories(self.categories)
-        out: list[WindowItem] = []
-        for i in range(0, len(ids), self.MAX_IDS):
-            out.append(
-                {
-                    "window": start,
-                    "fields": self.fields,
-                    "ids": ids[i : i + self.MAX_IDS],
-                    "first_seen": self.first,
-                    "last_seen": self.last,
-                    "categories": sorted(labels) if i == 0 else [],
-                    "truncated": cut,
-                    "evidence": [
-                        {"event_id": e, "ts": ts, "source": src} for ts, e, src in self.sample
-                    ]
-                    if i == 0
-                    else [],
-                }
-            )
+        horizon = self.horizon_ms()
+        buckets = {s: b for s, b in value["buckets"].items() if int(s) + horizon > watermark}
+        if not buckets:
+            return None
+        # A window's totals stay while any bucket of it may still change.
+        starts = {self._window_of(int(s)) for s in buckets}
+        days = {s: d for s, d in value["days"].items() if int(s) in starts}
+        out: ThresholdState = {"fields": value["fields"], "buckets": buckets, "days": days}
+        if "recent" in value:
+            out["recent"] = value["recent"]
         return out
 
 
-def _sample_key(entry: tuple[int, str, Source]) -> tuple[int, str]:
-    return entry[0], entry[1]
+def _add(day: DayAgg, count: int, size: int, records: int) -> None:
+    day["event_count"] += count
+    day["bytes"] = bounds.add(day["bytes"], size)
+    day["records"] = bounds.add(day["records"], records)
+    if bounds.COUNT_MAX in (day["bytes"], day["records"]):
+        day["truncated"] = True
 
 
-def window_hit(
-    rule_id: str, window_id: int, start: int, agg: WindowAgg, evidence: list[Evidence]
-) -> Hit:
-    """A hit standing for every record of a threshold window so far.
+def window_hit(rule_id: str, key: str, start: int, day: DayAgg) -> Hit:
+    """A hit standing for every record of a grouping window's hot buckets so far.
 
-    It carries the window's running totals, not an increment: the alert group
-    keeps the latest totals per window (`part`) and adds only the difference.
-    So a window rebuilt after a crash, whose records come back in another
-    order and cross the threshold at another record, neither counts a record
-    twice nor drops one (records are deduplicated by the window, once).
-    `evidence` is what the group may not have yet: all of the window's when it
-    crosses, then the new record's own entry when it is among the earliest.
-    `start`, the window's own start, says which alert group the totals go to.
+    It carries running totals, not an increment: the alert group keeps the
+    latest totals per part and adds only the difference. So state rebuilt
+    after a crash, whose records come back in another order and cross at
+    another record, neither counts a record twice nor drops one (records are
+    deduplicated by the key's state, once). `start` is the grouping window's.
     """
-    return {
+    hit: Hit = {
         "rule": rule_id,
-        "fields": agg["fields"].copy(),
+        "fields": day["fields"].copy(),
         "ids": [],
-        "part": window_id,
+        "part": event_hash(key, f"window:{start}"),
         "part_start": start,
-        "first_seen": agg["first_seen"],
-        "last_seen": agg["last_seen"],
-        "event_count": agg["event_count"],
-        "bytes": agg["bytes"],
-        "records": agg["records"],
-        "categories": list(agg["categories"]),
-        "evidence": evidence,
-        "truncated": agg.get("truncated", False),
+        "first_seen": day["first_seen"],
+        "last_seen": day["last_seen"],
+        "event_count": day["event_count"],
+        "bytes": day["bytes"],
+        "records": day["records"],
+        "categories": list(day["categories"]),
+        "evidence": list(day["evidence"]),
+        "truncated": day.get("truncated", False),
     }
+    if "span" in day:
+        hit["span"] = day["span"]
+    return hit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,71 @@ def test_bulk_volume_fires_once_per_window_with_every_record_of_it() -> None:
     assert alert["src_country"] is None and alert["dst_country"] == "CN"
 
 
-def test_bulk_volume_windows_are_separate() -> None:
+def test_bulk_volume_records_an_hour_apart_are_separate() -> None:
     recs = [api(f"b{i}", T0 + i * H, legal_basis="contract", records=90000) for i in range(3)]
     assert of(run(recs), "pipa.xborder.bulk_volume") == []
+
+
+def _bulk(eid: str, minute: int, records: int = 60000) -> dict[str, Any]:
+    # T0 is midnight: minute 50 is 00:50, minute 70 is 01:10.
+    return api(eid, T0 + minute * 60_000, legal_basis="contract", records=records)
+
+
+def test_bulk_volume_spans_slide_across_clock_hours() -> None:
+    """60,000 at 00:50 and 60,000 at 01:10: one 60-minute span, though two clock hours."""
+    (alert,) = of(run([_bulk("a", 50), _bulk("b", 70)]), BULK)
+    assert alert["event_count"] == 2 and alert["records"] == 120000
+    assert alert["span"] == {
+        "start": iso_ms(T0 + 50 * 60_000),
+        "end": iso_ms(T0 + 70 * 60_000),
+        "sum": "records",
+        "total": 120000,
+        "event_count": 2,
+    }
+
+
+def test_bulk_volume_records_seventy_minutes_apart_do_not_fire() -> None:
+    assert of(run([_bulk("a", 50), _bulk("b", 120)]), BULK) == []
+    assert of(run([_bulk("b", 120), _bulk("a", 50)]), BULK) == []
+
+
+def test_bulk_volume_a_redelivered_record_does_not_count_twice() -> None:
+    assert of(run([_bulk("a", 50), _bulk("a", 50), _bulk("a", 50)]), BULK) == []
+    (alert,) = of(run([_bulk("a", 50), _bulk("b", 70), _bulk("a", 50), _bulk("b", 70)]), BULK)
+    assert alert["event_count"] == 2 and alert["records"] == 120000
+    assert alert["span"]["total"] == 120000
+
+
+def test_bulk_volume_a_growing_span_updates_one_alert_and_names_the_heaviest_span() -> None:
+    recs = [_bulk("a", 50), _bulk("b", 70), _bulk("c", 100, 30000), _bulk("d", 200, 10)]
+    (alert,) = of(run(recs), BULK)
+    # d is 100 minutes after c: in no span that crossed. a..c lie within 60 minutes.
+    assert alert["event_count"] == 3 and alert["records"] == 150000
+    assert alert["span"]["total"] == 150000 and alert["span"]["end"] == iso_ms(T0 + 100 * 60_000)
+
+
+def test_bulk_volume_decision_and_totals_do_not_depend_on_order() -> None:
+    recs = [
+        _bulk("a", 10, 30000),
+        _bulk("b", 50, 40000),
+        _bulk("c", 75, 40000),
+        _bulk("d", 109, 25000),
+        _bulk("e", 200, 90000),
+        _bulk("f", 290, 20000),
+        _bulk("b", 50, 40000),
+    ]
+    expected = None
+    for seed in range(12):
+        shuffled = recs[:]
+        random.Random(seed).shuffle(shuffled)
+        (alert,) = of(run(shuffled), BULK)
+        got = (alert["event_count"], alert["records"], alert["span"], alert["first_seen"])
+        assert expected is None or got == expected, seed
+        expected = got
+    # a is 65 minutes before c and has 70,000 with b alone; b+c+d, within 59
+    # minutes, make 105,000; e and f are 90 minutes apart.
+    assert expected is not None and expected[:2] == (3, 105000)
+    assert expected[2]["total"] == 105000 and expected[2]["event_count"] == 3
 
 
 def test_onward_transfer_needs_the_first_hop_within_30_days() -> None:
@@ -239,11 +302,13 @@ def test_alert_id_hashes_the_rule_the_group_key_and_the_window_start_only() -> N
         assert alert["alert_id"] == alert_id(key, start)
 
 
-def test_threshold_totals_go_to_the_window_their_threshold_window_starts_in(
+def test_a_crossing_span_over_midnight_fires_in_both_days_and_each_names_it(
     tmp_path: Path,
 ) -> None:
-    """Bulk windows are whole UTC hours: in Kolkata (UTC+05:30) one crosses local midnight."""
+    """Alerts are per calendar day: a span that crosses midnight there is named by both days'.
 
+    In Kolkata (UTC+05:30, a zone whose days are not whole UTC hours).
+    """
     rules = copy_pack(tmp_path)
     edit(
         rules / "detections" / "bulk_volume.yaml",
@@ -260,8 +325,15 @@ def test_threshold_totals_go_to_the_window_their_threshold_window_starts_in(
     zone = pack.by_id[BULK].group_zone
     day = window_start(before, DAY_MS, zone)
     assert window_start(after, DAY_MS, zone) == day + DAY_MS
+    key = f"{BULK}|platform=aliexpress|dst_country=CN"
     for order in (recs, recs[::-1]):
-        (alert,) = of(run(order, pack), BULK)
-        assert alert["event_count"] == 2 and alert["records"] == 120000
-        assert alert["alert_id"] == alert_id(f"{BULK}|platform=aliexpress|dst_country=CN", day)
-        assert (alert["first_seen"], alert["last_seen"]) == (iso_ms(before), iso_ms(after))
+        first, second = sorted(of(run(order, pack), BULK), key=lambda a: a["first_seen"])
+        assert (first["alert_id"], second["alert_id"]) == (
+            alert_id(key, day),
+            alert_id(key, day + DAY_MS),
+        )
+        for alert, ts in ((first, before), (second, after)):
+            assert alert["event_count"] == 1 and alert["records"] == 60000
+            assert alert["first_seen"] == alert["last_seen"] == iso_ms(ts)
+            assert alert["span"]["total"] == 120000
+            assert (alert["span"]["start"], alert["span"]["end"]) == (iso_ms(before), iso_ms(after))

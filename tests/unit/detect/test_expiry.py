@@ -213,7 +213,7 @@ def test_a_sweep_round_reads_the_table_once_for_every_partition() -> None:
     assert table.passes == 1
     assert sum(len(s) + len(t) for s, t in keys.values()) == len(table)
     new = f"{BULK}|new"
-    table[new] = {"windows": {}}
+    table[new] = {"buckets": {}}
 
     def found() -> bool:
         return any(k == new for p in range(PARTITIONS) for k, _ in sweep.entries(p)[0])
@@ -232,13 +232,13 @@ def test_a_sweep_reads_values_as_they_are_when_it_runs() -> None:
     """A key rewritten or deleted since the pass is not swept from its old value."""
     table: dict[str, Any] = {}
     sweep = TableSweep(table, expire_state, PACK, TableSeen(table), 1, 30.0, clock=lambda: 0.0)
-    table[f"{BULK}|a"] = {"windows": {str(T0): {"fired": False}}}
-    table[f"{BULK}|b"] = {"windows": {str(T0): {"fired": False}}}
+    table[f"{BULK}|a"] = {"fields": {}, "buckets": {str(T0): []}, "days": {}}
+    table[f"{BULK}|b"] = {"fields": {}, "buckets": {str(T0): []}, "days": {}}
     assert len(sweep.entries(0)[0]) == 2
-    table[f"{BULK}|a"] = {"windows": {str(T0 + 40 * DAY): {"fired": False}}}
+    table[f"{BULK}|a"] = {"fields": {}, "buckets": {str(T0 + 40 * DAY): []}, "days": {}}
     del table[f"{BULK}|b"]
     sweep.run(0, T0 + 30 * DAY)
-    assert table == {f"{BULK}|a": {"windows": {str(T0 + 40 * DAY): {"fired": False}}}}
+    assert table == {f"{BULK}|a": {"fields": {}, "buckets": {str(T0 + 40 * DAY): []}, "days": {}}}
 
 
 def test_stream_time_is_per_partition_and_expiry_stays_a_grace_behind() -> None:

@@ -134,7 +134,7 @@ def test_rules_check_and_test_commands(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["rules", "check"]) == 0
     assert main(["rules", "test"]) == 0
     out = capsys.readouterr().out
-    assert "17 passed, 0 failed" in out
+    assert "19 passed, 0 failed" in out
     rules = copy_pack(tmp_path)
     path = write_rule(rules, "bad.yaml", BASE + "when: {nope: 1}\n" + EXAMPLES)
     assert main(["rules", "check", "--rules", str(rules)]) == 2

@@ -1,0 +1,103 @@
+"""What a batch's matching records of one threshold bucket become: an item for the state stage."""
+
+from __future__ import annotations
+
+from bisect import insort
+from typing import TypedDict, final
+
+from monitor import bounds
+from monitor.contract.schemas import Record, Source
+from monitor.engine.model import Evidence, GroupFields
+from monitor.engine.ruletypes.base import MAX_EVIDENCE
+from monitor.engine.state import event_hash
+
+__all__ = ["BUCKET_EVIDENCE", "WindowBatch", "WindowItem", "earliest"]
+
+# Evidence a bucket keeps: its earliest record. One per bucket keeps a key's
+# state small; the alert names one record a minute of a one-hour rule.
+BUCKET_EVIDENCE = 1
+
+
+# Final: stages tell the items of rule types apart by their keys.
+@final
+class WindowItem(TypedDict):
+    """A batch's records of one bucket of one key."""
+
+    bucket: int  # the bucket's start, event time
+    fields: GroupFields
+    ids: list[list[int]]  # [event_hash, bytes, records] of each record
+    first_seen: int
+    last_seen: int
+    categories: list[str]
+    truncated: bool
+    evidence: list[Evidence]
+
+
+def earliest(evidence: list[Evidence], limit: int = MAX_EVIDENCE) -> list[Evidence]:
+    """The `limit` earliest entries, one per record, by (event time, event id)."""
+    unique = {(e["ts"], e["event_id"]): e for e in evidence}
+    return [unique[k] for k in sorted(unique)[:limit]]
+
+
+class WindowBatch:
+    """One threshold bucket's records within a batch: ids and figures, earliest evidence."""
+
+    __slots__ = ("categories", "fields", "first", "ids", "last", "sample")
+
+    def __init__(self, fields: GroupFields, ts: int) -> None:
+        self.fields = fields
+        self.ids: dict[int, tuple[int, int]] = {}
+        self.first = ts
+        self.last = ts
+        self.categories: set[str] = set()
+        self.sample: list[tuple[int, str, Source]] = []
+
+    def add(self, r: Record, source: Source) -> None:
+        ts = r.ts
+        self.ids[event_hash(r.platform, r.event_id)] = (r.bytes or 0, r.records or 0)
+        if ts < self.first:
+            self.first = ts
+        elif ts > self.last:
+            self.last = ts
+        self.categories.update(r.data_categories)
+        sample = self.sample
+        # Kept bounded: only entries that can still be the bucket's earliest.
+        if len(sample) < BUCKET_EVIDENCE or (ts, r.event_id) < sample[-1][:2]:
+            insort(sample, (ts, r.event_id, source), key=_sample_key)
+            del sample[BUCKET_EVIDENCE:]
+
+    # Ids per item: an item travels in one Kafka message (1 MB by default)
+    # and its ids become one seen segment; 5,000 ids are about 200 KB.
+    MAX_IDS = 5_000
+
+    def items(self, start: int) -> list[WindowItem]:
+        """The bucket's items for this batch: one, or one per MAX_IDS ids.
+
+        Later items carry no categories or evidence (the first has them; both
+        merge idempotently) and the batch's first and last event time.
+        """
+        ids = [[h, n, r] for h, (n, r) in self.ids.items()]
+        labels, cut = bounds.categories(self.categories)
+        out: list[WindowItem] = []
+        for i in range(0, len(ids), self.MAX_IDS):
+            out.append(
+                {
+                    "bucket": start,
+                    "fields": self.fields,
+                    "ids": ids[i : i + self.MAX_IDS],
+                    "first_seen": self.first,
+                    "last_seen": self.last,
+                    "categories": sorted(labels) if i == 0 else [],
+                    "truncated": cut,
+                    "evidence": [
+                        {"event_id": e, "ts": ts, "source": src} for ts, e, src in self.sample
+                    ]
+                    if i == 0
+                    else [],
+                }
+            )
+        return out
+
+
+def _sample_key(entry: tuple[int, str, Source]) -> tuple[int, str]:
+    return entry[0], entry[1]
