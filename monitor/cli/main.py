@@ -193,7 +193,7 @@ def _extra_commands() -> list[Register]:
     import importlib
 
     found: list[Register] = []
-    for module in ("monitor.cli.alerts", "monitor.cli.tools"):
+    for module in ("monitor.cli.alerts", "monitor.cli.receive", "monitor.cli.tools"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
