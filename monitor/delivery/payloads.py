@@ -19,6 +19,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from monitor import __version__
+from monitor.delivery import alertmanager
 from monitor.alerts.grouping import Alert
 from monitor.contract.schemas import parse_ts
 from monitor.delivery.model import Format, idempotency_key
@@ -62,6 +63,7 @@ CONTENT_TYPES: Final[Mapping[Format, str]] = {
     "native": "application/json",
     "cloudevents": JSONFormat.CONTENT_TYPE,
     "ocsf": "application/json",
+    "alertmanager": alertmanager.CONTENT_TYPE,
 }
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -184,13 +186,13 @@ def _ocsf(alert: Alert, link: str | None) -> bytes:
     return orjson.dumps(ocsf_finding(alert, link))
 
 
-# "alertmanager" is absent on purpose: Alertmanager's webhook body is built by
-# its own module. A format rendered from one alert adds its function here and
-# its CONTENT_TYPES entry.
+# A format adds its function here and its CONTENT_TYPES entry. Alertmanager's
+# body (its v2 API's list of alerts) is built by its own module.
 _RENDERERS: Final[Mapping[Format, Callable[[Alert, str | None], bytes]]] = {
     "native": _native,
     "cloudevents": _cloudevents,
     "ocsf": _ocsf,
+    "alertmanager": lambda alert, link: alertmanager.render_alertmanager(alert, link)[1],
 }
 
 

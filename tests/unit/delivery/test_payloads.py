@@ -149,13 +149,17 @@ def test_same_alert_same_bytes(fmt: Any) -> None:
 def test_public_alert_keeps_every_spec_field() -> None:
     alert = _alert()
     assert public_alert(alert) == alert
-    assert list(public_alert(alert)) == list(Alert.__annotations__)
+    # span: threshold rules' alerts only.
+    assert list(public_alert(alert)) == [k for k in Alert.__annotations__ if k != "span"]
 
 
-def test_formats_rendered_elsewhere_or_unknown_are_refused() -> None:
+def test_every_format_renders_and_an_unknown_one_is_refused() -> None:
     assert set(SINGLE) | {"alertmanager"} == set(FORMATS)
-    with pytest.raises(ValueError, match="alertmanager"):
-        render("alertmanager", _alert())
+    content_type, body = render("alertmanager", _alert(), link=LINK)
+    (posted,) = orjson.loads(body)
+    assert content_type == "application/json"
+    assert posted["labels"]["alert_id"] == _alert()["alert_id"]
+    assert posted["annotations"]["link"] == LINK
     with pytest.raises(ValueError, match="xml"):
         render("xml", _alert())  # type: ignore[arg-type]
 
