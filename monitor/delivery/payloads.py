@@ -19,9 +19,9 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from monitor import __version__
-from monitor.delivery import alertmanager
 from monitor.alerts.grouping import Alert
 from monitor.contract.schemas import parse_ts
+from monitor.delivery import alertmanager
 from monitor.delivery.model import Format, idempotency_key
 
 __all__ = [
