@@ -16,13 +16,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # promtool and amtool validate the Prometheus and Alertmanager files in tests;
+# PostgreSQL (initdb, postgres) serves the delivery history's tests;
 # Java 17 and Maven run Apache Kafka for the integration tests.
 system-deps:
-	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then \
+	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
+	    || ! { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager postgresql >/dev/null; \
 	  else \
-	    echo "install promtool and amtool: sudo apt-get install prometheus prometheus-alertmanager"; exit 1; \
+	    echo "install promtool, amtool and PostgreSQL: sudo apt-get install prometheus prometheus-alertmanager postgresql"; exit 1; \
 	  fi; \
 	fi
 	@command -v java >/dev/null || { echo "Java 17 is needed for the Apache Kafka integration tests"; exit 1; }

@@ -14,6 +14,7 @@ __all__ = [
     "ConfigErrors",
     "GeoIPDatabaseError",
     "Location",
+    "ServiceUnavailable",
     "XborderError",
 ]
 
@@ -50,8 +51,12 @@ class ConfigErrors(XborderError):
         super().__init__("\n".join(str(e) for e in errors))
 
 
-class BrokerUnavailable(XborderError):
-    """Kafka could not be reached: names the servers tried (exit status 69, EX_UNAVAILABLE)."""
+class ServiceUnavailable(XborderError):
+    """A service the command needs could not be reached (exit status 69, EX_UNAVAILABLE)."""
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    """Kafka could not be reached: names the servers tried."""
 
 
 class GeoIPDatabaseError(XborderError):

@@ -1,8 +1,9 @@
-"""Shared fixtures: GeoIP databases built for the tests, the scenario as a file, and (as
-a plugin) the brokers."""
+"""Shared fixtures: GeoIP databases built for the tests, the scenario as a file, a
+PostgreSQL server, and (as a plugin) the brokers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from tests.support.geoip_build import (
     build_country_db,
     build_flat_country_db,
 )
+from tests.support.postgres import PostgresServer, find_bin_dir
 from tests.support.scenario import lines
 
 pytest_plugins = ["tests.support.broker_fixtures"]
@@ -45,3 +47,26 @@ def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("scenario") / "scenario.jsonl"
     path.write_bytes(b"\n".join(lines()) + b"\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session (about a second to start)."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip(
+            "PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql): "
+            "`make system-deps` installs it"
+        )
+    server = PostgresServer(bin_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new, empty database of the session's server."""
+    return postgres_server.create_database()

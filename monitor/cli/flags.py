@@ -13,7 +13,17 @@ from typing import Any, Literal, get_args, get_origin
 
 from monitor.config.settings import Settings, env_name
 
-__all__ = ["CONFIG", "FLAGS", "REPLAY", "WORKER", "Flag", "add_setting_flags", "settings_from"]
+__all__ = [
+    "CONFIG",
+    "DELIVERIES",
+    "FLAGS",
+    "REPLAY",
+    "RULES_CHECK",
+    "WORKER",
+    "Flag",
+    "add_setting_flags",
+    "settings_from",
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ FLAGS: dict[str, Flag] = {
     "partitions": Flag("--partitions", "N"),
     "state_dir": Flag("--state-dir", "DIR"),
     "processing_guarantee": Flag("--processing-guarantee"),
+    "delivery_config": Flag("--delivery-config", "YAML"),
+    "delivery_history": Flag("--delivery-history", "PATH"),
 }
 
 # The flags of each command that loads settings.
@@ -55,6 +67,8 @@ CONFIG = (
     "time_zone",
 )
 REPLAY = (*CONFIG, "max_clock_skew", "dead_letter_mask")
+RULES_CHECK = (*CONFIG, "delivery_config")
+DELIVERIES = ("delivery_history",)
 WORKER = (
     *REPLAY,
     "bootstrap",

@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING
 import orjson
 
 from monitor import __version__
-from monitor.cli.flags import CONFIG, REPLAY, WORKER, add_setting_flags, settings_from
-from monitor.errors import BrokerUnavailable, ConfigErrors, XborderError
+from monitor.cli.flags import (
+    CONFIG,
+    REPLAY,
+    RULES_CHECK,
+    WORKER,
+    add_setting_flags,
+    settings_from,
+)
+from monitor.errors import ConfigError, ConfigErrors, ServiceUnavailable, XborderError
 
 if TYPE_CHECKING:
     from monitor.config.settings import Settings
@@ -91,14 +98,39 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    from monitor.config.runtime import load_config
+    from monitor.config.runtime import load_config, load_delivery_config
 
-    pack, disclosures, endpoints = load_config(settings_from(args))
+    settings = settings_from(args)
+    # Both are checked whatever the other holds, so one run names every error.
+    failed: list[ConfigError | ConfigErrors] = []
+    try:
+        pack, disclosures, endpoints = load_config(settings)
+    except (ConfigError, ConfigErrors) as e:
+        failed.append(e)
+    rule_ids = None if failed else pack.by_id
+    try:
+        delivery = load_delivery_config(settings, resolve=not args.skip_secrets, rule_ids=rule_ids)
+    except (ConfigError, ConfigErrors) as e:
+        failed.append(e)
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        raise ConfigErrors(
+            [err for e in failed for err in (e.errors if isinstance(e, ConfigErrors) else [e])]
+        )
     print(
         f"rule pack {pack.version}: {len(pack.rules)} rules, "
         f"{len(disclosures.by_platform)} platforms disclosed, "
         f"{len(endpoints.hosts) + len(endpoints.suffixes)} endpoints: OK"
     )
+    if delivery.source is None:
+        print(f"no delivery configuration ({settings.delivery_config_path} absent): OK")
+    else:
+        checked = "" if args.skip_secrets else ", secrets present"
+        print(
+            f"delivery {delivery.source}: {len(delivery.receivers)} receivers, "
+            f"{delivery.route_count()} routes{checked}: OK"
+        )
     return 0
 
 
@@ -169,8 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="check or test a rule pack").add_subparsers(
         dest="rules_command", required=True
     )
-    p = rules.add_parser("check", help="load and validate rules and their configuration")
-    add_setting_flags(p, CONFIG)
+    p = rules.add_parser(
+        "check", help="load and validate rules and their configuration, delivery included"
+    )
+    p.add_argument(
+        "--skip-secrets",
+        action="store_true",
+        help="check the delivery file without reading the secrets and files it names "
+        "(where they are absent, as in CI)",
+    )
+    add_setting_flags(p, RULES_CHECK)
     p.set_defaults(func=cmd_rules_check)
     p = rules.add_parser("test", help="run every rule's examples")
     add_setting_flags(p, CONFIG)
@@ -193,7 +233,12 @@ def _extra_commands() -> list[Register]:
     import importlib
 
     found: list[Register] = []
-    for module in ("monitor.cli.alerts", "monitor.cli.receive", "monitor.cli.tools"):
+    for module in (
+        "monitor.cli.alerts",
+        "monitor.cli.deliveries",
+        "monitor.cli.receive",
+        "monitor.cli.tools",
+    ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -230,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for err in e.errors:
             print(f"  {err}", file=sys.stderr)
         return EXIT_USAGE
-    except BrokerUnavailable as e:
+    except ServiceUnavailable as e:
         print(f"xborder: {e}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except XborderError as e:

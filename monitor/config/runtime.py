@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.config.disclosures import (
     Disclosures,
@@ -19,7 +21,10 @@ from monitor.engine.ruletypes.consent import ConsentRule
 from monitor.errors import ConfigError
 from monitor.geo.resolve import CountryLookup, Resolver
 
-__all__ = ["Runtime", "key_subjects", "load_config", "load_runtime"]
+if TYPE_CHECKING:
+    from monitor.delivery.routing import DeliveryConfig
+
+__all__ = ["Runtime", "key_subjects", "load_config", "load_delivery_config", "load_runtime"]
 
 
 @dataclass
@@ -60,6 +65,30 @@ def load_config(settings: Settings) -> tuple[RulePack, Disclosures, EndpointRegi
     endpoints = load_endpoints(settings.endpoints_path)
     pack = load_pack(settings.rules_dir, disclosures, overrides)
     return pack, disclosures, endpoints
+
+
+def load_delivery_config(
+    settings: Settings,
+    *,
+    resolve: bool = True,
+    rule_ids: Collection[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> DeliveryConfig:
+    """Receivers and routes (monitor.delivery.routing.load_delivery), secrets from `env`
+    (default: os.environ). Without the default file, an empty configuration: nothing is
+    delivered, alerts stay on the alerts topic. A file named explicitly must exist."""
+    from monitor.delivery.routing import DeliveryConfig, load_delivery
+
+    path = settings.delivery_config_path
+    if settings.delivery_config is None and not os.path.lexists(path):
+        return DeliveryConfig({}, None)
+    return load_delivery(
+        path,
+        (path.parent,),
+        os.environ if env is None else env,
+        resolve=resolve,
+        rule_ids=rule_ids,
+    )
 
 
 def key_subjects(pack: RulePack, key: bytes) -> None:

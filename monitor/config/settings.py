@@ -47,6 +47,7 @@ _ENV_NAMES: dict[str, str | None] = {
     "use_geoip": None,
 }
 _TOPIC_PREFIX = ENV_PREFIX + "TOPIC_"
+_POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
 
 
 def default_rules_dir() -> Path:
@@ -181,6 +182,21 @@ class Settings(BaseSettings):
         None, repr=False, description="secret keying data subjects' state"
     )
     subject_key_file: Path | None = Field(None, description="file holding the subject key")
+    # Delivery of alerts to receivers (monitor.delivery)
+    delivery_config: Path | None = Field(
+        None, description="receivers and routes YAML (default: <rules>/config/delivery.yaml)"
+    )
+    delivery_history: Path | None = Field(
+        None,
+        description="SQLite file of the delivery history (default: <data dir>/deliveries.sqlite3)",
+    )
+    # A URL may carry a password: kept secret, and without a flag (a command
+    # line is visible to every user of the host).
+    delivery_history_url: SecretStr | None = Field(
+        None,
+        repr=False,
+        description="PostgreSQL URL of the delivery history, used instead of the SQLite file",
+    )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         "info", description="log level"
     )
@@ -195,6 +211,13 @@ class Settings(BaseSettings):
     @classmethod
     def _any_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("delivery_history_url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(_POSTGRESQL_SCHEMES):
+            raise ValueError("a postgresql:// URL")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -216,6 +239,14 @@ class Settings(BaseSettings):
     @property
     def endpoints_path(self) -> Path:
         return self.endpoints or self.rules_dir / "config" / "endpoints.yaml"
+
+    @property
+    def delivery_config_path(self) -> Path:
+        return self.delivery_config or self.rules_dir / "config" / "delivery.yaml"
+
+    @property
+    def delivery_history_path(self) -> Path:
+        return self.delivery_history or self.data_dir / "deliveries.sqlite3"
 
     @property
     def geoip_country_path(self) -> Path:

@@ -37,7 +37,7 @@ from monitor.delivery.model import Attempt, Delivery, Format, Receiver
 from monitor.delivery.routing import DeliveryConfig
 from monitor.delivery.sender import Sender
 
-__all__ = ["Notifier", "Pending", "undelivered_record", "render_with_link"]
+__all__ = ["Notifier", "Pending", "render_with_link", "undelivered_record"]
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class Notifier:
     async def _one(self, sender: Sender, tp: Any, offset: int, value: bytes | None) -> None:
         try:
             alert = orjson.loads(value or b"")
-            alert["alert_id"], alert["revision"], alert["severity"]  # noqa: B018
+            alert["alert_id"], alert["revision"], alert["severity"]
         except (orjson.JSONDecodeError, TypeError, KeyError):
             # The worker writes this topic; anything else on it is no alert to deliver.
             log.warning("delivery: %s offset %d is no alert; skipped", tp, offset)
@@ -262,5 +262,8 @@ class Notifier:
         ready = self.pending.take()
         if ready:
             await consumer.commit(
-                {TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "") for tp, o in ready.items()}
+                {
+                    TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "")
+                    for tp, o in ready.items()
+                }
             )

@@ -66,7 +66,9 @@ def test_a_changed_threshold_reports_exactly_the_alerts_it_adds_and_removes(
         assert moved and set(moved) == {BULK}, (label, moved)
         # Alert ids are the rule, group and calendar day: a lower threshold only
         # adds alerts (or grows them), a higher one only removes (or shrinks).
-        assert (bool(added), bool(removed)) == ((True, False) if label == "lower" else (False, True))
+        assert (bool(added), bool(removed)) == (
+            (True, False) if label == "lower" else (False, True)
+        )
         changed = {c["alert_id"] for c in got["changed"]}
         assert changed <= set(old) & set(new)
         assert got["unchanged"] + len(changed) == len(set(old) & set(new))

@@ -383,6 +383,8 @@ def test_every_setting_changes_something() -> None:
             value = "1"
         if name == "XBORDER_LOG_LEVEL":
             value = "debug"
+        if name == "XBORDER_DELIVERY_HISTORY_URL":
+            value = "postgresql://marker"
         assert Settings.from_env({name: value}) != base, name
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from monitor.cli.flags import CONFIG, FLAGS, REPLAY, WORKER, settings_from
+from monitor.cli.flags import CONFIG, DELIVERIES, FLAGS, REPLAY, RULES_CHECK, WORKER, settings_from
 from monitor.cli.main import build_parser, main
 from monitor.config.settings import Settings, Topics
 from monitor.config.subject_key import derive, subject_key
@@ -53,6 +53,9 @@ VARIABLES = {
     "XBORDER_MAX_CLOCK_SKEW",
     "XBORDER_SUBJECT_KEY_FILE",
     "XBORDER_SUBJECT_KEY",
+    "XBORDER_DELIVERY_CONFIG",
+    "XBORDER_DELIVERY_HISTORY",
+    "XBORDER_DELIVERY_HISTORY_URL",
 }
 
 
@@ -249,10 +252,11 @@ def test_an_error_beside_the_subject_key_does_not_show_it() -> None:
 
 # The flags of each command before they came from the table: none lost, none added.
 COMMANDS = {
-    ("rules", "check"): set(CONFIG),
+    ("rules", "check"): set(RULES_CHECK),
     ("rules", "test"): set(CONFIG),
     ("replay", "in.jsonl"): set(REPLAY),
     ("worker",): set(WORKER),
+    ("deliveries", "list"): set(DELIVERIES),
 }
 CONFIG_FLAGS = {
     "--rules",
@@ -282,8 +286,10 @@ def options_of(command: tuple[str, ...]) -> set[str]:
 
 def test_the_table_names_fields_and_every_flag_is_on_its_commands() -> None:
     assert set(FLAGS) <= set(Settings.model_fields)
-    assert set(WORKER) == set(FLAGS)
+    assert set(WORKER) | set(RULES_CHECK) | set(DELIVERIES) == set(FLAGS)
     assert {FLAGS[f].option for f in CONFIG} == CONFIG_FLAGS
+    assert {FLAGS[f].option for f in RULES_CHECK} == CONFIG_FLAGS | {"--delivery-config"}
+    assert {FLAGS[f].option for f in DELIVERIES} == {"--delivery-history"}
     assert {FLAGS[f].option for f in REPLAY} == CONFIG_FLAGS | {
         "--max-clock-skew",
         "--mask-dead-letters",
@@ -347,8 +353,12 @@ def test_every_flag_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -
         "state_dir": Path("/s"),
         "processing_guarantee": "exactly_once",
     }
-    assert set(expected) == set(FLAGS)
     assert {name: getattr(s, name) for name in expected} == expected
+    checked = settings_from(parse(["rules", "check", "--delivery-config", "/dc.yaml"]))
+    assert checked.delivery_config == Path("/dc.yaml")
+    listed = settings_from(parse(["deliveries", "list", "--delivery-history", "/h.db"]))
+    assert listed.delivery_history == Path("/h.db")
+    assert set(expected) | {"delivery_config", "delivery_history"} == set(FLAGS)
 
 
 def test_an_invalid_flag_or_variable_exits_2_with_one_line(
