@@ -2,7 +2,7 @@
 reads it.
 
 Each subcommand is a function in `SUBCOMMANDS` that adds its parser; `list` reads
-the history. The history is opened only when a subcommand runs, so every other
+the history, `retry` sends the undelivered topic's deliveries again. The history is opened only when a subcommand runs, so every other
 `xborder` command starts without it.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
 
-from monitor.cli.flags import DELIVERIES, add_setting_flags, settings_from
+from monitor.cli.flags import DELIVERIES, NOTIFY, add_setting_flags, settings_from
 
 if TYPE_CHECKING:
     from monitor.delivery.model import Attempt
@@ -139,7 +139,33 @@ def add_list(commands: Subparsers) -> None:
 
 
 # `deliveries retry` (re-send what the history shows exhausted) joins here.
-SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (add_list,)
+def cmd_retry(args: argparse.Namespace) -> int:
+    from monitor.cli.notify import cmd_notify
+
+    return cmd_notify(args)
+
+
+def add_retry(commands: Subparsers) -> None:
+    p = commands.add_parser(
+        "retry",
+        help="send undelivered alerts again",
+        description="Read the undelivered topic (consumer group <app id>-notify-retry) and "
+        "send each delivery to its receiver again, as `xborder notify` does; what the history "
+        "has as delivered is skipped, what fails again goes back to the undelivered topic. "
+        "Stops once the topic has been read and nothing is unfinished.",
+    )
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="stop once nothing came for this long and nothing is unfinished (default 5)",
+    )
+    add_setting_flags(p, NOTIFY)
+    p.set_defaults(func=cmd_retry, retry=True)
+
+
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (add_list, add_retry)
 
 
 def register(sub: Subparsers) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "CONFIG",
     "DELIVERIES",
     "FLAGS",
+    "NOTIFY",
     "REPLAY",
     "RULES_CHECK",
     "WORKER",
@@ -53,6 +54,8 @@ FLAGS: dict[str, Flag] = {
     "processing_guarantee": Flag("--processing-guarantee"),
     "delivery_config": Flag("--delivery-config", "YAML"),
     "delivery_history": Flag("--delivery-history", "PATH"),
+    "alert_link": Flag("--alert-link", "URL"),
+    "notify_metrics_port": Flag("--notify-metrics-port", "PORT"),
 }
 
 # The flags of each command that loads settings.
@@ -69,6 +72,15 @@ CONFIG = (
 REPLAY = (*CONFIG, "max_clock_skew", "dead_letter_mask")
 RULES_CHECK = (*CONFIG, "delivery_config")
 DELIVERIES = ("delivery_history",)
+NOTIFY = (
+    "rules_dir",
+    "bootstrap",
+    "delivery_config",
+    "delivery_history",
+    "alert_link",
+    "notify_metrics_port",
+    "app_id",
+)
 WORKER = (
     *REPLAY,
     "bootstrap",

@@ -236,6 +236,7 @@ def _extra_commands() -> list[Register]:
     for module in (
         "monitor.cli.alerts",
         "monitor.cli.deliveries",
+        "monitor.cli.notify",
         "monitor.cli.receive",
         "monitor.cli.tools",
     ):

@@ -82,6 +82,10 @@ class Topics(BaseModel):
     consent: TopicName = Field("telemetry.consent", description="consent telemetry topic")
     alerts: TopicName = Field("monitor.alerts", description="alerts topic")
     dead_letters: TopicName = Field("monitor.dead-letters", description="dead letters topic")
+    undelivered: TopicName = Field(
+        "monitor.alerts.undelivered",
+        description="deliveries whose retries ran out, with their last error",
+    )
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -197,6 +201,14 @@ class Settings(BaseSettings):
         repr=False,
         description="PostgreSQL URL of the delivery history, used instead of the SQLite file",
     )
+    alert_link: str | None = Field(
+        None,
+        description="link sent with each delivered alert, {alert_id} replaced "
+        "(a case system's or dashboard's page)",
+    )
+    notify_metrics_port: int = Field(
+        9465, ge=0, le=65535, description="Prometheus endpoint port of `xborder notify`"
+    )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         "info", description="log level"
     )
@@ -211,6 +223,18 @@ class Settings(BaseSettings):
     @classmethod
     def _any_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("alert_link")
+    @classmethod
+    def _link_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.format(alert_id="x")
+            except (KeyError, IndexError, ValueError) as e:
+                raise ValueError("a URL naming at most {alert_id}") from e
+            if not value.startswith(("http://", "https://")):
+                raise ValueError("an http:// or https:// URL")
+        return value
 
     @field_validator("delivery_history_url")
     @classmethod

@@ -103,6 +103,18 @@ class Pending:
         return sum(entry[1] > 0 for q in self.open.values() for entry in q)
 
 
+def _alert_of(value: bytes | None) -> Alert | None:
+    try:
+        alert = orjson.loads(value or b"")
+        if isinstance(alert, dict) and all(
+            k in alert for k in ("alert_id", "revision", "severity")
+        ):
+            return alert  # type: ignore[return-value]
+    except orjson.JSONDecodeError:
+        pass
+    return None
+
+
 def _finished(done: Callable[[], None], future: asyncio.Future[Attempt]) -> None:
     if not future.cancelled() and future.exception() is None:
         done()
@@ -167,8 +179,31 @@ class Notifier:
             error,
         )
 
+    def routed(self, value: bytes | None) -> tuple[Alert, list[Receiver]] | None:
+        """An alert of the alerts topic and the receivers its routes name; None if no alert."""
+        alert = _alert_of(value)
+        return None if alert is None else (alert, self.config.receivers_for(alert))
+
+    def returned(self, value: bytes | None) -> tuple[Alert, list[Receiver]] | None:
+        """An undelivered record and its receiver, if still configured; None otherwise."""
+        try:
+            record = orjson.loads(value or b"")
+            name = record["receiver"]
+        except (orjson.JSONDecodeError, TypeError, KeyError):
+            return None
+        alert = _alert_of(orjson.dumps(record.get("alert")))
+        receiver = self.config.receivers.get(name)
+        if alert is None or receiver is None:
+            log.warning("delivery: an undelivered record for %r: no such receiver now", name)
+            return None
+        return alert, [receiver]
+
     async def deliver(
-        self, sender: Sender, alert: Alert, hold: Callable[[], Callable[[], None]]
+        self,
+        sender: Sender,
+        alert: Alert,
+        receivers: list[Receiver],
+        hold: Callable[[], Callable[[], None]],
     ) -> int:
         """Submit an alert's deliveries; how many (those the history has are not sent).
 
@@ -178,7 +213,7 @@ class Notifier:
         never calls it: its offset stays uncommitted and is read again.
         """
         submitted = 0
-        for receiver in self.config.receivers_for(alert):
+        for receiver in receivers:
             delivery = Delivery(alert, receiver.name)
             if await asyncio.to_thread(self.history.delivered, delivery.key, receiver.name):
                 self.skipped += 1
@@ -192,8 +227,21 @@ class Notifier:
         self.sent += submitted
         return submitted
 
-    async def run(self, stop: asyncio.Event, *, idle_exit_s: float | None = None) -> None:
-        """Until `stop` is set (or no alert came for `idle_exit_s` with nothing unfinished)."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        idle_exit_s: float | None = None,
+        retry: bool = False,
+    ) -> None:
+        """Until `stop` is set (or no alert came for `idle_exit_s` with nothing unfinished).
+
+        `retry`: read the undelivered topic instead (group `<group>-retry`) and
+        send each record to its receiver again; what fails again goes back there.
+        """
+        topic = self.undelivered_topic if retry else self.alerts_topic
+        group = f"{self.group_id}-retry" if retry else self.group_id
+        pick = self.returned if retry else self.routed
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 
         notifier = self
@@ -208,7 +256,7 @@ class Notifier:
 
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
-            group_id=self.group_id,
+            group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
@@ -217,7 +265,7 @@ class Notifier:
         )
         await self._producer.start()
         await consumer.start()
-        consumer.subscribe([self.alerts_topic], listener=Rebalance())
+        consumer.subscribe([topic], listener=Rebalance())
         idle_since = time.monotonic()
         try:
             async with self.sender() as sender:
@@ -225,7 +273,7 @@ class Notifier:
                     batch = await consumer.getmany(timeout_ms=200, max_records=500)
                     for tp, messages in batch.items():
                         for m in messages:
-                            await self._one(sender, tp, m.offset, m.value)
+                            await self._one(sender, tp, m.offset, pick(m.value))
                     await self._commit(consumer)
                     if batch or self.pending.unfinished():
                         idle_since = time.monotonic()
@@ -237,13 +285,12 @@ class Notifier:
             await consumer.stop()
             await self._producer.stop()
 
-    async def _one(self, sender: Sender, tp: Any, offset: int, value: bytes | None) -> None:
-        try:
-            alert = orjson.loads(value or b"")
-            alert["alert_id"], alert["revision"], alert["severity"]
-        except (orjson.JSONDecodeError, TypeError, KeyError):
-            # The worker writes this topic; anything else on it is no alert to deliver.
-            log.warning("delivery: %s offset %d is no alert; skipped", tp, offset)
+    async def _one(
+        self, sender: Sender, tp: Any, offset: int, picked: tuple[Alert, list[Receiver]] | None
+    ) -> None:
+        if picked is None:
+            # The worker writes these topics; anything else on them is nothing to deliver.
+            log.warning("delivery: %s offset %d holds nothing to deliver; skipped", tp, offset)
             self.pending.add(tp, offset, 0)
             return
         entry = self.pending.add(tp, offset, 1)  # held open while it is being submitted
@@ -252,7 +299,7 @@ class Notifier:
             entry[1] += 1
             return partial(self.pending.finish, tp, entry)
 
-        await self.deliver(sender, alert, hold)
+        await self.deliver(sender, picked[0], picked[1], hold)
         self.pending.finish(tp, entry)
 
     async def _commit(self, consumer: Any) -> None:

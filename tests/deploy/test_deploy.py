@@ -385,6 +385,8 @@ def test_every_setting_changes_something() -> None:
             value = "debug"
         if name == "XBORDER_DELIVERY_HISTORY_URL":
             value = "postgresql://marker"
+        if name == "XBORDER_ALERT_LINK":
+            value = "https://marker/{alert_id}"
         assert Settings.from_env({name: value}) != base, name
 
 

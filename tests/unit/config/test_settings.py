@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from monitor.cli.flags import CONFIG, DELIVERIES, FLAGS, REPLAY, RULES_CHECK, WORKER, settings_from
+from monitor.cli.flags import (
+    CONFIG,
+    DELIVERIES,
+    FLAGS,
+    NOTIFY,
+    REPLAY,
+    RULES_CHECK,
+    WORKER,
+    settings_from,
+)
 from monitor.cli.main import build_parser, main
 from monitor.config.settings import Settings, Topics
 from monitor.config.subject_key import derive, subject_key
@@ -56,6 +65,9 @@ VARIABLES = {
     "XBORDER_DELIVERY_CONFIG",
     "XBORDER_DELIVERY_HISTORY",
     "XBORDER_DELIVERY_HISTORY_URL",
+    "XBORDER_TOPIC_UNDELIVERED",
+    "XBORDER_ALERT_LINK",
+    "XBORDER_NOTIFY_METRICS_PORT",
 }
 
 
@@ -257,6 +269,8 @@ COMMANDS = {
     ("replay", "in.jsonl"): set(REPLAY),
     ("worker",): set(WORKER),
     ("deliveries", "list"): set(DELIVERIES),
+    ("deliveries", "retry"): set(NOTIFY),
+    ("notify",): set(NOTIFY),
 }
 CONFIG_FLAGS = {
     "--rules",
@@ -286,7 +300,7 @@ def options_of(command: tuple[str, ...]) -> set[str]:
 
 def test_the_table_names_fields_and_every_flag_is_on_its_commands() -> None:
     assert set(FLAGS) <= set(Settings.model_fields)
-    assert set(WORKER) | set(RULES_CHECK) | set(DELIVERIES) == set(FLAGS)
+    assert set(WORKER) | set(RULES_CHECK) | set(DELIVERIES) | set(NOTIFY) == set(FLAGS)
     assert {FLAGS[f].option for f in CONFIG} == CONFIG_FLAGS
     assert {FLAGS[f].option for f in RULES_CHECK} == CONFIG_FLAGS | {"--delivery-config"}
     assert {FLAGS[f].option for f in DELIVERIES} == {"--delivery-history"}
@@ -358,7 +372,18 @@ def test_every_flag_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert checked.delivery_config == Path("/dc.yaml")
     listed = settings_from(parse(["deliveries", "list", "--delivery-history", "/h.db"]))
     assert listed.delivery_history == Path("/h.db")
-    assert set(expected) | {"delivery_config", "delivery_history"} == set(FLAGS)
+    notify = settings_from(
+        parse(
+            ["notify", "--alert-link", "https://c.example/{alert_id}", "--notify-metrics-port", "0"]
+        )
+    )
+    assert (notify.alert_link, notify.notify_metrics_port) == ("https://c.example/{alert_id}", 0)
+    assert set(expected) | {
+        "delivery_config",
+        "delivery_history",
+        "alert_link",
+        "notify_metrics_port",
+    } == set(FLAGS)
 
 
 def test_an_invalid_flag_or_variable_exits_2_with_one_line(
