@@ -8,6 +8,7 @@ storage). Ctrl-C stops everything the demo started.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
 import signal
@@ -67,6 +68,16 @@ def _demo_key(workdir: Path) -> Path:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(random_key().hex().encode())
+    return path
+
+
+def _demo_secret(workdir: Path) -> Path:
+    """The webhook signing secret the demo's notifier and receiver share (owner-only)."""
+    path = workdir / "webhook.secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"whsec_" + base64.b64encode(os.urandom(32)) + b"\n")
     return path
 
 
@@ -141,6 +152,23 @@ def run_demo(args: argparse.Namespace) -> int:
             workdir / "simulator.log",
             env,
         )
+        # The case officers' side: the reference receiver on the address the
+        # default delivery file names, and the notifier delivering to it.
+        secret = _demo_secret(workdir)
+        env["XBORDER_WEBHOOK_SECRET"] = secret.read_text().strip()
+        env.setdefault("XBORDER_DELIVERY_HISTORY", str(workdir / "deliveries.sqlite3"))
+        env.setdefault("XBORDER_NOTIFY_METRICS_PORT", "0")
+        receiver = subprocess.Popen(
+            [*xborder, "receive", "--port", str(args.receiver_port), "--secret-file", str(secret),
+             "--store", str(workdir / "received.jsonl")],
+            stdout=subprocess.PIPE, stderr=(workdir / "receiver.log").open("ab"), env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        notifier = _spawn([*xborder, "notify"], workdir / "notify.log", env)
+        _say(
+            f"notifier delivering signed webhooks to the reference receiver on port "
+            f"{args.receiver_port} (history: xborder deliveries list)"
+        )
         platforms = ", ".join(load_world(settings).platforms)
         _say(f"simulated telemetry of {platforms} at {args.rate} records/s")
         _say("alerts as they fire (Ctrl-C stops everything):")
@@ -157,12 +185,23 @@ def run_demo(args: argparse.Namespace) -> int:
                 if stop.is_set():
                     return
 
+        def deliveries() -> None:
+            assert receiver.stdout is not None
+            for raw in receiver.stdout:
+                print(f"  delivered: {raw.decode(errors='replace').rstrip()}", flush=True)
+
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+        threading.Thread(target=deliveries, daemon=True).start()
         try:
             deadline = time.monotonic() + args.seconds if args.seconds else None
             while deadline is None or time.monotonic() < deadline:
-                for proc, name in ((worker, "worker"), (simulator, "simulator")):
+                for proc, name in (
+                    (worker, "worker"),
+                    (simulator, "simulator"),
+                    (notifier, "notify"),
+                    (receiver, "receiver"),
+                ):
                     if proc.poll() is not None:
                         _say(
                             f"{name} exited with {proc.returncode}; see {workdir / (name + '.log')}"
@@ -175,6 +214,8 @@ def run_demo(args: argparse.Namespace) -> int:
             stop.set()
             _stop(simulator, "simulator")
             _stop(worker, "worker")
+            _stop(notifier, "notifier")
+            _stop(receiver, "receiver")
     _say("stopped")
     return 0
 
@@ -185,6 +226,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rate", type=float, default=100.0, help="simulated records per second")
     p.add_argument("--violation-rate", type=float, default=10.0, help="violations per 1000 records")
     p.add_argument("--metrics-port", type=int, default=9464)
+    p.add_argument(
+        "--receiver-port",
+        type=int,
+        default=8790,
+        help="port of the reference receiver (the default delivery file's address)",
+    )
     p.add_argument(
         "--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)"
     )

@@ -36,6 +36,7 @@ from monitor.delivery.metrics import DeliveryMetrics
 from monitor.delivery.model import Attempt, Delivery, Format, Receiver
 from monitor.delivery.routing import DeliveryConfig
 from monitor.delivery.sender import Sender
+from monitor.errors import BrokerUnavailable
 
 __all__ = ["Notifier", "Pending", "render_with_link", "undelivered_record"]
 
@@ -243,6 +244,7 @@ class Notifier:
         group = f"{self.group_id}-retry" if retry else self.group_id
         pick = self.returned if retry else self.routed
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+        from aiokafka.errors import KafkaConnectionError
 
         notifier = self
 
@@ -260,14 +262,20 @@ class Notifier:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
-        )
-        await self._producer.start()
-        await consumer.start()
-        consumer.subscribe([topic], listener=Rebalance())
+        # No idempotent producer: the embedded broker (Tansu) has none, and a
+        # repeated undelivered record is harmless (retry asks the history first).
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
         idle_since = time.monotonic()
         try:
+            try:
+                await self._producer.start()
+                await consumer.start()
+            except KafkaConnectionError:
+                raise BrokerUnavailable(
+                    f"cannot reach Kafka at {self.bootstrap}; is it running, and is "
+                    "KAFKA_BOOTSTRAP_SERVERS right?"
+                ) from None
+            consumer.subscribe([topic], listener=Rebalance())
             async with self.sender() as sender:
                 while not stop.is_set():
                     batch = await consumer.getmany(timeout_ms=200, max_records=500)

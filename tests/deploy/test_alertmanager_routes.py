@@ -147,7 +147,7 @@ def test_amtool_check_config() -> None:
 def test_compose_gives_alertmanager_the_token_the_config_reads() -> None:
     am = services()["alertmanager"]
     assert am["secrets"] == [TOKEN_SECRET]
-    [source] = [s["file"] for s in compose()["secrets"].values()]
+    source = compose()["secrets"][TOKEN_SECRET]["file"]
     assert source.startswith("${CASE_OFFICERS_TOKEN_FILE:?"), source
 
 

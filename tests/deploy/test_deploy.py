@@ -404,7 +404,12 @@ def topics_yaml() -> list[dict[str, Any]]:
 def test_topics_definitions() -> None:
     topics = {t["name"]: t for t in topics_yaml()}
     defaults = Topics()
-    assert set(topics) == {*defaults.inputs, defaults.alerts, defaults.dead_letters}
+    assert set(topics) == {
+        *defaults.inputs,
+        defaults.alerts,
+        defaults.dead_letters,
+        defaults.undelivered,
+    }
     for t in topics.values():
         assert set(t) == {"name", "partitions", "replication", "configs"}
         assert all(isinstance(v, str) for v in t["configs"].values()), t["name"]

@@ -23,6 +23,17 @@ def test_demo_runs_on_tansu_and_shows_alerts(country_db: Path, tmp_path: Path) -
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     from xborder_tools.embedded_broker import free_port
 
+    port = free_port()
+    # The default delivery file names port 8790; this one points at the test's port.
+    delivery = tmp_path / "delivery.yaml"
+    delivery.write_text(
+        "receivers:\n  - name: case-officers\n"
+        f"    url: http://127.0.0.1:{port}/alerts\n"
+        "    secret_env: XBORDER_WEBHOOK_SECRET\n"
+        "route: {receiver: case-officers}\n"
+    )
+    env["XBORDER_DELIVERY_CONFIG"] = str(delivery)
+
     done = subprocess.run(
         [
             sys.executable,
@@ -35,6 +46,8 @@ def test_demo_runs_on_tansu_and_shows_alerts(country_db: Path, tmp_path: Path) -
             "200",
             "--metrics-port",
             str(free_port()),
+            "--receiver-port",
+            str(port),
         ],
         env=env,
         capture_output=True,
@@ -45,3 +58,5 @@ def test_demo_runs_on_tansu_and_shows_alerts(country_db: Path, tmp_path: Path) -
     assert done.returncode == 0, out + done.stderr
     assert "embedded Tansu broker" in out and "first alert after" in out, out
     assert sum(1 for line in out.splitlines() if " NEW " in line) >= 3, out
+    # Signed, verified and stored by the reference receiver.
+    assert sum(1 for line in out.splitlines() if "delivered: alert " in line) >= 3, out
