@@ -628,3 +628,16 @@ def test_no_unpinned_images_or_machine_paths() -> None:
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"image:\s*\S+:latest\b|FROM\s+\S+:latest\b", text), path
         assert not re.search(r"/(?:home|Users|work)/\w", text), f"{path}: machine path"
+
+
+def test_compose_delivery_file_is_valid_and_feeds_alertmanager() -> None:
+    from monitor.delivery.routing import load_delivery
+    from tests.support.alert_sample import sample_alert
+
+    path = ROOT / "deploy" / "delivery.yaml"
+    config = load_delivery(path, (path.parent,), {}, resolve=False)
+    assert config.receivers["alertmanager"].format == "alertmanager"
+    assert config.receivers["alertmanager"].url.endswith("/api/v2/alerts")
+    high = [r.name for r in config.receivers_for(sample_alert(severity="high"))]
+    low = [r.name for r in config.receivers_for(sample_alert(severity="low"))]
+    assert high == ["alertmanager", "case-officers"] and low == ["case-officers"]
