@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from agents.app import create_app, ensure_topics
+from agents.ready import READY_PATH, Readiness, serve_metrics
 from monitor.config.runtime import load_runtime
 from monitor.config.settings import Settings
 from monitor.metrics import Metrics
@@ -124,16 +125,19 @@ def run_worker(settings: Settings) -> int:
     runtime = load_runtime(settings, require_subject_key=True)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    readiness = Readiness()
+    serve_metrics(settings.metrics_port, settings.metrics_host, registry, readiness)
     log.info(
-        "metrics on http://%s:%d/metrics; rules %s; geoip %s",
+        "metrics on http://%s:%d/metrics, readiness on %s; rules %s; geoip %s",
         settings.metrics_host,
         settings.metrics_port,
+        READY_PATH,
         runtime.pack.version,
         runtime.resolver().geoip_build,
     )
     ensure_topics(settings)
     worker = create_app(settings, runtime, metrics)
+    readiness.watch(worker.app)
     # faust.Worker handles SIGINT/SIGTERM itself: it stops agents, flushes the
     # producer and commits what was processed before exiting.
     fw = _Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)

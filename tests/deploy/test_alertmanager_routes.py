@@ -30,13 +30,12 @@ from monitor.delivery.model import SEVERITIES
 from tests.deploy.test_deploy import (
     ALERTMANAGER,
     alert_rules,
-    compose,
-    load,
     run,
     services,
     tool,
 )
 from tests.support.alert_sample import sample_alert
+from tests.support.deploy import compose, load
 from xborder_tools.embedded_broker import free_port
 
 CONFIG = ALERTMANAGER / "alertmanager.yml"

@@ -1,9 +1,12 @@
 """Static checks of the deployment files (no Docker engine or cluster needed).
 
-Compose and Kubernetes files are parsed and their structure checked; settings
-named anywhere are checked against what `Settings.from_env` really reads; the
-Prometheus files go through `promtool` (Debian package `prometheus`), skipped
-when absent; the Alertmanager files are tested in test_alertmanager_routes.py.
+Compose files are parsed and their structure checked; settings named anywhere
+are checked against what `Settings.from_env` really reads; the Prometheus
+files go through `promtool` (Debian package `prometheus`), skipped when
+absent. Elsewhere: the compose file against the Compose Specification schema
+(test_compose_schema.py), the Kubernetes manifests rendered and checked
+against the Kubernetes schemas (test_k8s.py), the Alertmanager files
+(test_alertmanager_routes.py).
 """
 
 from __future__ import annotations
@@ -13,26 +16,30 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
 from monitor.config.settings import Settings, Topics
 from monitor.metrics import Metrics
+from tests.support.deploy import (
+    COMPOSE,
+    DEPLOY,
+    assert_pinned,
+    compose,
+    load,
+    settings_names,
+)
 from tests.support.paths import ROOT
 
-DEPLOY = ROOT / "deploy"
-COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = DEPLOY / "xborder.env.example"
 PROMETHEUS = DEPLOY / "prometheus"
 ALERTMANAGER = DEPLOY / "alertmanager"
-K8S = DEPLOY / "k8s"
 
 SETTING_NAME = re.compile(r"\b(?:XBORDER_[A-Z0-9_]+|KAFKA_BOOTSTRAP_SERVERS)\b")
 EXPECTED_ALERTS = {
@@ -45,14 +52,6 @@ EXPECTED_ALERTS = {
     "XborderNoTelemetry",
 }
 THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
-
-
-def load(path: Path) -> Any:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def load_all(path: Path) -> list[Any]:
-    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
 
 
 def run(
@@ -73,34 +72,6 @@ def tool(name: str) -> str:
 
 # ---------------------------------------------------------------------------
 # What the code actually reads
-
-
-class _Recorder(Mapping[str, str]):
-    """An empty environment that remembers which names were asked for."""
-
-    def __init__(self) -> None:
-        self.asked: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.asked.add(key)
-        return default
-
-    def __getitem__(self, key: str) -> str:
-        self.asked.add(key)
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-@cache
-def settings_names() -> frozenset[str]:
-    recorder = _Recorder()
-    Settings.from_env(recorder)
-    return frozenset(recorder.asked)
 
 
 @cache
@@ -127,13 +98,6 @@ def test_settings_names_are_found() -> None:
 # docker-compose.yml
 
 
-@cache
-def compose() -> dict[str, Any]:
-    doc = load(COMPOSE)
-    assert isinstance(doc, dict)
-    return doc
-
-
 def services() -> dict[str, dict[str, Any]]:
     s = compose()["services"]
     assert isinstance(s, dict) and s
@@ -157,23 +121,23 @@ def environment(svc: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
-def assert_pinned(image: str) -> None:
-    name, _, tag = image.rpartition(":")
-    assert name and tag, f"{image}: no tag"
-    assert tag != "latest" and "@" not in name, f"{image}: tag must be pinned"
-    first = name.split("/")[0]
-    assert "." not in first and ":" not in first, f"{image}: names a registry host"
+STACK = (
+    "kafka",
+    "kafka-init",
+    "geoip-init",
+    "worker",
+    "notify",
+    "prometheus",
+    "alertmanager",
+    "grafana",
+)
 
 
 def test_compose_parses_and_has_the_stack() -> None:
-    assert {"kafka", "kafka-init", "worker", "prometheus", "alertmanager", "grafana"} <= set(
-        services()
-    )
+    assert set(STACK) <= set(services())
 
 
-@pytest.mark.parametrize(
-    "name", ["kafka", "kafka-init", "worker", "prometheus", "alertmanager", "grafana"]
-)
+@pytest.mark.parametrize("name", STACK)
 def test_compose_service_has_pinned_image_or_build(name: str) -> None:
     svc = services()[name]
     assert "image" in svc or "build" in svc
@@ -183,7 +147,7 @@ def test_compose_service_has_pinned_image_or_build(name: str) -> None:
 
 def test_every_compose_service_is_pinned_and_healthchecked() -> None:
     one_shot = one_shot_services()
-    assert "kafka-init" in one_shot
+    assert {"kafka-init", "geoip-init"} <= one_shot
     for name, svc in services().items():
         assert "image" in svc or "build" in svc, name
         if "image" in svc:
@@ -216,8 +180,7 @@ def test_compose_bind_mounts_are_relative_and_exist() -> None:
         for volume in svc.get("volumes") or []:
             source = volume.split(":")[0]
             if source.startswith("."):
-                if "demo-data" in source:  # made on the host by `xborder geoip fetch`
-                    continue
+                # A fresh checkout has every bind-mounted file: nothing to make first.
                 assert (ROOT / source).exists(), f"{name}: {source} missing"
             else:
                 assert not source.startswith(("/", "~")), f"{name}: host path {source}"
@@ -235,19 +198,39 @@ def test_compose_has_no_credentials() -> None:
 
 def test_compose_worker() -> None:
     worker = services()["worker"]
-    assert worker["build"] in (".", {"context": "."})
+    assert worker["build"] == {"context": ".", "target": "service"}
     assert worker["deploy"]["replicas"] == 2
     assert "container_name" not in worker and "ports" not in worker  # would break scaling
     env = environment(worker)
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert env["XBORDER_GEOIP_COUNTRY"] == "/data/geoip/country.mmdb"
     assert env["XBORDER_DATA_DIR"] == "/data"
-    assert any(v.endswith(":/data/geoip:ro") for v in worker["volumes"])
+    assert "geoip:/data/geoip:ro" in worker["volumes"]
+    assert services()["notify"]["image"] == worker["image"]
+
+
+def test_compose_provisions_the_geoip_database() -> None:
+    """geoip-init fills the named volume the workers mount, before they start."""
+    init = services()["geoip-init"]
+    assert init["build"] == {"context": ".", "target": "tools"}
+    assert_pinned(init["image"])
+    assert init["image"] != services()["worker"]["image"]
+    words = init["command"]
+    assert words[:2] == ["geoip", "fetch"]
+    dest = words[words.index("--dest") + 1]
+    assert f"geoip:{dest}" in init["volumes"]
+    assert "geoip" in compose()["volumes"]
+    worker = services()["worker"]
+    assert worker["depends_on"]["geoip-init"] == {"condition": "service_completed_successfully"}
+    # The database the worker opens is in the volume geoip-init wrote.
+    mount = next(v for v in worker["volumes"] if v.startswith("geoip:"))
+    target = mount.split(":")[1]
+    assert environment(worker)["XBORDER_GEOIP_COUNTRY"] == f"{target}/country.mmdb"
 
 
 def test_compose_setting_names_are_read_by_settings() -> None:
     for name, svc in services().items():
-        if name != "worker":
+        if name not in ("worker", "notify"):
             continue
         unknown = {k for k in environment(svc) if SETTING_NAME.fullmatch(k)} - settings_names()
         assert not unknown, f"{name}: not read by Settings.from_env: {sorted(unknown)}"
@@ -293,16 +276,37 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return out
 
 
-def test_dockerfile() -> None:
-    ins = dockerfile_instructions()
-    first = [rest for word, rest in ins if word == "FROM"]
-    assert first == ["python:3.11-slim"]
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """Each stage's instructions, with those of the stage it starts FROM before its own."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for word, rest in dockerfile_instructions():
+        if word == "FROM":
+            image, _, name = rest.partition(" AS ")
+            current = [*stages.get(image, []), (word, image)]
+            stages[name.strip()] = current
+        else:
+            current.append((word, rest))
+    return stages
+
+
+def test_dockerfile_stages() -> None:
+    stages = dockerfile_stages()
+    assert list(stages) == ["base", "tools", "service"]  # service last: the default target
+    assert [r for w, r in stages["base"] if w == "FROM"] == ["python:3.11-slim"]
+    for name in ("tools", "service"):
+        assert [r for w, r in stages[name] if w == "FROM"] == ["python:3.11-slim", "base"]
+
+
+def test_dockerfile_service() -> None:
+    ins = dockerfile_stages()["service"]
     users = [rest for word, rest in ins if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert ("EXPOSE", "9464") in ins
     assert ("ENTRYPOINT", '["xborder"]') in ins
-    assert ("CMD", '["worker"]') in ins
-    assert any(w == "RUN" and "pip install ." in r for w, r in ins)
+    assert [r for w, r in ins if w == "CMD"] == ['["worker"]']
+    installs = [r for w, r in ins if w == "RUN" and "pip install" in r]
+    assert len(installs) == 1 and "pip install . " in installs[0] + " "  # no extras
     assert any(w == "COPY" and r.startswith("rules/") for w, r in ins)
     # The service image holds no tooling (demo, simulator, embedded broker, GeoIP fetch).
     copied = [r.split()[0] for w, r in ins if w == "COPY"]
@@ -312,9 +316,21 @@ def test_dockerfile() -> None:
     assert "curl" not in health[0]
 
 
+def test_dockerfile_tools() -> None:
+    """The tools image runs `xborder geoip fetch` (npm) as the user the service reads as."""
+    ins = dockerfile_stages()["tools"]
+    assert any(w == "COPY" and r.startswith("xborder_tools/") for w, r in ins)
+    assert any(w == "RUN" and "apt-get install" in r and " npm" in r for w, r in ins)
+    users = [r for w, r in ins if w == "USER"]
+    service_users = [r for w, r in dockerfile_stages()["service"] if w == "USER"]
+    assert users and users[-1] == service_users[-1]
+    cmd = json.loads(next(r for w, r in reversed(ins) if w == "CMD"))
+    assert cmd == services()["geoip-init"]["command"]
+
+
 def test_dockerfile_env_names_are_settings() -> None:
     env: dict[str, str] = {}
-    for word, rest in dockerfile_instructions():
+    for word, rest in dockerfile_stages()["service"]:
         if word == "ENV":
             env.update((m[1], m[2]) for m in re.finditer(r"(\w+)=(\S+)", rest))
     names = {k for k in env if SETTING_NAME.fullmatch(k)}
@@ -327,8 +343,10 @@ def test_dockerfile_env_names_are_settings() -> None:
 
 
 def test_dockerignore_keeps_local_state_out() -> None:
-    entries = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
-    assert {".git", ".venv", "demo-data", "xborder_tools"} <= entries
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    entries = {line.strip() for line in lines if not line.startswith("#")}
+    assert {".git", ".venv", "demo-data", "**/.env"} <= entries
+    assert "xborder_tools" not in entries  # the tools target copies it
 
 
 # ---------------------------------------------------------------------------
@@ -541,76 +559,6 @@ def test_grafana_provisioning() -> None:
     assert (dashboards / ".gitkeep").exists()
     for board in dashboards.glob("*.json"):  # generated later; must stay valid JSON
         json.loads(board.read_text(encoding="utf-8"))
-
-
-# ---------------------------------------------------------------------------
-# deploy/k8s
-
-
-def k8s_docs() -> dict[str, dict[str, Any]]:
-    """kind/name -> manifest, for every file the kustomization lists."""
-    kustomization = load(K8S / "kustomization.yaml")
-    listed = kustomization["resources"]
-    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(listed) == on_disk
-    docs = {}
-    for name in listed:
-        for doc in load_all(K8S / name):
-            assert {"apiVersion", "kind", "metadata"} <= set(doc), name
-            docs[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
-    return docs
-
-
-def test_k8s_deployment() -> None:
-    docs = k8s_docs()
-    [deployment] = [d for d in docs.values() if d["kind"] == "Deployment"]
-    spec = deployment["spec"]
-    assert spec["replicas"] == 2
-    pod = spec["template"]
-    assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    [container] = pod["spec"]["containers"]
-    assert_pinned(container["image"])
-    refs = [e["configMapRef"]["name"] for e in container["envFrom"]]
-    for ref in refs:
-        assert f"ConfigMap/{ref}" in docs, f"Deployment references missing ConfigMap {ref}"
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 9464}
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"]["path"] == "/metrics"
-        assert container[probe]["httpGet"]["port"] in ("metrics", 9464)
-    res = container["resources"]
-    assert {"cpu", "memory"} <= set(res["requests"]) and {"cpu", "memory"} <= set(res["limits"])
-    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    mounts = {m["name"]: m for m in container["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    assert mounts["geoip"]["mountPath"] == "/data/geoip" and mounts["geoip"]["readOnly"]
-    claim = volumes["geoip"]["persistentVolumeClaim"]["claimName"]
-    assert f"PersistentVolumeClaim/{claim}" in docs
-    assert set(mounts) <= set(volumes)
-
-
-def test_k8s_configmap_names_settings() -> None:
-    docs = k8s_docs()
-    config = docs["ConfigMap/xborder-config"]["data"]
-    assert set(config) <= settings_names(), sorted(set(config) - settings_names())
-    s = Settings.from_env(config)
-    assert s.geoip_country_path == Path("/data/geoip/country.mmdb")
-    assert s.metrics_port == 9464
-
-
-def test_k8s_service_and_pdb_select_the_pods() -> None:
-    docs = k8s_docs()
-    [deployment] = [d for d in docs.values() if d["kind"] == "Deployment"]
-    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    [service] = [d for d in docs.values() if d["kind"] == "Service"]
-    assert service["spec"]["selector"].items() <= pod_labels.items()
-    notes = service["metadata"]["annotations"]
-    assert notes["prometheus.io/scrape"] == "true"
-    assert notes["prometheus.io/port"] == "9464"
-    assert notes["prometheus.io/path"] == "/metrics"
-    [pdb] = [d for d in docs.values() if d["kind"] == "PodDisruptionBudget"]
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
 
 
 # ---------------------------------------------------------------------------
