@@ -22,10 +22,12 @@ from agents import transport
 from agents.context import Context, Topics
 from agents.group import GroupAgent, open_groups
 from agents.ingest import IngestAgent
+from agents.reload import ConfigReload
 from agents.state import StateAgent
 from agents.stores import TableSeen, TableStore
 from agents.sweep import StreamTime, TableSweep
-from monitor.alerts.grouping import AlertContext, AlertGrouper
+from monitor.alerts.grouping import AlertGrouper
+from monitor.config.reload import Loaded, Reloader, Snapshot
 from monitor.config.runtime import Runtime
 from monitor.config.settings import Settings
 from monitor.detect.expiry import expire_groups, expire_state
@@ -46,6 +48,7 @@ class Worker:
     topics: dict[str, Any]
     tables: dict[str, Any]
     agents: dict[str, Any]  # the objects behind the Faust agents, by agent name
+    reload: ConfigReload
 
 
 # The worker's tables (each has a changelog topic `<app>-<name>-changelog`).
@@ -57,8 +60,14 @@ def internal_topics(settings: Settings) -> tuple[str, str]:
     return f"{settings.app_id}-state", f"{settings.app_id}-hits"
 
 
-def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker:
-    """Build a worker app. Tests build their own; nothing is global."""
+def create_app(
+    settings: Settings, runtime: Runtime, metrics: Metrics, stamps: Snapshot | None = None
+) -> Worker:
+    """Build a worker app. Tests build their own; nothing is global.
+
+    `stamps`: of the files `runtime` was loaded from, taken before it was
+    (monitor.config.reload.snapshot), so a change during the load is reloaded.
+    """
     scheme = transport.register(settings.fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
@@ -99,9 +108,8 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
 
     state_table, groups_table = (table(name) for name in TABLES)
 
-    pack = runtime.pack
-    resolver = runtime.resolver()
-    ctx = Context(settings, pack, resolver, metrics, topics)
+    config = Loaded.of(runtime)
+    ctx = Context(settings, config, metrics, topics)
     grace_ms = int(settings.state_grace * 1000)
     interval = settings.sweep_interval
 
@@ -114,19 +122,16 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
         state_store,
         state_seen,
         changelog=state_table.changelog_topic.get_topic_name(),
-        sweep=TableSweep(state_table, expire_state, pack, state_seen, n, interval),
+        sweep=TableSweep(state_table, expire_state, state_seen, n, interval),
         stream_time=StreamTime(grace_ms),
     )
     groups_seen = TableSeen(groups_table)
     group = GroupAgent(
         ctx,
         groups_table,
-        AlertGrouper(pack, TableStore(groups_table), groups_seen),
-        AlertContext(pack.version, resolver.geoip_build),
+        AlertGrouper(config.pack, TableStore(groups_table), groups_seen),
         UpdateLimiter(settings.alert_update_interval),
-        sweep=TableSweep(
-            groups_table, expire_groups, pack, groups_seen, n, interval, size=open_groups
-        ),
+        sweep=TableSweep(groups_table, expire_groups, groups_seen, n, interval, size=open_groups),
         stream_time=StreamTime(grace_ms),
     )
     ingest = IngestAgent(ctx)
@@ -137,14 +142,18 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
 
     app.on_partitions_assigned.connect(forget)
     app.on_partitions_revoked.connect(forget)
-    metrics.rules_info.info({"version": pack.version})
-    if resolver.geoip_build:
-        metrics.geoip_build.info({"build_date": resolver.geoip_build})
+    reload = ConfigReload(
+        ctx,
+        Reloader(settings, config, runtime.subject_key, stamps),
+        settings.config_poll_interval,
+    )
+    reload.started()
 
     app.agent(topics.inputs, name="ingest")(ingest.run)
     app.agent(topics.state, name="state")(state.run)
     app.agent(topics.hits, name="group")(group.run)
     app.timer(1.0)(group.flush_held_updates)
+    app.task(reload.run)
 
     # Topics the worker writes but does not read must exist too.
     async def declare_outputs() -> None:
@@ -160,6 +169,7 @@ def create_app(settings: Settings, runtime: Runtime, metrics: Metrics) -> Worker
         topics={f.name: getattr(topics, f.name) for f in fields(topics)},
         tables={"state": state_table, "groups": groups_table},
         agents={"ingest": ingest, "state": state, "group": group},
+        reload=reload,
     )
 
 

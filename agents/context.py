@@ -12,13 +12,13 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import FaustError
 
 from monitor.alerts.grouping import iso_ms
+from monitor.config.reload import Loaded
 from monitor.config.settings import Settings
 from monitor.contract.dead_letters import dead_letter_json
 from monitor.contract.schemas import KafkaSource
 from monitor.detect.local import PROCESSING_ERROR
 from monitor.detect.stages import Failures
 from monitor.engine.model import RulePack
-from monitor.geo.resolve import Resolver
 from monitor.metrics import Metrics
 
 # Errors of the framework or the broker, not of the item being processed: a
@@ -75,10 +75,15 @@ class Context:
     """One worker's shared parts; each agent keeps its own state beside it."""
 
     settings: Settings
-    pack: RulePack
-    resolver: Resolver
+    # What detection reads, replaced whole by a reload (agents/reload.py). An
+    # agent reads it once per batch, so a batch sees one version throughout.
+    config: Loaded
     metrics: Metrics
     topics: Topics
+
+    @property
+    def pack(self) -> RulePack:
+        return self.config.pack
 
     @property
     def partitions(self) -> int:

@@ -14,7 +14,7 @@ import orjson
 
 from agents.context import INFRASTRUCTURE, Context, batch_items, source_of
 from agents.sweep import StreamTime, TableSweep
-from monitor.alerts.grouping import AlertContext, AlertGrouper, Groups, build_alert
+from monitor.alerts.grouping import AlertGrouper, Groups, build_alert
 from monitor.detect.stages import Emission, Failures, UpdateLimiter, group_hits
 from monitor.engine.model import Hit
 
@@ -31,7 +31,6 @@ class GroupAgent:
     ctx: Context
     table: Any  # the groups table
     grouper: AlertGrouper
-    alert_context: AlertContext
     limiter: UpdateLimiter
     sweep: TableSweep[Groups]
     stream_time: StreamTime
@@ -48,7 +47,10 @@ class GroupAgent:
             now = time.time()
             sent = []
             failures = Failures(source_of(event.message), passthrough=INFRASTRUCTURE)
-            emissions = group_hits(hits, ctx.pack, self.grouper, self.alert_context, now, failures)
+            config = ctx.config
+            emissions = group_hits(
+                hits, config.pack, self.grouper, config.alert_context, now, failures
+            )
             await ctx.send_failures("group", failures)
             for emission in emissions:
                 if self.limiter.admit(emission.alert_id, emission.group_key, emission.is_new, now):
@@ -66,7 +68,7 @@ class GroupAgent:
                 self.scanned.add(partition)
                 self.hold_unsent(partition)
             if self.sweep.due(partition):
-                self.sweep.run(partition, self.stream_time.horizon(partition))
+                self.sweep.run(partition, self.stream_time.horizon(partition), config.pack)
                 ctx.metrics.open_groups.set(sum(self.sweep.sizes.values()))
             ctx.metrics.processing.labels("group").observe(time.perf_counter() - started)
 
@@ -96,13 +98,13 @@ class GroupAgent:
     async def flush_held_updates(self) -> None:
         """Send the updates the limiter held back, now due (a timer)."""
         now = time.time()
-        pack = self.ctx.pack
+        config = self.ctx.config
         for alert_id, key in self.limiter.due(now):
             value: Groups | None = self.table.get(key)
             groups = value["groups"] if value else []
             group = next((g for g in groups if g["alert_id"] == alert_id), None)
-            if group is None:
-                continue  # expired meanwhile
-            rule = pack.by_id[group["rule"]]
-            alert = build_alert(rule, group, self.alert_context, int(now * 1000))
+            rule = config.pack.by_id.get(group["rule"]) if group is not None else None
+            if group is None or rule is None:
+                continue  # expired meanwhile, or its rule left the pack in a reload
+            alert = build_alert(rule, group, config.alert_context, int(now * 1000))
             await self.emit(Emission(alert_id, alert, False, rule.id, rule.severity, key))

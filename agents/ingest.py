@@ -60,10 +60,11 @@ class IngestAgent:
                 messages.append((m.value, source_of(m)))
         for topic, count in counts.items():
             ctx.metrics.messages_in.labels(topic).inc(count)
+        config = ctx.config
         out = ingest(
             messages,
-            ctx.pack,
-            ctx.resolver,
+            config.pack,
+            config.resolver,
             ctx.partitions,
             ctx.metrics,
             max_skew_ms=int(ctx.settings.max_clock_skew * 1000),

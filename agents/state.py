@@ -50,15 +50,14 @@ class StateAgent:
             # State behind its hits is redone on redelivery; hits are idempotent.
             partition = event.message.partition
             failures = Failures(source_of(event.message), passthrough=INFRASTRUCTURE)
+            pack = ctx.pack
             with transport.holding_changelogs(self.app.producer) as changelog:
-                hits = apply_routed(
-                    items, ctx.pack, self.store, self.seen, ctx.partitions, failures
-                )
+                hits = apply_routed(items, pack, self.store, self.seen, ctx.partitions, failures)
             rows = self.store.take_rows()
             await ctx.send_failures("state", failures)
             await asyncio.gather(*await ctx.send_batches(ctx.topics.hits, hits))
             await self.send_held(self.app.producer, changelog)
             await self.send_rows(self.app.producer, self.changelog, partition, rows)
             if self.sweep.due(partition):
-                self.sweep.run(partition, self.stream_time.horizon(partition))
+                self.sweep.run(partition, self.stream_time.horizon(partition), pack)
             ctx.metrics.processing.labels("state").observe(time.perf_counter() - started)

@@ -58,7 +58,6 @@ class TableSweep(Generic[V]):
         self,
         table: Any,
         expire: Callable[[list[tuple[str, V]], RulePack, int], Expired[V]],
-        pack: RulePack,
         seen: TableSeen,
         partitions: int,
         interval: float,
@@ -67,7 +66,6 @@ class TableSweep(Generic[V]):
     ) -> None:
         self.table = table
         self.expire = expire
-        self.pack = pack
         self.seen = seen
         self.partitions = partitions
         self.interval = interval
@@ -126,10 +124,11 @@ class TableSweep(Generic[V]):
         get = self.table.get
         return _present(state, get), _present(seen, get)
 
-    def run(self, partition: int, at: int) -> Expired[V]:
-        """Expire the partition's entries against the horizon `at`; what was expired."""
+    def run(self, partition: int, at: int, pack: RulePack) -> Expired[V]:
+        """Expire the partition's entries against the horizon `at` and the rules of `pack`
+        (the one running when the sweep runs); what was expired."""
         state, seen = self.entries(partition)
-        expired = self.expire(state, self.pack, at)
+        expired = self.expire(state, pack, at)
         self._apply(expired.updates, expired.deletes)
         closed = expire_seen(seen, at)
         self._apply({}, closed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from agents.app import create_app, ensure_topics
 from agents.ready import READY_PATH, Readiness, serve_metrics
+from agents.reload import ConfigReload
+from monitor.config.reload import snapshot, watched_files
 from monitor.config.runtime import load_runtime
 from monitor.config.settings import Settings
 from monitor.metrics import Metrics
@@ -98,12 +101,22 @@ def _await_chains() -> list[str]:
 
 
 class _Worker(faust.Worker):
-    """faust.Worker with diagnostics fit for a service.
+    """faust.Worker with diagnostics fit for a service, and reloads on SIGHUP.
 
     `kill -USR1 <pid>` logs the consumer's flow state, then every asyncio
     task's stack (mode's own dump); SIGUSR2 logs the flow state alone
     (mode would enter the debugger, which hangs a worker without a terminal).
+    `kill -HUP <pid>` reloads the rules and configuration (agents/reload.py);
+    without a handler it would end the worker.
     """
+
+    def __init__(self, app: faust.App, reload: ConfigReload, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.reload = reload
+
+    def install_signal_handlers(self) -> None:
+        super().install_signal_handlers()
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload.request)
 
     def _on_sigusr1(self) -> None:
         log.warning("flow state: %s", _flow_state(self.app))
@@ -122,6 +135,8 @@ def run_worker(settings: Settings) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # Before loading: a file changed during the load is then reloaded, not missed.
+    stamps = snapshot(watched_files(settings))
     runtime = load_runtime(settings, require_subject_key=True)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
@@ -136,17 +151,18 @@ def run_worker(settings: Settings) -> int:
         runtime.resolver().geoip_build,
     )
     ensure_topics(settings)
-    worker = create_app(settings, runtime, metrics)
+    worker = create_app(settings, runtime, metrics, stamps)
     readiness.watch(worker.app)
     # faust.Worker handles SIGINT/SIGTERM itself: it stops agents, flushes the
     # producer and commits what was processed before exiting.
-    fw = _Worker(worker.app, loglevel=settings.log_level.upper(), quiet=True)
+    fw = _Worker(worker.app, worker.reload, loglevel=settings.log_level.upper(), quiet=True)
     profile = os.environ.get("XBORDER_PROFILE")
     profiler = _start_profiler() if profile else None
     try:
         fw.execute_from_commandline()
     finally:
-        runtime.close()
+        # The database running now: a reload may have replaced (and closed) the first.
+        worker.reload.close()
         if profiler is not None and profile:
             profiler.stop()
             Path(profile).write_text(

@@ -161,7 +161,33 @@ class Metrics:
         self.geoip_build = Info(
             "xborder_geoip_build", "Build date of the GeoIP database in use", registry=registry
         )
-        self.rules_info = Info("xborder_rules", "Rule pack version in use", registry=registry)
+        self.rules_info = Info(
+            "xborder_rules",
+            "Rule pack version in use, digests of the disclosures and endpoint registry "
+            "it reads, and the application (consumer group) of the worker",
+            registry=registry,
+        )
+        # Reloads while the worker runs (agents/reload.py); `what` is a part:
+        # rules, disclosures, endpoints or geoip.
+        self.config_reloads = Counter(
+            "xborder_config_reloads",
+            "Reloads of a part of the configuration (result: success, or error: the "
+            "previous version kept)",
+            ["what", "result"],
+            registry=registry,
+        )
+        self.config_reload_ok = Gauge(
+            "xborder_config_last_reload_successful",
+            "1 when the last load of the part succeeded, 0 when its files on disk were refused",
+            ["what"],
+            registry=registry,
+        )
+        self.config_reload_time = Gauge(
+            "xborder_config_last_reload_success_timestamp_seconds",
+            "When the part running now was loaded (start-up or reload)",
+            ["what"],
+            registry=registry,
+        )
         self.open_groups = Gauge(
             "xborder_open_alert_groups",
             "Alert groups currently open in this worker",

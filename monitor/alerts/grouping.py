@@ -332,9 +332,13 @@ class AlertGrouper:
         self.store = store
         self.seen = seen
 
-    def add(self, hit: Hit) -> tuple[Rule, AlertGroup] | None:
-        """Fold one hit in; the changed group to emit, or None when nothing changed."""
-        rule = self.pack.by_id[hit["rule"]]
+    def add(self, hit: Hit, rule: Rule | None = None) -> tuple[Rule, AlertGroup] | None:
+        """Fold one hit in; the changed group to emit, or None when nothing changed.
+
+        `rule`: the hit's rule as the caller's pack has it (the worker's pack
+        is replaced by reloads; this grouper's stays the one it was built with).
+        """
+        rule = rule or self.pack.by_id[hit["rule"]]
         key = group_key(rule, hit)
         value = self.store.get(key) or {"groups": []}
         groups = value["groups"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from monitor.config.disclosures import (
@@ -24,7 +24,15 @@ from monitor.geo.resolve import CountryLookup, Resolver
 if TYPE_CHECKING:
     from monitor.delivery.routing import DeliveryConfig
 
-__all__ = ["Runtime", "key_subjects", "load_config", "load_delivery_config", "load_runtime"]
+__all__ = [
+    "Runtime",
+    "key_subjects",
+    "load_config",
+    "load_delivery_config",
+    "load_rules",
+    "load_runtime",
+    "open_geoip",
+]
 
 
 @dataclass
@@ -34,6 +42,8 @@ class Runtime:
     disclosures: Disclosures
     endpoints: EndpointRegistry
     geoip: CountryLookup | None
+    # The key the pack's consent state was keyed with: a pack loaded later needs the same.
+    subject_key: bytes = field(default=b"", repr=False)
 
     def resolver(self) -> Resolver:
         return Resolver(self.geoip, self.endpoints)
@@ -46,6 +56,12 @@ class Runtime:
 
 def load_config(settings: Settings) -> tuple[RulePack, Disclosures, EndpointRegistry]:
     """Rules and their configuration, without the GeoIP database."""
+    pack, disclosures = load_rules(settings)
+    return pack, disclosures, load_endpoints(settings.endpoints_path)
+
+
+def load_rules(settings: Settings) -> tuple[RulePack, Disclosures]:
+    """The rule pack and the disclosures it is compiled with (they are read together)."""
     overrides: dict[str, Any] = {}
     if settings.home_region is not None:
         from monitor.contract.countries import ISO_ALPHA2
@@ -62,9 +78,7 @@ def load_config(settings: Settings) -> tuple[RulePack, Disclosures, EndpointRegi
             raise ConfigError(f"time zone must be an IANA name: {settings.time_zone!r}")
         overrides["time_zone"] = settings.time_zone
     disclosures = load_disclosures(settings.disclosures_path)
-    endpoints = load_endpoints(settings.endpoints_path)
-    pack = load_pack(settings.rules_dir, disclosures, overrides)
-    return pack, disclosures, endpoints
+    return load_pack(settings.rules_dir, disclosures, overrides), disclosures
 
 
 def load_delivery_config(
@@ -101,7 +115,7 @@ def key_subjects(pack: RulePack, key: bytes) -> None:
 def load_runtime(settings: Settings, require_subject_key: bool = False) -> Runtime:
     """Everything detection needs; `require_subject_key` where state outlives the process."""
     pack, disclosures, endpoints = load_config(settings)
-    geoip = _open_geoip(settings)
+    geoip = open_geoip(settings)
     key = subject_key(settings)
     if key is None and require_subject_key:
         raise ConfigError(
@@ -110,11 +124,13 @@ def load_runtime(settings: Settings, require_subject_key: bool = False) -> Runti
             "`head -c 32 /dev/urandom > subject.key`"
         )
     # Replay's state lives for one run: a random key keeps it unlinkable.
-    key_subjects(pack, key if key is not None else random_key())
-    return Runtime(settings, pack, disclosures, endpoints, geoip)
+    key = key if key is not None else random_key()
+    key_subjects(pack, key)
+    return Runtime(settings, pack, disclosures, endpoints, geoip, key)
 
 
-def _open_geoip(settings: Settings) -> CountryLookup | None:
+def open_geoip(settings: Settings) -> CountryLookup | None:
+    """The GeoIP database of the settings, checked (None when GeoIP is off)."""
     if not settings.use_geoip:
         return None
     from monitor.geo.geoip import GeoIP

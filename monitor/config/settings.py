@@ -170,6 +170,13 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(
         30.0, ge=0, description="seconds between expiry sweeps of a table partition"
     )
+    # 0: only SIGHUP makes the worker reload (agents/reload.py).
+    config_poll_interval: float = Field(
+        3.0,
+        ge=0,
+        description="seconds between looks at the rule, configuration and GeoIP files "
+        "for changes (0: on SIGHUP only)",
+    )
     state_grace: float = Field(
         86400.0, ge=0, description="seconds of event time state outlives its rule's horizon"
     )

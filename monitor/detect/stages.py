@@ -316,7 +316,7 @@ def group_hits(
         if rule is None:
             continue
         try:
-            got = grouper.add(hit)
+            got = grouper.add(hit, rule)
         except Exception as e:
             if failures is None or not failures.keeps(e):
                 raise

@@ -40,7 +40,7 @@ from monitor.engine.ruletypes.onward import OnwardRule
 from monitor.engine.ruletypes.threshold import ThresholdRule
 from monitor.errors import ConfigError, ConfigErrors, Location
 
-__all__ = ["load_pack"]
+__all__ = ["load_pack", "rule_files"]
 
 _KINDS = ("egress", "api_call", "consent")
 _RULE_KEYS = {
@@ -56,7 +56,8 @@ MAX_PACK_CHARS = 1_000_000
 T = TypeVar("T")
 
 
-def _rule_files(directory: Path) -> list[Path]:
+def rule_files(directory: Path) -> list[Path]:
+    """The rule files of a pack, in the order they are loaded."""
     return sorted((directory / "detections").glob("*.yaml")) + sorted(
         (directory / "detections").glob("*.yml")
     )
@@ -74,7 +75,7 @@ def load_pack(
     pack_file = directory / "pack.yaml"
     if not directory.is_dir():
         raise ConfigError("rules directory not found", Location(str(directory)))
-    files = _rule_files(directory)
+    files = rule_files(directory)
     errors: list[ConfigError] = []
     # Each file is read once, through the checks of read_config_file, for both
     # the version digest and the parse: reading it twice could see two files.

@@ -44,6 +44,8 @@ ALERTMANAGER = DEPLOY / "alertmanager"
 SETTING_NAME = re.compile(r"\b(?:XBORDER_[A-Z0-9_]+|KAFKA_BOOTSTRAP_SERVERS)\b")
 EXPECTED_ALERTS = {
     "XborderWorkerDown",
+    "XborderVersionsDiffer",
+    "XborderConfigReloadFailed",
     "XborderDeadLettersHigh",
     "XborderCriticalTransfer",
     "XborderProcessingSlow",
@@ -536,7 +538,12 @@ def test_promtool_test_rules() -> None:
         for case in load(PROMETHEUS / "alerts_test.yml")["tests"]
         for t in case.get("alert_rule_test", [])
     }
-    assert {"XborderCriticalTransfer", "XborderWorkerDown"} <= tested
+    assert {
+        "XborderCriticalTransfer",
+        "XborderWorkerDown",
+        "XborderVersionsDiffer",
+        "XborderConfigReloadFailed",
+    } <= tested
     out = run([promtool, "test", "rules", "alerts_test.yml"], cwd=PROMETHEUS)
     assert out.returncode == 0, out.stdout + out.stderr
 

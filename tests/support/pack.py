@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,3 +21,17 @@ def copy_pack(tmp_path: Path) -> Path:
     target = tmp_path / "rules"
     shutil.copytree(RULES, target)
     return target
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write a file as editors and Kubernetes do: whole, then renamed over the old one."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace `old`, which must be there, in a file (with `replace_file`)."""
+    text = path.read_text()
+    assert old in text, old
+    replace_file(path, text.replace(old, new))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from monitor.config.runtime import load_runtime
 from monitor.config.settings import Settings
 from monitor.detect.stages import partition_for
 from monitor.metrics import Metrics
+from tests.support.pack import copy_pack
 
 T0 = 1790812800000
 BULK = "pipa.xborder.bulk_volume"
@@ -264,3 +266,43 @@ def test_stream_time_is_kept_per_partition() -> None:
     assert (bulk_hits[0]["event_count"], bulk_hits[0]["records"]) == (3, 120000)
     assert sum(h["event_count"] for h in bulk_hits) == 3
     assert sum(h["records"] for h in bulk_hits) == 120000
+
+
+def hit_rules(harness: Harness) -> list[tuple[str, str | None]]:
+    return [(h["rule"], h["fields"]["dst_country"]) for batch in harness.of("hits") for h in batch]
+
+
+def test_ingest_reads_the_config_a_reload_swapped_in(tmp_path: Path) -> None:
+    rules = copy_pack(tmp_path)
+    harness = build_harness(rules_dir=rules)
+    asyncio.run(put_all(harness, "ingest", [orjson.dumps(CALL)]))
+    assert hit_rules(harness) == [("monitor.unresolved_destination", None)]
+    endpoints = rules / "config" / "endpoints.yaml"
+    endpoints.write_text(endpoints.read_text() + "\n- {host: unknown.example, country: SG}\n")
+    reload = harness.worker.reload
+    reload.apply(reload.reloader.reload(["endpoints"]))
+    harness.sent.clear()
+    asyncio.run(put_all(harness, "ingest", [orjson.dumps({**CALL, "event_id": "e2"})]))
+    # Placed now, and temu declared no legal basis for it.
+    assert hit_rules(harness) == [("pipa.xborder.no_legal_basis", "SG")]
+
+
+def test_a_held_update_of_a_rule_a_reload_removed_is_dropped(tmp_path: Path) -> None:
+    rules = copy_pack(tmp_path)
+    harness = build_harness(rules_dir=rules)
+    payloads = []
+    for event_id in ("e1", "e2"):
+        harness.sent.clear()
+        asyncio.run(put_all(harness, "ingest", [orjson.dumps({**CALL, "event_id": event_id})]))
+        payloads += [v for n, _, _, v in harness.sent if n == "hits"]
+    harness.sent.clear()
+    asyncio.run(put_all(harness, "group", payloads))
+    group = harness.worker.agents["group"]
+    assert len(harness.of("alerts")) == 1 and group.limiter.pending  # the update waits
+    (rules / "detections" / "unresolved_destination.yaml").unlink()
+    reload = harness.worker.reload
+    reload.apply(reload.reloader.reload(["rules"]))
+    group.limiter.interval = 0  # due now
+    harness.sent.clear()
+    asyncio.run(group.flush_held_updates())
+    assert harness.of("alerts") == [] and not group.limiter.pending

@@ -353,6 +353,9 @@ PINS = [
     pin("faust.worker:Worker._install_signal_handlers_unix", "worker:_Worker",
         "self.loop.add_signal_handler(signal.SIGUSR1, self._on_sigusr1)",
         "self.loop.add_signal_handler(signal.SIGUSR2, self._on_sigusr2)"),
+    # SIGHUP is added beside mode's handlers once they are installed.
+    pin("mode.worker:Worker.install_signal_handlers", "worker:_Worker.install_signal_handlers",
+        "self._install_signal_handlers_unix()", params="self"),
 ]
 # fmt: on
 

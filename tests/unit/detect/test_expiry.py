@@ -120,15 +120,15 @@ class Worker:
         for p in sorted(hits):
             group_hits(hits[p], PACK, grouper, AlertContext("v", None), now=0)
         self.sweeps: list[TableSweep[Any]] = [
-            TableSweep(self.state_table, expire_state, PACK, self.state_seen, PARTITIONS, 0.0),
-            TableSweep(self.groups_table, expire_groups, PACK, self.groups_seen, PARTITIONS, 0.0),
+            TableSweep(self.state_table, expire_state, self.state_seen, PARTITIONS, 0.0),
+            TableSweep(self.groups_table, expire_groups, self.groups_seen, PARTITIONS, 0.0),
         ]
 
     def expire(self, at: int) -> list[str]:
         closed = []
         for p in range(PARTITIONS):
             for sweep in self.sweeps:
-                closed += sweep.run(p, at).closed
+                closed += sweep.run(p, at, PACK).closed
         return sorted(g["alert_id"] for g in closed)
 
     def state(self) -> dict[str, Any]:
@@ -206,7 +206,7 @@ def test_a_sweep_round_reads_the_table_once_for_every_partition() -> None:
     now = [0.0]
     table = CountingTable()
     seen = TableSeen(table)
-    sweep = TableSweep(table, expire_state, PACK, seen, PARTITIONS, 30.0, clock=lambda: now[0])
+    sweep = TableSweep(table, expire_state, seen, PARTITIONS, 30.0, clock=lambda: now[0])
     worker = Worker()
     table.update(worker.state_table)
     keys = {p: sweep.entries(p) for p in range(PARTITIONS)}
@@ -231,13 +231,13 @@ def test_a_sweep_round_reads_the_table_once_for_every_partition() -> None:
 def test_a_sweep_reads_values_as_they_are_when_it_runs() -> None:
     """A key rewritten or deleted since the pass is not swept from its old value."""
     table: dict[str, Any] = {}
-    sweep = TableSweep(table, expire_state, PACK, TableSeen(table), 1, 30.0, clock=lambda: 0.0)
+    sweep = TableSweep(table, expire_state, TableSeen(table), 1, 30.0, clock=lambda: 0.0)
     table[f"{BULK}|a"] = {"fields": {}, "buckets": {str(T0): []}, "days": {}}
     table[f"{BULK}|b"] = {"fields": {}, "buckets": {str(T0): []}, "days": {}}
     assert len(sweep.entries(0)[0]) == 2
     table[f"{BULK}|a"] = {"fields": {}, "buckets": {str(T0 + 40 * DAY): []}, "days": {}}
     del table[f"{BULK}|b"]
-    sweep.run(0, T0 + 30 * DAY)
+    sweep.run(0, T0 + 30 * DAY, PACK)
     assert table == {f"{BULK}|a": {"fields": {}, "buckets": {str(T0 + 40 * DAY): []}, "days": {}}}
 
 
