@@ -387,7 +387,37 @@ def test_every_setting_changes_something() -> None:
             value = "postgresql://marker"
         if name == "XBORDER_ALERT_LINK":
             value = "https://marker/{alert_id}"
+        if name.startswith("XBORDER_KAFKA_"):
+            continue  # below: they only count together
         assert Settings.from_env({name: value}) != base, name
+
+
+# Kafka security settings are refused where the others make them unused: each
+# is changed within a whole SASL_SSL configuration.
+KAFKA_SECURED = {
+    "XBORDER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "XBORDER_KAFKA_SASL_USERNAME": "user",
+    "XBORDER_KAFKA_SASL_PASSWORD": "password",
+    "XBORDER_KAFKA_SSL_CERTFILE": "/client.pem",
+}
+KAFKA_CHANGES = {
+    "XBORDER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    "XBORDER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "XBORDER_KAFKA_SSL_CHECK_HOSTNAME": "0",
+}
+
+
+def test_every_kafka_security_setting_changes_something() -> None:
+    names = [name for name in env_example_entries() if name.startswith("XBORDER_KAFKA_")]
+    assert len(names) == 9
+    base = Settings.from_env(KAFKA_SECURED)
+    for name in names:
+        env = {**KAFKA_SECURED, name: KAFKA_CHANGES.get(name, "/marker")}
+        if name == "XBORDER_KAFKA_SECURITY_PROTOCOL":  # no TLS: no client certificate
+            del env["XBORDER_KAFKA_SSL_CERTFILE"]
+        if name == "XBORDER_KAFKA_SASL_PASSWORD_FILE":  # one or the other
+            del env["XBORDER_KAFKA_SASL_PASSWORD"]
+        assert Settings.from_env(env) != base, name
 
 
 # ---------------------------------------------------------------------------
@@ -447,6 +477,9 @@ def test_create_topics_script_follows_topics_yaml() -> None:
     assert all(
         "--replication-factor 3" in line for line in over.stdout.splitlines() if "--create" in line
     )
+    secured = run(["bash", str(script)], env={"DRY_RUN": "1", "COMMAND_CONFIG": "/c.properties"})
+    called = secured.stdout.splitlines()
+    assert called and all("--command-config /c.properties" in line for line in called)
 
 
 # ---------------------------------------------------------------------------
@@ -587,6 +620,48 @@ def test_k8s_deployment() -> None:
     claim = volumes["geoip"]["persistentVolumeClaim"]["claimName"]
     assert f"PersistentVolumeClaim/{claim}" in docs
     assert set(mounts) <= set(volumes)
+
+
+def test_k8s_kafka_credentials_are_a_generated_secret_the_pods_mount() -> None:
+    docs = k8s_docs()
+    [deployment] = [d for d in docs.values() if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "kafka-credentials")
+    assert volume["secret"]["secretName"] == "xborder-kafka"
+    assert volume["secret"]["optional"] is True  # PLAINTEXT needs none
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "kafka-credentials")
+    assert mount["readOnly"] is True
+    generated = load(K8S / "kustomization.yaml")["secretGenerator"]
+    assert [g["name"] for g in generated] == ["xborder-kafka"]
+    assert not {"files", "literals", "envs"} & set(generated[0])  # no secret in the repository
+    # The settings the ConfigMap shows, commented out: valid together, their
+    # files in the mounted Secret.
+    shown = dict(
+        re.findall(
+            r'^\s*#\s*(XBORDER_KAFKA_\w+): "([^"]*)"',
+            (K8S / "configmap.yaml").read_text(),
+            re.MULTILINE,
+        )
+    )
+    assert len(shown) == 7, shown
+    s = Settings.from_env(shown)
+    files = [s.kafka_sasl_password_file, s.kafka_ssl_cafile]
+    files += [s.kafka_ssl_certfile, s.kafka_ssl_keyfile]
+    assert all(f is not None and f.parent == Path(mount["mountPath"]) for f in files), files
+
+
+def test_k8s_kustomization_builds() -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed")
+    out = run([kubectl, "kustomize", str(K8S)])
+    assert out.returncode == 0, out.stderr
+    docs = {f"{d['kind']}/{d['metadata']['name']}": d for d in yaml.safe_load_all(out.stdout)}
+    [secret] = [name for name in docs if name.startswith("Secret/xborder-kafka-")]
+    volumes = docs["Deployment/xborder-worker"]["spec"]["template"]["spec"]["volumes"]
+    names = {v["secret"]["secretName"] for v in volumes if "secret" in v}
+    assert names == {secret.removeprefix("Secret/")}  # the generated name, hash and all
 
 
 def test_k8s_configmap_names_settings() -> None:
