@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import faust
+from faust.auth import Credentials, SASLCredentials, SSLCredentials
 
 from agents import transport
 from agents.context import Context, Topics
@@ -33,9 +34,10 @@ from monitor.config.settings import Settings
 from monitor.detect.expiry import expire_groups, expire_state
 from monitor.detect.stages import UpdateLimiter
 from monitor.engine.ruletypes import StateValue
+from monitor.kafka_security import SASL_PROTOCOLS, sasl_password, ssl_context
 from monitor.metrics import Metrics
 
-__all__ = ["Worker", "create_app", "ensure_topics"]
+__all__ = ["Worker", "create_app", "ensure_topics", "faust_credentials"]
 
 
 @dataclass
@@ -60,6 +62,26 @@ def internal_topics(settings: Settings) -> tuple[str, str]:
     return f"{settings.app_id}-state", f"{settings.app_id}-hits"
 
 
+def faust_credentials(settings: Settings) -> Credentials | None:
+    """Faust's `broker_credentials` for XBORDER_KAFKA_*; None for PLAINTEXT.
+
+    Faust hands them to every aiokafka client it makes (consumers, producers,
+    transactional producers, topic creation), as aiokafka's keywords.
+    """
+    context = ssl_context(settings)
+    if settings.kafka_security_protocol in SASL_PROTOCOLS:
+        # With a context, SASL_SSL; without, SASL_PLAINTEXT.
+        return SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=sasl_password(settings),
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    if context is not None:
+        return SSLCredentials(context)
+    return None
+
+
 def create_app(
     settings: Settings, runtime: Runtime, metrics: Metrics, stamps: Snapshot | None = None
 ) -> Worker:
@@ -72,6 +94,7 @@ def create_app(
     app = faust.App(
         settings.app_id,
         broker=f"{scheme}://{settings.bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         value_serializer="raw",
         key_serializer="raw",
@@ -187,7 +210,13 @@ def ensure_topics(settings: Settings) -> None:
 
     t = settings.topics
     names = [*t.inputs, t.alerts, t.dead_letters, *internal_topics(settings)]
-    create_topics(settings.bootstrap, names, settings.partitions, replication=settings.replication)
+    create_topics(
+        settings.bootstrap,
+        names,
+        settings.partitions,
+        replication=settings.replication,
+        settings=settings,
+    )
     # The tables' changelogs too, compacted as Faust makes them: a table write
     # made before Faust's own creation reached the metadata raised
     # PartitionsMismatch (once in 40 kill runs under load; once in the tests).
@@ -197,4 +226,5 @@ def ensure_topics(settings: Settings) -> None:
         settings.partitions,
         configs={"cleanup.policy": "compact"},
         replication=settings.replication,
+        settings=settings,
     )

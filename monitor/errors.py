@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "ConfigErrors",
     "GeoIPDatabaseError",
+    "KafkaAccessDenied",
     "Location",
     "ServiceUnavailable",
     "XborderError",
@@ -57,6 +58,14 @@ class ServiceUnavailable(XborderError):
 
 class BrokerUnavailable(ServiceUnavailable):
     """Kafka could not be reached: names the servers tried."""
+
+
+class KafkaAccessDenied(XborderError):
+    """The broker answered and refused the monitor: credentials, mechanism or TLS.
+
+    A configuration error (exit status 2), not an outage: restarting with
+    the same settings meets the same refusal.
+    """
 
 
 class GeoIPDatabaseError(XborderError):

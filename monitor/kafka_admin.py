@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, MetadataEmptyBrokerList
 
 from monitor.errors import BrokerUnavailable, XborderError
+from monitor.kafka_security import check_access, describe, kafka_python_config
+
+if TYPE_CHECKING:
+    from monitor.config.settings import Settings
 
 __all__ = ["create_topics"]
 
@@ -21,8 +26,12 @@ def create_topics(
     configs: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     replication: int = 1,
+    settings: Settings | None = None,
 ) -> None:
-    """Create topics on Tansu or Apache Kafka; topics that already exist are left as they are."""
+    """Create topics on Tansu or Apache Kafka; topics that already exist are left as they are.
+
+    `settings`: how to connect (XBORDER_KAFKA_*); none, PLAINTEXT.
+    """
     spec = {
         "num_partitions": partitions,
         "replication_factor": replication,
@@ -31,16 +40,22 @@ def create_topics(
     wanted = {name: dict(spec) for name in names}
     if not wanted:
         return
+    security = {}
+    if settings is not None:
+        security = kafka_python_config(settings)
+        check_access(settings, bootstrap)
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap,
             client_id="xborder-admin",
             bootstrap_timeout_ms=int(timeout * 1000),
             request_timeout_ms=int(timeout * 1000),
+            **security,
         )
     except (KafkaTimeoutError, KafkaConnectionError, MetadataEmptyBrokerList) as e:
         raise BrokerUnavailable(
-            f"cannot reach Kafka at {bootstrap} within {timeout:.0f} s ({type(e).__name__}); "
+            f"cannot reach Kafka at {bootstrap}{describe(settings)} within {timeout:.0f} s "
+            f"({type(e).__name__}); "
             "is it running, and is KAFKA_BOOTSTRAP_SERVERS right?"
         ) from None
     try:

@@ -110,13 +110,22 @@ def run_demo(args: argparse.Namespace) -> int:
     xborder = [sys.executable, "-m", "monitor.cli"]
     stop = threading.Event()
     started = time.monotonic()
+    # The embedded broker speaks PLAINTEXT alone: XBORDER_KAFKA_* are for a
+    # Kafka of one's own, given by KAFKA_BOOTSTRAP_SERVERS.
+    kafka = settings if bootstrap else None
+    inherited = {
+        k: v for k, v in os.environ.items() if bootstrap or not k.startswith("XBORDER_KAFKA_")
+    }
     with _broker(bootstrap, workdir) as servers:
         topics = settings.topics
         create_topics(
-            servers, [*topics.inputs, topics.alerts, topics.dead_letters], settings.partitions
+            servers,
+            [*topics.inputs, topics.alerts, topics.dead_letters],
+            settings.partitions,
+            settings=kafka,
         )
         env = {
-            **os.environ,
+            **inherited,
             "KAFKA_BOOTSTRAP_SERVERS": servers,
             "XBORDER_GEOIP_COUNTRY": str(geoip),
         }
@@ -176,7 +185,7 @@ def run_demo(args: argparse.Namespace) -> int:
         shown: set[str] = set()
 
         def watch() -> None:
-            for alert in read_alerts(servers, topics.alerts, from_beginning=True):
+            for alert in read_alerts(servers, topics.alerts, from_beginning=True, settings=kafka):
                 if not shown:
                     _say(f"first alert after {time.monotonic() - started:.1f}s")
                 is_new = alert["alert_id"] not in shown

@@ -7,6 +7,8 @@
 #   TOPICS_FILE         topic definitions (default: topics.yaml beside this script)
 #   REPLICATION_FACTOR  overrides every topic's replication (e.g. 3 on a cluster)
 #   KAFKA_TOPICS        the kafka-topics.sh command (default /opt/kafka/bin/kafka-topics.sh)
+#   COMMAND_CONFIG      a client properties file (security.protocol, sasl.*, ssl.*) for a
+#                       broker that requires TLS or SASL; passed as --command-config
 #   DRY_RUN=1           print the commands instead of running them (used by the tests)
 set -euo pipefail
 
@@ -14,6 +16,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bootstrap="${BOOTSTRAP_SERVERS:-kafka:9092}"
 topics_file="${TOPICS_FILE:-$here/topics.yaml}"
 kafka_topics="${KAFKA_TOPICS:-/opt/kafka/bin/kafka-topics.sh}"
+security=()
+if [[ -n "${COMMAND_CONFIG:-}" ]]; then security=(--command-config "$COMMAND_CONFIG"); fi
 
 # One line per topic: name partitions replication [key=value ...].
 # Handles only the flat layout of topics.yaml (no YAML parser in the image).
@@ -41,7 +45,7 @@ run() {
 
 count=0
 while read -r name partitions replication configs; do
-  args=(--bootstrap-server "$bootstrap" --create --if-not-exists --topic "$name"
+  args=(--bootstrap-server "$bootstrap" "${security[@]}" --create --if-not-exists --topic "$name"
         --partitions "$partitions" --replication-factor "${REPLICATION_FACTOR:-$replication}")
   for kv in $configs; do args+=(--config "$kv"); done
   run "$kafka_topics" "${args[@]}"
@@ -52,4 +56,4 @@ if [[ "$count" -eq 0 ]]; then
   echo "create-topics: no topics found in $topics_file" >&2
   exit 1
 fi
-run "$kafka_topics" --bootstrap-server "$bootstrap" --describe --topics-with-overrides
+run "$kafka_topics" --bootstrap-server "$bootstrap" "${security[@]}" --describe --topics-with-overrides

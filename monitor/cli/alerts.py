@@ -39,14 +39,22 @@ def read_alerts(
     topic: str,
     from_beginning: bool = True,
     idle_timeout: float | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[Alert]:
     """Alerts as they are on the topic, until `idle_timeout` seconds pass with none.
 
     Stops on silence rather than on end offsets: some Kafka-protocol brokers
-    (Tansu) report wrong end offsets.
+    (Tansu) report wrong end offsets. `settings`: how to connect
+    (XBORDER_KAFKA_*); none, PLAINTEXT.
     """
     from kafka import KafkaConsumer
 
+    from monitor.kafka_security import check_access, kafka_python_config
+
+    security = {}
+    if settings is not None:
+        security = kafka_python_config(settings)
+        check_access(settings, bootstrap)
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -55,6 +63,7 @@ def read_alerts(
         enable_auto_commit=False,
         consumer_timeout_ms=int(idle_timeout * 1000) if idle_timeout else float("inf"),
         fetch_max_wait_ms=100,
+        **security,
     )
     try:
         for message in consumer:
@@ -85,7 +94,9 @@ def write_jsonl(alerts: dict[str, Alert], out: IO[bytes]) -> None:
 def cmd_tail(args: argparse.Namespace) -> int:
     s = Settings.from_env()
     bootstrap = args.bootstrap_servers or s.bootstrap
-    for alert in read_alerts(bootstrap, args.topic or s.topics.alerts, args.from_beginning):
+    for alert in read_alerts(
+        bootstrap, args.topic or s.topics.alerts, args.from_beginning, None, s
+    ):
         print(format_alert(alert), flush=True)
     return 0
 
@@ -94,7 +105,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     s = Settings.from_env()
     bootstrap = args.bootstrap_servers or s.bootstrap
     started = time.monotonic()
-    latest = latest_alerts(read_alerts(bootstrap, args.topic or s.topics.alerts, True, args.idle))
+    latest = latest_alerts(
+        read_alerts(bootstrap, args.topic or s.topics.alerts, True, args.idle, s)
+    )
     if str(args.out) == "-":
         write_jsonl(latest, sys.stdout.buffer)
     else:

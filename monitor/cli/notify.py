@@ -42,6 +42,7 @@ def run_notifier(settings: Settings, idle_exit_s: float | None = None, retry: bo
         [topics.alerts, topics.undelivered],
         settings.partitions,
         replication=settings.replication,
+        settings=settings,
     )
     registry = CollectorRegistry()
     metrics = DeliveryMetrics(registry)
@@ -57,6 +58,7 @@ def run_notifier(settings: Settings, idle_exit_s: float | None = None, retry: bo
         group_id=f"{settings.app_id}-notify",
         link=settings.alert_link,
         metrics=metrics,
+        settings=settings,
     )
 
     async def main() -> None:

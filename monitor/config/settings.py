@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -162,6 +163,32 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="Kafka delivery guarantee"
     )
+    # How every Kafka client connects (monitor.kafka_security). No flags:
+    # a command line is visible to every user of the host, and these belong
+    # to the deployment, not to one run.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how Kafka clients connect: TLS (SSL), SASL, both or neither"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism"
+    )
+    kafka_sasl_username: str | None = Field(None, min_length=1, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, repr=False, description="SASL password")
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="file holding the SASL password"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA certificates (PEM) to trust for brokers (default: the system's)"
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="client certificate (PEM) for brokers that require one (mutual TLS)"
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="private key (PEM, unencrypted) of the client certificate"
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="refuse a broker whose certificate does not name the host connected to"
+    )
     # 0: every update of an alert goes out.
     alert_update_interval: float = Field(
         60.0, ge=0, description="seconds between two updates of one alert"
@@ -230,6 +257,56 @@ class Settings(BaseSettings):
     @classmethod
     def _any_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Settings:
+        # Credentials or certificates the protocol would not use are refused:
+        # ignoring them would leave a deployment connecting in the clear
+        # while its operator believes it secured.
+        protocol = self.kafka_security_protocol
+        named = f"XBORDER_KAFKA_SECURITY_PROTOCOL={protocol}"
+        sasl = {
+            "XBORDER_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "XBORDER_KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+            "XBORDER_KAFKA_SASL_PASSWORD_FILE": self.kafka_sasl_password_file,
+        }
+        tls = {
+            "XBORDER_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "XBORDER_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "XBORDER_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        if protocol.startswith("SASL_"):
+            if self.kafka_sasl_username is None:
+                raise ValueError(f"{named} needs XBORDER_KAFKA_SASL_USERNAME")
+            if (self.kafka_sasl_password is None) == (self.kafka_sasl_password_file is None):
+                raise ValueError(
+                    f"{named} needs one of XBORDER_KAFKA_SASL_PASSWORD and "
+                    "XBORDER_KAFKA_SASL_PASSWORD_FILE"
+                )
+        else:
+            unused = [name for name, value in sasl.items() if value is not None]
+            if unused:
+                raise ValueError(
+                    f"{', '.join(unused)} set, but {named} uses no SASL "
+                    "(SASL_SSL or SASL_PLAINTEXT would)"
+                )
+        if not protocol.endswith("SSL"):
+            unused = [name for name, value in tls.items() if value is not None]
+            if unused:
+                raise ValueError(
+                    f"{', '.join(unused)} set, but {named} uses no TLS (SSL or SASL_SSL would)"
+                )
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError(
+                "XBORDER_KAFKA_SSL_KEYFILE needs XBORDER_KAFKA_SSL_CERTFILE, the certificate it "
+                "belongs to"
+            )
+        return self
 
     @field_validator("alert_link")
     @classmethod
@@ -392,6 +469,11 @@ def _config_error(error: ValidationError, name_of: Callable[[tuple[str, ...]], s
         loc = tuple(str(part) for part in e["loc"])
         field = _field_at(loc) if loc else None
         what = name_of(loc) if loc else "settings"
+        if e["type"] == "value_error" and not loc:
+            # A check across settings: its message names each variable, and
+            # the input (every setting) is no one value to quote.
+            problems.append(str(e.get("ctx", {}).get("error", "")))
+            continue
         if e["type"] == "value_error":  # our own validators say what they accept
             rule: str | None = str(e.get("ctx", {}).get("error", ""))
         else:

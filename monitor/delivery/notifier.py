@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -37,6 +37,10 @@ from monitor.delivery.model import Attempt, Delivery, Format, Receiver
 from monitor.delivery.routing import DeliveryConfig
 from monitor.delivery.sender import Sender
 from monitor.errors import BrokerUnavailable
+from monitor.kafka_security import aiokafka_config, check_access_async, describe
+
+if TYPE_CHECKING:
+    from monitor.config.settings import Settings
 
 __all__ = ["Notifier", "Pending", "render_with_link", "undelivered_record"]
 
@@ -136,8 +140,11 @@ class Notifier:
         link: str | None = None,
         metrics: DeliveryMetrics | None = None,
         receivers: Iterable[Receiver] | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        """`settings`: how to connect to Kafka (XBORDER_KAFKA_*); none, PLAINTEXT."""
         self.config = config
+        self.settings = settings
         self.history = history
         self.bootstrap = bootstrap
         self.alerts_topic = alerts_topic
@@ -256,15 +263,20 @@ class Notifier:
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 return None
 
+        security: dict[str, Any] = {}
+        if self.settings is not None:
+            security = aiokafka_config(self.settings)
+            await check_access_async(self.settings, self.bootstrap)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **security,
         )
         # No idempotent producer: the embedded broker (Tansu) has none, and a
         # repeated undelivered record is harmless (retry asks the history first).
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **security)
         idle_since = time.monotonic()
         try:
             try:
@@ -272,8 +284,8 @@ class Notifier:
                 await consumer.start()
             except KafkaConnectionError:
                 raise BrokerUnavailable(
-                    f"cannot reach Kafka at {self.bootstrap}; is it running, and is "
-                    "KAFKA_BOOTSTRAP_SERVERS right?"
+                    f"cannot reach Kafka at {self.bootstrap}{describe(self.settings)}; is it "
+                    "running, and is KAFKA_BOOTSTRAP_SERVERS right?"
                 ) from None
             consumer.subscribe([topic], listener=Rebalance())
             async with self.sender() as sender:

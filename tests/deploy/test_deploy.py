@@ -407,7 +407,37 @@ def test_every_setting_changes_something() -> None:
             value = "postgresql://marker"
         if name == "XBORDER_ALERT_LINK":
             value = "https://marker/{alert_id}"
+        if name.startswith("XBORDER_KAFKA_"):
+            continue  # below: they only count together
         assert Settings.from_env({name: value}) != base, name
+
+
+# Kafka security settings are refused where the others make them unused: each
+# is changed within a whole SASL_SSL configuration.
+KAFKA_SECURED = {
+    "XBORDER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "XBORDER_KAFKA_SASL_USERNAME": "user",
+    "XBORDER_KAFKA_SASL_PASSWORD": "password",
+    "XBORDER_KAFKA_SSL_CERTFILE": "/client.pem",
+}
+KAFKA_CHANGES = {
+    "XBORDER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    "XBORDER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "XBORDER_KAFKA_SSL_CHECK_HOSTNAME": "0",
+}
+
+
+def test_every_kafka_security_setting_changes_something() -> None:
+    names = [name for name in env_example_entries() if name.startswith("XBORDER_KAFKA_")]
+    assert len(names) == 9
+    base = Settings.from_env(KAFKA_SECURED)
+    for name in names:
+        env = {**KAFKA_SECURED, name: KAFKA_CHANGES.get(name, "/marker")}
+        if name == "XBORDER_KAFKA_SECURITY_PROTOCOL":  # no TLS: no client certificate
+            del env["XBORDER_KAFKA_SSL_CERTFILE"]
+        if name == "XBORDER_KAFKA_SASL_PASSWORD_FILE":  # one or the other
+            del env["XBORDER_KAFKA_SASL_PASSWORD"]
+        assert Settings.from_env(env) != base, name
 
 
 # ---------------------------------------------------------------------------
@@ -467,6 +497,9 @@ def test_create_topics_script_follows_topics_yaml() -> None:
     assert all(
         "--replication-factor 3" in line for line in over.stdout.splitlines() if "--create" in line
     )
+    secured = run(["bash", str(script)], env={"DRY_RUN": "1", "COMMAND_CONFIG": "/c.properties"})
+    called = secured.stdout.splitlines()
+    assert called and all("--command-config /c.properties" in line for line in called)
 
 
 # ---------------------------------------------------------------------------

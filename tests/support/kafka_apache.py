@@ -3,6 +3,10 @@
 `tests/support/kafka/pom.xml` names the broker version; Maven copies its jars once into
 `.cache/kafka-<version>/libs` under the repository root, and every later start
 reuses them without Maven. Needs `java` (17+) always and `mvn` for the first run.
+
+Given a `BrokerSecurity`, the broker also listens with SASL_SSL (PLAIN, SCRAM-SHA-256
+and SCRAM-SHA-512) and with SSL requiring a client certificate, beside its PLAINTEXT
+listener, which stays the one between broker and controller and for test set-up.
 """
 
 from __future__ import annotations
@@ -17,14 +21,23 @@ import subprocess
 import tempfile
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
 from tests.support.paths import ROOT
+from tests.support.tls import Certificates
 from xborder_tools.embedded_broker import orphan_guard, stop_process, wait_for_kafka
 
-__all__ = ["ApacheKafka", "KafkaSetupError", "ensure_kafka_jars", "kafka_version"]
+__all__ = [
+    "ApacheKafka",
+    "BrokerSecurity",
+    "KafkaSetupError",
+    "ensure_kafka_jars",
+    "kafka_version",
+]
 
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 REPO_ROOT = ROOT
@@ -89,22 +102,78 @@ def ensure_kafka_jars() -> Path:
         return libs
 
 
-def _two_free_ports() -> tuple[int, int]:
-    # Both sockets are held at once so the two ports differ.
-    with socket.socket() as first, socket.socket() as second:
-        first.bind(("127.0.0.1", 0))
-        second.bind(("127.0.0.1", 0))
-        return first.getsockname()[1], second.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    # The sockets are held at once so the ports differ.
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
-def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """What the secured listeners accept: certificates and users.
+
+    `plain_users` authenticate with SASL PLAIN (the broker's JAAS file lists
+    them); `scram_users` with SCRAM-SHA-256 and SCRAM-SHA-512, their
+    credentials written into the cluster metadata when the storage is
+    formatted (`kafka-storage format --add-scram`, KRaft's only way before
+    the broker answers).
+    """
+
+    certificates: Certificates
+    plain_users: Mapping[str, str] = field(default_factory=dict)
+    scram_users: Mapping[str, str] = field(default_factory=dict)
+
+
+def _jaas_value(value: str) -> str:
+    if '"' in value or "\\" in value:
+        raise KafkaSetupError("test credentials must not hold quotes or backslashes")
+    return f'"{value}"'
+
+
+def _secured_properties(security: BrokerSecurity) -> dict[str, str]:
+    certs = security.certificates
+    users = " ".join(
+        f"user_{name}={_jaas_value(password)}" for name, password in security.plain_users.items()
+    )
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    return {
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        "listener.name.sasl_ssl.plain.sasl.jaas.config": f"{plain} {users};",
+        "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram,
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+        # PEM files, so the test needs no keytool: the key (unencrypted PKCS#8)
+        # and its chain in one file, the CA in another.
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(certs.broker_pem),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(certs.ca),
+        "listener.name.ssl.ssl.client.auth": "required",
+    }
+
+
+def _server_properties(
+    ports: list[int], data_dir: Path, security: BrokerSecurity | None = None
+) -> str:
+    port, controller_port = ports[:2]
+    listeners = {"PLAINTEXT": port}
+    if security is not None:
+        listeners.update(SASL_SSL=ports[2], SSL=ports[3])
+    advertised = ",".join(f"{name}://127.0.0.1:{p}" for name, p in listeners.items())
+    protocols = ",".join(f"{name}:{name}" for name in listeners)
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": f"{advertised},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": advertised,
+        "listener.security.protocol.map": f"{protocols},CONTROLLER:PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(data_dir),
@@ -122,26 +191,53 @@ def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "transaction.state.log.num.partitions": "1",
         "group.initial.rebalance.delay.ms": "0",
     }
+    if security is not None:
+        settings.update(_secured_properties(security))
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
 class ApacheKafka:
-    """One Apache Kafka broker+controller on two free ports of 127.0.0.1."""
+    """One Apache Kafka broker+controller on free ports of 127.0.0.1.
 
-    def __init__(self, log_path: Path | None = None, heap: str = "512m") -> None:
+    Two ports (PLAINTEXT, controller), and two more with `security`: SASL_SSL
+    and SSL with client certificates.
+    """
+
+    def __init__(
+        self,
+        log_path: Path | None = None,
+        heap: str = "512m",
+        security: BrokerSecurity | None = None,
+    ) -> None:
         self._requested_log = log_path
         self._heap = heap
+        self.security = security
         self._workdir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
-        self._port: int | None = None
+        self._ports: list[int] = []
         self.log_path: Path | None = None
+
+    def _address(self, index: int, listener: str) -> str:
+        if not self._ports:
+            raise KafkaSetupError("Apache Kafka is not started")
+        if index >= len(self._ports):
+            raise KafkaSetupError(f"this broker has no {listener} listener (no BrokerSecurity)")
+        return f"127.0.0.1:{self._ports[index]}"
 
     @property
     def bootstrap(self) -> str:
-        if self._port is None:
-            raise KafkaSetupError("Apache Kafka is not started")
-        return f"127.0.0.1:{self._port}"
+        """The PLAINTEXT listener."""
+        return self._address(0, "PLAINTEXT")
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        return self._address(2, "SASL_SSL")
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        """TLS with a client certificate the broker's CA signed."""
+        return self._address(3, "SSL")
 
     def start(self, timeout: float = 120.0) -> None:
         """Format a fresh log dir, start the broker and wait until it answers Metadata."""
@@ -151,14 +247,19 @@ class ApacheKafka:
         classpath = f"{ensure_kafka_jars()}/*"
         self._workdir = Path(tempfile.mkdtemp(prefix="xborder-kafka-"))
         self.log_path = self._requested_log or self._workdir / "kafka.log"
-        self._port, controller_port = _two_free_ports()
+        self._ports = _free_ports(2 if self.security is None else 4)
         config = self._workdir / "server.properties"
-        config.write_text(_server_properties(self._port, controller_port, self._workdir / "data"))
+        config.write_text(_server_properties(self._ports, self._workdir / "data", self.security))
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        scram = [
+            f"--add-scram={mechanism}=[name={name},password={_jaas_value(password)}]"
+            for name, password in (self.security.scram_users if self.security else {}).items()
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+        ]
         # Static controller.quorum.voters, so the format needs no --standalone.
         fmt = subprocess.run(
             [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             f"--cluster-id={cluster_id}", "-c", str(config)],
+             f"--cluster-id={cluster_id}", "-c", str(config), *scram],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         if fmt.returncode != 0:
@@ -210,23 +311,53 @@ class ApacheKafka:
 
 
 def main() -> None:
-    """`python -m tests.support.kafka_apache`: one broker for local use, until Ctrl-C."""
+    """`python -m tests.support.kafka_apache [--sasl-ssl]`: one broker for local use, until Ctrl-C.
+
+    With --sasl-ssl it also listens with SASL_SSL, and prints the settings
+    that log in there (a SCRAM-SHA-512 user, certificates made for the run).
+    """
+    import argparse
+    import secrets
     import signal
     import time
 
-    with ApacheKafka() as kafka:
-        print(f"Apache Kafka {kafka_version()} on {kafka.bootstrap} (log: {kafka.log_path})")
-        print(f"  KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap} make demo")
+    from tests.support.tls import make_certificates
 
-        def interrupt(*_: object) -> None:
-            raise KeyboardInterrupt
+    parser = argparse.ArgumentParser(prog="python -m tests.support.kafka_apache")
+    parser.add_argument("--sasl-ssl", action="store_true", help="add a SASL_SSL listener")
+    args = parser.parse_args()
+    certs_dir = Path(tempfile.mkdtemp(prefix="xborder-kafka-certs-"))
+    security = None
+    if args.sasl_ssl:
+        user = ("xborder", secrets.token_urlsafe(16))
+        security = BrokerSecurity(make_certificates(certs_dir), scram_users=dict([user]))
+    try:
+        with ApacheKafka(security=security) as kafka:
+            print(f"Apache Kafka {kafka_version()} on {kafka.bootstrap} (log: {kafka.log_path})")
+            env = f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}"
+            if security is not None:
+                (certs_dir / "password").write_text(user[1] + "\n")
+                env = (
+                    f"KAFKA_BOOTSTRAP_SERVERS={kafka.sasl_ssl_bootstrap} "
+                    "XBORDER_KAFKA_SECURITY_PROTOCOL=SASL_SSL "
+                    "XBORDER_KAFKA_SASL_MECHANISM=SCRAM-SHA-512 "
+                    f"XBORDER_KAFKA_SASL_USERNAME={user[0]} "
+                    f"XBORDER_KAFKA_SASL_PASSWORD_FILE={certs_dir / 'password'} "
+                    f"XBORDER_KAFKA_SSL_CAFILE={security.certificates.ca}"
+                )
+            print(f"  {env} make demo")
 
-        signal.signal(signal.SIGTERM, interrupt)
-        try:
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            print("stopping")
+            def interrupt(*_: object) -> None:
+                raise KeyboardInterrupt
+
+            signal.signal(signal.SIGTERM, interrupt)
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                print("stopping")
+    finally:
+        shutil.rmtree(certs_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -75,10 +75,15 @@ def test_only_agents_import_faust() -> None:
     """The library runs without the stream processor (replay, rule tests, tooling).
 
     aiokafka is Faust's Kafka client and the notifier's (`monitor.delivery.notifier`,
-    a plain consumer group): only its sole user there may import it outside agents/.
+    a plain consumer group), and `monitor.kafka_security` opens one connection
+    with it to say why a broker refuses the monitor: only those may import it
+    outside agents/.
     """
     framework = ("faust", "mode", "aiokafka")
-    allowed = {"monitor/delivery/notifier.py": {"aiokafka"}}
+    allowed = {
+        "monitor/delivery/notifier.py": {"aiokafka"},
+        "monitor/kafka_security.py": {"aiokafka"},
+    }
     offenders = sorted(
         str(p.relative_to(ROOT))
         for p in _modules()

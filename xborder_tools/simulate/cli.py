@@ -85,7 +85,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             "consent": args.topic_consent or settings.topics.consent,
         }
         try:
-            sink = KafkaSink.connect(bootstrap, topics, args.batch, args.batch_format, args.acks)
+            sink = KafkaSink.connect(
+                bootstrap, topics, args.batch, args.batch_format, args.acks, settings
+            )
+        except XborderError:
+            raise
         except Exception as e:  # kafka-python raises several unrelated types on connect
             raise XborderError(f"cannot connect to Kafka at {bootstrap}: {e}") from e
         target = f"kafka {bootstrap}"

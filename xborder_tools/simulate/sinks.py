@@ -12,6 +12,8 @@ from xborder_tools.simulate.model import SimItem
 if TYPE_CHECKING:
     from kafka import KafkaProducer
 
+    from monitor.config.settings import Settings
+
 __all__ = ["FileSink", "KafkaSink", "SimStats"]
 
 
@@ -96,18 +98,27 @@ class KafkaSink:
         batch: int,
         batch_format: str,
         acks: str,
+        settings: Settings | None = None,
     ) -> KafkaSink:
+        """`settings`: how to connect (XBORDER_KAFKA_*); none, PLAINTEXT."""
         # kafka-python checksums every record batch with CRC-32C; with the `crc32c`
         # package installed it uses that C implementation instead of its pure-Python
         # fallback, which otherwise dominates the producer's CPU time.
         from kafka import KafkaProducer
 
+        from monitor.kafka_security import check_access, kafka_python_config
+
+        security = {}
+        if settings is not None:
+            security = kafka_python_config(settings)
+            check_access(settings, bootstrap)
         producer = KafkaProducer(
             bootstrap_servers=bootstrap.split(","),
             client_id="xborder-simulate",
             acks="all" if acks == "all" else int(acks),
             linger_ms=5,
             compression_type=None,
+            **security,
         )
         return cls(producer, topics, batch, batch_format)
 

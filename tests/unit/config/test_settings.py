@@ -69,6 +69,15 @@ VARIABLES = {
     "XBORDER_TOPIC_UNDELIVERED",
     "XBORDER_ALERT_LINK",
     "XBORDER_NOTIFY_METRICS_PORT",
+    "XBORDER_KAFKA_SECURITY_PROTOCOL",
+    "XBORDER_KAFKA_SASL_MECHANISM",
+    "XBORDER_KAFKA_SASL_USERNAME",
+    "XBORDER_KAFKA_SASL_PASSWORD",
+    "XBORDER_KAFKA_SASL_PASSWORD_FILE",
+    "XBORDER_KAFKA_SSL_CAFILE",
+    "XBORDER_KAFKA_SSL_CERTFILE",
+    "XBORDER_KAFKA_SSL_KEYFILE",
+    "XBORDER_KAFKA_SSL_CHECK_HOSTNAME",
 }
 
 
@@ -181,6 +190,13 @@ REFUSED = [
     ("XBORDER_PROCESSING_GUARANTEE", "maybe", "one of at_least_once, exactly_once"),
     ("XBORDER_LOG_LEVEL", "verbose", "one of debug, info, warning, error, critical"),
     ("XBORDER_DEAD_LETTER_MASK", "maybe", "1 or 0 (true or false)"),
+    (
+        "XBORDER_KAFKA_SECURITY_PROTOCOL",
+        "TLS",
+        "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+    ),
+    ("XBORDER_KAFKA_SASL_MECHANISM", "GSSAPI", "one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+    ("XBORDER_KAFKA_SSL_CHECK_HOSTNAME", "maybe", "1 or 0 (true or false)"),
     (
         "XBORDER_TOPIC_ALERTS",
         "my alerts",
@@ -400,3 +416,102 @@ def test_an_invalid_flag_or_variable_exits_2_with_one_line(
         "xborder: XBORDER_PROCESSING_GUARANTEE must be one of at_least_once, exactly_once, "
         "got 'maybe'"
     ]
+
+
+# --- Kafka security --------------------------------------------------------------------
+
+KAFKA_PASSWORD = "a-kafka-password-nobody-may-read"
+SASL_SSL = {
+    "XBORDER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "XBORDER_KAFKA_SASL_USERNAME": "monitor",
+    "XBORDER_KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
+}
+
+
+def test_kafka_security_defaults_to_plaintext_with_hostnames_checked() -> None:
+    s = Settings.from_env({})
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("PLAINTEXT", "PLAIN")
+    assert s.kafka_ssl_check_hostname is True
+
+
+def test_kafka_security_variables() -> None:
+    s = Settings.from_env(
+        {
+            **SASL_SSL,
+            "XBORDER_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",  # any case
+            "XBORDER_KAFKA_SASL_MECHANISM": "scram-sha-512",
+            "XBORDER_KAFKA_SSL_CAFILE": "/etc/kafka/ca.pem",
+            "XBORDER_KAFKA_SSL_CERTFILE": "/etc/kafka/client.pem",
+            "XBORDER_KAFKA_SSL_KEYFILE": "/etc/kafka/client.key",
+            "XBORDER_KAFKA_SSL_CHECK_HOSTNAME": "0",
+        }
+    )
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert s.kafka_sasl_username == "monitor"
+    assert s.kafka_sasl_password is not None
+    assert s.kafka_sasl_password.get_secret_value() == KAFKA_PASSWORD
+    assert s.kafka_ssl_keyfile == Path("/etc/kafka/client.key")
+    assert s.kafka_ssl_check_hostname is False
+
+
+def test_the_kafka_password_is_never_printed() -> None:
+    s = Settings.from_env(SASL_SSL)
+    shown = [repr(s), str(s), repr(s.model_dump()), str(s.model_dump()), s.model_dump_json()]
+    assert not [text for text in shown if KAFKA_PASSWORD in text]
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**SASL_SSL, "XBORDER_PARTITIONS": "0"})
+    assert KAFKA_PASSWORD not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**SASL_SSL, "XBORDER_KAFKA_SASL_PASSWORD_FILE": "/p"})
+    assert KAFKA_PASSWORD not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"XBORDER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+            "XBORDER_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs XBORDER_KAFKA_SASL_USERNAME",
+        ),
+        (
+            {
+                "XBORDER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "XBORDER_KAFKA_SASL_USERNAME": "u",
+            },
+            "XBORDER_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT needs one of "
+            "XBORDER_KAFKA_SASL_PASSWORD and XBORDER_KAFKA_SASL_PASSWORD_FILE",
+        ),
+        (
+            {**SASL_SSL, "XBORDER_KAFKA_SASL_PASSWORD_FILE": "/run/secrets/kafka"},
+            "XBORDER_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs one of "
+            "XBORDER_KAFKA_SASL_PASSWORD and XBORDER_KAFKA_SASL_PASSWORD_FILE",
+        ),
+        # Credentials without a protocol to use them: refused, not ignored.
+        (
+            {"XBORDER_KAFKA_SASL_USERNAME": "u", "XBORDER_KAFKA_SASL_PASSWORD": "p"},
+            "XBORDER_KAFKA_SASL_USERNAME, XBORDER_KAFKA_SASL_PASSWORD set, but "
+            "XBORDER_KAFKA_SECURITY_PROTOCOL=PLAINTEXT uses no SASL "
+            "(SASL_SSL or SASL_PLAINTEXT would)",
+        ),
+        (
+            {
+                **SASL_SSL,
+                "XBORDER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "XBORDER_KAFKA_SSL_CAFILE": "/ca.pem",
+            },
+            "XBORDER_KAFKA_SSL_CAFILE set, but XBORDER_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT "
+            "uses no TLS (SSL or SASL_SSL would)",
+        ),
+        (
+            {"XBORDER_KAFKA_SECURITY_PROTOCOL": "SSL", "XBORDER_KAFKA_SSL_KEYFILE": "/k.pem"},
+            "XBORDER_KAFKA_SSL_KEYFILE needs XBORDER_KAFKA_SSL_CERTFILE, the certificate it "
+            "belongs to",
+        ),
+    ],
+)
+def test_kafka_security_settings_that_do_not_fit_together(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(env)
+    assert str(err.value) == message
