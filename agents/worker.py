@@ -123,7 +123,7 @@ def run_worker(settings: Settings) -> int:
     )
     runtime = load_runtime(settings, require_subject_key=True)
     registry = CollectorRegistry()
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, platforms=runtime.disclosures.by_platform)
     start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
     log.info(
         "metrics on http://%s:%d/metrics; rules %s; geoip %s",
