@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format typecheck unit cli robustness integration bench bench-install bench-more clean
+.PHONY: install system-deps demo test check lint format typecheck unit cli robustness integration dashboards bench bench-install bench-more clean
 
 # The project and its tools in a local virtualenv; redone when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -15,16 +15,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# promtool and amtool validate the Prometheus and Alertmanager files in tests;
+# promtool and amtool validate the Prometheus and Alertmanager files in tests, and
+# prometheus runs every dashboard's and alerting rule's query on live metrics;
 # PostgreSQL (initdb, postgres) serves the delivery history's tests;
 # Java 17 and Maven run Apache Kafka for the integration tests.
 system-deps:
-	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+	    || ! command -v amtool >/dev/null \
 	    || ! { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager postgresql >/dev/null; \
 	  else \
-	    echo "install promtool, amtool and PostgreSQL: sudo apt-get install prometheus prometheus-alertmanager postgresql"; exit 1; \
+	    echo "install Prometheus, amtool and PostgreSQL: sudo apt-get install prometheus prometheus-alertmanager postgresql"; exit 1; \
 	  fi; \
 	fi
 	@command -v java >/dev/null || { echo "Java 17 is needed for the Apache Kafka integration tests"; exit 1; }
@@ -65,6 +67,11 @@ robustness: install
 # Everything that needs a broker: Apache Kafka (Java 17, Maven) and the embedded Tansu.
 integration: install system-deps
 	$(BIN)/python -m pytest -q -m integration
+
+# The Grafana dashboards (deploy/grafana/dashboards) from their code in
+# xborder_tools/dashboards; commit the result (tests/deploy holds the files to the code).
+dashboards: install
+	$(BIN)/xborder dashboards generate
 
 # The data path against the consume limit and Quix Streams, in one run on one
 # Apache Kafka (docs/performance.md); BENCH_ARGS, e.g. --records 200000.

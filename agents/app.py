@@ -23,6 +23,7 @@ from agents import transport
 from agents.context import Context, Topics
 from agents.group import GroupAgent, open_groups
 from agents.ingest import IngestAgent
+from agents.lag import LAG_INTERVAL, LagReporter
 from agents.reload import ConfigReload
 from agents.state import StateAgent
 from agents.stores import TableSeen, TableStore
@@ -177,6 +178,8 @@ def create_app(
     app.agent(topics.hits, name="group")(group.run)
     app.timer(1.0)(group.flush_held_updates)
     app.task(reload.run)
+    lag = LagReporter(app, metrics, (*names.inputs, state_name, hits_name))
+    app.timer(LAG_INTERVAL)(lag.report)
 
     # Topics the worker writes but does not read must exist too.
     async def declare_outputs() -> None:

@@ -17,6 +17,7 @@ from agents.sweep import StreamTime, TableSweep
 from monitor.alerts.grouping import AlertGrouper, Groups, build_alert
 from monitor.detect.stages import Emission, Failures, UpdateLimiter, group_hits
 from monitor.engine.model import Hit
+from monitor.metrics import country_label
 
 __all__ = ["GroupAgent", "open_groups"]
 
@@ -85,7 +86,15 @@ class GroupAgent:
             key=emission.alert_id.encode(), value=orjson.dumps(emission.alert)
         )
         action = "new" if emission.is_new else "update"
-        self.ctx.metrics.alerts.labels(emission.rule_id, emission.severity, action).inc()
+        metrics = self.ctx.metrics
+        alert = emission.alert
+        metrics.alerts.labels(
+            emission.rule_id,
+            emission.severity,
+            action,
+            metrics.platform_label(alert["platform"]),
+            country_label(alert["dst_country"]),
+        ).inc()
         return delivery
 
     def mark_emitted(self, key: str, alert_id: str) -> None:

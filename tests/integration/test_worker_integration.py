@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,9 +175,31 @@ def test_metrics_endpoint_counts_what_happened(
     assert metric_value(text, "xborder_event_lag_seconds_count") == valid_lines + 2
     build = {"app_id": run.app_id, "build_date": "2026-06-17"}
     assert metric_value(text, "xborder_geoip_build_info", **build) == 1
-    # No label carries an address or a subject id.
-    for personal in ("211.234.", "47.92.", "u-9", "u-11", "240e"):
+    # No label carries an address or a subject id, nor a platform the disclosures
+    # file does not name (batchmart declared nothing: it is `other`).
+    for personal in ("211.234.", "47.92.", "u-9", "u-11", "240e", BATCH_PLATFORM):
         assert personal not in text
+    assert metric_value(text, "xborder_personal_transfers_total", platform="other") == 2
+    # The scenario's bulk transfer: four calls of 60,000 records each, on contract.
+    assert metric_value(
+        text, "xborder_personal_records_total", platform="shein", legal_basis="contract"
+    ) == pytest.approx(240_000)
+
+
+def test_consumer_lag_falls_to_zero_once_everything_is_processed(
+    scenario_run: tuple[WorkerRun, list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
+    run, _, _ = scenario_run
+    inputs = run.topics.inputs
+    deadline = time.monotonic() + 30
+    while True:
+        text = run.metrics()
+        lags = {t: metric_value(text, "xborder_consumer_lag_records", topic=t) for t in inputs}
+        exported = {t for t in inputs if f'xborder_consumer_lag_records{{topic="{t}"}}' in text}
+        if exported == set(inputs) and not any(lags.values()):
+            break
+        assert time.monotonic() < deadline, run.failure(f"lag never reached 0: {lags}")
+        time.sleep(1)
 
 
 def test_worker_refuses_to_start_without_a_geoip_database(

@@ -57,7 +57,9 @@ def harness() -> Iterator[Harness]:
 def build_harness(**overrides: Any) -> Harness:
     settings = Settings(use_geoip=False, bootstrap="127.0.0.1:9", app_id="agent-test", **overrides)
     registry = CollectorRegistry()
-    worker = create_app(settings, load_runtime(settings), Metrics(registry))
+    runtime = load_runtime(settings)
+    metrics = Metrics(registry, platforms=runtime.disclosures.by_platform)
+    worker = create_app(settings, runtime, metrics)
     worker.app.finalize()
     worker.app.flow_control.resume()
     sent: list[tuple[str, Any, Any, Any]] = []
@@ -155,7 +157,13 @@ def test_group_agent_emits_new_then_update_and_ignores_redelivery(harness: Harne
     assert (
         harness.registry.get_sample_value(
             "xborder_alerts_total",
-            {"rule_id": "monitor.unresolved_destination", "severity": "low", "action": "new"},
+            {
+                "rule_id": "monitor.unresolved_destination",
+                "severity": "low",
+                "action": "new",
+                "platform": "temu",
+                "dst_country": "unresolved",
+            },
         )
         == 1
     )
