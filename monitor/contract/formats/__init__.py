@@ -90,7 +90,7 @@ class LineAdapter:
             got = vpc_flow.convert(stripped, self.options, self._vpc_fields)
         elif self.format == ocsf.NAME:
             got = ocsf.convert(stripped, self.options)
-        elif stripped.startswith(b"{"):
+        elif stripped[:1] in (b"{", b"["):
             got = zeek_conn.convert_json(stripped, self.options)
         else:
             # A TSV field may be blank at either end: only the line end goes.
