@@ -198,9 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "replay",
-        help="run the detection core over JSON Lines files",
-        description="Run the detection core over JSON Lines files (.gz read compressed); "
-        "write every alert and every dead letter.",
+        help="run the detection core over telemetry files",
+        description="Run the detection core over telemetry files (.gz read compressed): "
+        "telemetry-v1 JSON Lines, OCSF, AWS VPC flow logs or Zeek conn.log; write every "
+        "alert and every dead letter.",
         epilog="Exit status: 0 when every file was read to its end, whatever it held; "
         "1 when a file could not be read to its end (a truncated or corrupt .gz, a read "
         "error): the other files and everything before the break are still replayed and "
