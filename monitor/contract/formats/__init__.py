@@ -16,13 +16,16 @@ own checks then name what is wrong.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from typing import Final
 
 import orjson
 
+from monitor.contract.decode import Decoded, lf_line_ends
 from monitor.contract.formats import ocsf, vpc_flow, zeek_conn
 from monitor.contract.formats.common import INVALID_LINE, Attribution, FormatOptions, Skipped
-from monitor.contract.schemas import JSON_WHITESPACE, DeadLetter, Record, Source
+from monitor.contract.schemas import JSON_WHITESPACE, DeadLetter, KafkaSource, Record, Source
 
 __all__ = [
     "FORMATS",
@@ -32,6 +35,7 @@ __all__ = [
     "FormatOptions",
     "LineAdapter",
     "Skipped",
+    "decode_foreign_messages",
     "detect",
 ]
 
@@ -98,3 +102,42 @@ class LineAdapter:
         if isinstance(got, str):
             return DeadLetter(got, source, stripped)
         return got
+
+
+def decode_foreign_messages(
+    messages: Iterable[tuple[bytes | None, KafkaSource]], fmt: str, options: FormatOptions
+) -> tuple[Decoded, Counter[str]]:
+    """Kafka message values of one foreign format, as `decode_messages` gives telemetry-v1's.
+
+    For a topic that carries another format. Decisions:
+    - a message is read as its own file: header lines (Zeek's `#fields`, a
+      VPC header) apply to the lines after them in the same message only,
+      as a consumer cannot know which message came before on another
+      partition;
+    - a message of more than one line locates each record by `index`, the
+      0-based number of its line in the message (header lines counted, so
+      the index finds the line); a one-line message has no `index`;
+    - skips (a VPC `NODATA` record) are counted by `format:reason`, as in replay.
+    """
+    out = Decoded()
+    skipped: Counter[str] = Counter()
+    for value, source in messages:
+        adapter = LineAdapter(fmt, options)
+        lines = lf_line_ends(value or b"").split(b"\n")
+        batch = sum(1 for line in lines if line.strip(JSON_WHITESPACE)) > 1
+        for index, line in enumerate(lines):
+            at: KafkaSource = {**source, "index": index} if batch else source
+            got = adapter.feed(line, at)
+            if got is None:
+                continue
+            if isinstance(got, Skipped):
+                skipped[got.what] += 1
+            elif isinstance(got, DeadLetter):
+                out.dead_letters.append(got)
+            else:
+                out.records.append(got)
+                out.sources.append(at)
+        if not any(line.strip(JSON_WHITESPACE) for line in lines):
+            # An empty message is no record of any format: the contract's answer to it.
+            out.dead_letters.append(DeadLetter("invalid_json", source, value or b""))
+    return out, skipped

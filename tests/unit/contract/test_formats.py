@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ from monitor.contract.formats import (
     FormatOptions,
     LineAdapter,
     Skipped,
+    decode_foreign_messages,
     detect,
 )
-from monitor.contract.schemas import DeadLetter, Record
+from monitor.contract.schemas import DeadLetter, KafkaSource, Record
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 ACME = FormatOptions(platform="acme")
@@ -364,3 +366,36 @@ def test_ocsf_milliseconds_stay_milliseconds() -> None:
 def test_no_adapter_for_telemetry() -> None:
     with pytest.raises(ValueError, match="no adapter"):
         LineAdapter("telemetry", ACME)
+
+
+# --- Kafka messages of a foreign format -------------------------------------------
+
+
+def test_foreign_messages_each_read_as_its_own_file() -> None:
+    at: KafkaSource = {"topic": "flows.vpc", "partition": 0, "offset": 5}
+    header = b"version srcaddr dstaddr start bytes log-status\n"
+    messages: list[tuple[bytes | None, KafkaSource]] = [
+        (VPC_OK, at),
+        (
+            header + b"5 10.0.0.1 8.8.8.8 1700000000 20 OK\n5 - - 1700000000 - NODATA\n",
+            {**at, "offset": 6},
+        ),
+        # The header of the message before does not carry over.
+        (b"5 10.0.0.1 8.8.8.8 1700000000 20 OK", {**at, "offset": 7}),
+        (b"", {**at, "offset": 8}),
+    ]
+    decoded, skipped = decode_foreign_messages(messages, "vpc-flow", ACME)
+    assert [flow(r)[3] for r in decoded.records] == [4249, 20]
+    assert decoded.sources == [at, {**at, "offset": 6, "index": 1}]
+    assert skipped == Counter({"vpc-flow:NODATA": 1})
+    assert [(d.reason, d.source, d.raw) for d in decoded.dead_letters] == [
+        (INVALID_LINE, {**at, "offset": 7}, b"5 10.0.0.1 8.8.8.8 1700000000 20 OK"),
+        ("invalid_json", {**at, "offset": 8}, b""),
+    ]
+
+
+def test_foreign_messages_of_ocsf() -> None:
+    at: KafkaSource = {"topic": "ocsf", "partition": 1, "offset": 0}
+    decoded, _ = decode_foreign_messages([(OCSF_NET, at), (b"{", at)], "ocsf", ACME)
+    assert [r.event_id for r in decoded.records] == ["u1"]
+    assert [d.reason for d in decoded.dead_letters] == ["invalid_json"]
