@@ -399,3 +399,16 @@ def test_foreign_messages_of_ocsf() -> None:
     decoded, _ = decode_foreign_messages([(OCSF_NET, at), (b"{", at)], "ocsf", ACME)
     assert [r.event_id for r in decoded.records] == ["u1"]
     assert [d.reason for d in decoded.dead_letters] == ["invalid_json"]
+
+
+def test_zeek_tsv_other_separator_and_concatenated_files() -> None:
+    comma = [
+        b"#separator \\x2c\n",
+        b"#fields,ts,uid,id.orig_h,id.resp_h,orig_bytes\n",
+        b"1700000000,C1,10.0.0.1,8.8.8.8,7\n",
+    ]
+    got = feed("zeek-conn", [*comma, *ZEEK_HEAD, ZEEK_OK])
+    assert [flow(g)[:4] for g in got if isinstance(g, Record)] == [
+        (1700000000000, "10.0.0.1", "8.8.8.8", 7),
+        (1700000000500, "10.0.0.1", "2001:db8::2", 10),
+    ]

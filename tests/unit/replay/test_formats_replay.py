@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,10 @@ def test_bad_format_options_are_refused_before_replay(
     code, _, _ = run_replay(tmp_path, [DATA / "zeek-conn" / "conn.ndjson"], geoip, *flags)
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_compressed_file_is_detected_too(tmp_path: Path, geoip: Path) -> None:
+    path = tmp_path / "conn.log.gz"
+    path.write_bytes(gzip.compress((DATA / "zeek-conn" / "conn-m57.log").read_bytes()))
+    code, _, dead = run_replay(tmp_path, [path], geoip, "--platform", "acme")
+    assert code == 0 and dead == []
