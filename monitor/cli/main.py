@@ -21,6 +21,7 @@ from monitor.cli.flags import (
     add_setting_flags,
     settings_from,
 )
+from monitor.contract.formats import FORMATS, FormatOptions
 from monitor.errors import ConfigError, ConfigErrors, ServiceUnavailable, XborderError
 
 if TYPE_CHECKING:
@@ -51,6 +52,32 @@ def _baseline_pack(settings: Settings, rules_dir: Path) -> RulePack:
     return pack
 
 
+def _format_options(args: argparse.Namespace) -> FormatOptions:
+    """What the replay flags say that a foreign format does not; refused here when invalid.
+
+    A bad value would otherwise dead-letter every record of the file, one by one.
+    """
+    from monitor.contract.countries import ISO_ALPHA2
+    from monitor.contract.schemas import LABEL_PATTERN, PLATFORM_PATTERN
+
+    if args.platform is not None and PLATFORM_PATTERN.fullmatch(args.platform) is None:
+        raise XborderError(
+            f"--platform {args.platform!r}: not a platform name ([a-z0-9][a-z0-9_.-]{{0,63}})"
+        )
+    if args.subject_region is not None and args.subject_region not in ISO_ALPHA2:
+        raise XborderError(
+            f"--subject-region {args.subject_region!r}: not an ISO 3166-1 alpha-2 code"
+        )
+    for label in args.data_category:
+        if LABEL_PATTERN.fullmatch(label) is None:
+            raise XborderError(f"--data-category {label!r}: not a taxonomy label")
+    return FormatOptions(
+        platform=args.platform,
+        subject_region=args.subject_region,
+        data_categories=tuple(args.data_category),
+    )
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.config.runtime import load_runtime
     from monitor.replay.runner import replay
@@ -74,6 +101,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             max_skew_ms=skew_ms,
             mask_dead_letters=settings.dead_letter_mask,
             baseline=baseline,
+            input_format=args.format,
+            format_options=_format_options(args),
         )
     runtime.close()
     print(summary.render())
@@ -169,9 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "replay",
-        help="run the detection core over JSON Lines files",
-        description="Run the detection core over JSON Lines files (.gz read compressed); "
-        "write every alert and every dead letter.",
+        help="run the detection core over telemetry files",
+        description="Run the detection core over telemetry files (.gz read compressed): "
+        "telemetry-v1 JSON Lines, OCSF, AWS VPC flow logs or Zeek conn.log; write every "
+        "alert and every dead letter.",
         epilog="Exit status: 0 when every file was read to its end, whatever it held; "
         "1 when a file could not be read to its end (a truncated or corrupt .gz, a read "
         "error): the other files and everything before the break are still replayed and "
@@ -180,6 +210,32 @@ def build_parser() -> argparse.ArgumentParser:
         "database).",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="the format of every FILE (default: detected per file from its first non-empty "
+        "line; telemetry-v1 JSON Lines when nothing else fits)",
+    )
+    p.add_argument(
+        "--platform",
+        metavar="NAME",
+        help="the monitored platform of records from ocsf, vpc-flow and zeek-conn files, "
+        "which do not name it (without it their records are dead letters, "
+        "missing_field:platform)",
+    )
+    p.add_argument(
+        "--subject-region",
+        metavar="CODE",
+        help="for those formats: where the data subjects of every flow live (ISO alpha-2)",
+    )
+    p.add_argument(
+        "--data-category",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="for those formats: a data category every flow carries (repeatable); without "
+        "one, flows are not personal data and no rule on personal data fires",
+    )
     p.add_argument("--alerts-out", type=Path, default=Path("alerts.jsonl"))
     p.add_argument("--dead-letters-out", type=Path, default=Path("dead-letters.jsonl"))
     p.add_argument(

@@ -1,4 +1,8 @@
-"""Batch replay of JSON Lines files through the detection core, in constant memory.
+"""Batch replay of telemetry files through the detection core, in constant memory.
+
+Files are telemetry-v1 JSON Lines, or another format an adapter reads
+(`monitor.contract.formats`: OCSF, VPC flow logs, Zeek conn.log), given for
+all files or detected per file from its first non-empty line.
 
 Files are read line by line (a line over the record limit is never held
 whole); alert groups whose window has closed are written out and dropped as
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import time
 import zlib
@@ -36,6 +41,7 @@ import orjson
 from monitor.alerts.grouping import AlertGroup, iso_ms
 from monitor.contract.dead_letters import dead_letter_json
 from monitor.contract.decode import decode_many, lf_line_ends
+from monitor.contract.formats import TELEMETRY, FormatOptions, LineAdapter, Skipped, detect
 from monitor.contract.schemas import (
     JSON_WHITESPACE,
     MAX_RECORD_BYTES,
@@ -225,6 +231,20 @@ def read_lines(stream: Readable) -> Iterator[tuple[int, bytes, bool]]:
         yield number, buf, False
 
 
+def _first_line(
+    lines: Iterator[tuple[int, bytes, bool]],
+) -> tuple[bytes, Iterator[tuple[int, bytes, bool]]]:
+    """A file's first non-empty line (stripped), and all its lines still to come."""
+    held: list[tuple[int, bytes, bool]] = []
+    first = b""
+    for line in lines:
+        held.append(line)
+        first = line[1].strip(JSON_WHITESPACE)
+        if first:
+            break
+    return first, itertools.chain(held, lines)
+
+
 @dataclass
 class ReplaySummary:
     records: int = 0
@@ -232,6 +252,9 @@ class ReplaySummary:
     by_kind: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Lines of a foreign format that are no transfer (VPC NODATA), by `format:reason`.
+    skipped: Counter[str] = field(default_factory=Counter)
+    formats: Counter[str] = field(default_factory=Counter)  # files by format
     seconds: float = 0.0
     read_errors: list[ReadError] = field(default_factory=list)
     backtest: BacktestDiff | None = None
@@ -244,6 +267,13 @@ class ReplaySummary:
             f"dead letters: {sum(self.dead_letters.values())}",
         ]
         out += [f"  {reason}: {n}" for reason, n in sorted(self.dead_letters.items())]
+        if self.skipped:
+            out.append(f"skipped, no transfer: {sum(self.skipped.values())}")
+            out += [f"  {what}: {n}" for what, n in sorted(self.skipped.items())]
+        if set(self.formats) - {TELEMETRY}:
+            out.append(
+                "files by format: " + ", ".join(f"{f} {n}" for f, n in sorted(self.formats.items()))
+            )
         out.append(f"alerts: {sum(self.alerts.values())}")
         out += [
             f"  {rule} [{severity}]: {n}" for (rule, severity), n in sorted(self.alerts.items())
@@ -263,8 +293,14 @@ def replay(
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     mask_dead_letters: bool = False,
     baseline: RulePack | None = None,
+    input_format: str | None = None,
+    format_options: FormatOptions | None = None,
 ) -> ReplaySummary:
     """Replay the files; records more than `max_skew_ms` ahead of `clock` are dead-lettered.
+
+    `input_format`: the format of every file (`monitor.contract.formats.FORMATS`);
+    None detects each file's. `format_options`: what a foreign format does not
+    say (the platform, ...).
 
     With a `baseline` pack, the same records also run through it, in the same
     pass and order, and the summary holds the back-test: the alerts `pack`
@@ -319,29 +355,58 @@ def replay(
                 for rule, group in base.expire():
                     base_finals.keep(base.alert(rule, group))
 
+    options = format_options or FormatOptions()
+
+    def telemetry_batch(name: str, batch: list[tuple[int, bytes, bool]]) -> None:
+        # Blank lines are not records (see monitor.contract.schemas).
+        lines = [
+            (n, text, big) for n, raw, big in batch if (text := raw.strip(JSON_WHITESPACE)) or big
+        ]
+        texts = [b"" if big else raw for _, raw, big in lines]
+        for (number, raw, too_large), got in zip(lines, decode_many(texts), strict=True):
+            source: FileSource = {"file": name, "line": number}
+            if too_large:
+                got = "too_large"
+            if isinstance(got, str):
+                write_letter(DeadLetter(got, source, raw))
+                continue
+            records.append(got)
+            sources.append(source)
+
+    def foreign_batch(
+        name: str, adapter: LineAdapter, batch: list[tuple[int, bytes, bool]]
+    ) -> None:
+        for number, raw, too_large in batch:
+            source: FileSource = {"file": name, "line": number}
+            if too_large:
+                write_letter(DeadLetter("too_large", source, raw))
+                continue
+            got = adapter.feed(raw, source)
+            if got is None:
+                continue
+            if isinstance(got, Skipped):
+                summary.skipped[got.what] += 1
+            elif isinstance(got, DeadLetter):
+                write_letter(got)
+            else:
+                records.append(got)
+                sources.append(source)
+
     for path in files:
         name = _source_name(path)
         last_line = 0
         with ExportReader(path) as reader:
-            for batch in _batches(read_lines(reader)):
+            first, lines = _first_line(read_lines(reader))
+            fmt = input_format or detect(first)
+            summary.formats[fmt] += 1
+            adapter = None if fmt == TELEMETRY else LineAdapter(fmt, options)
+            for batch in _batches(lines):
                 summary.lines += len(batch)
                 last_line = batch[-1][0]
-                # Blank lines are not records (see monitor.contract.schemas).
-                lines = [
-                    (n, text, big)
-                    for n, raw, big in batch
-                    if (text := raw.strip(JSON_WHITESPACE)) or big
-                ]
-                texts = [b"" if big else raw for _, raw, big in lines]
-                for (number, raw, too_large), got in zip(lines, decode_many(texts), strict=True):
-                    source: FileSource = {"file": name, "line": number}
-                    if too_large:
-                        got = "too_large"
-                    if isinstance(got, str):
-                        write_letter(DeadLetter(got, source, raw))
-                        continue
-                    records.append(got)
-                    sources.append(source)
+                if adapter is None:
+                    telemetry_batch(name, batch)
+                else:
+                    foreign_batch(name, adapter, batch)
                 run_batch()
         if reader.error is not None:
             summary.read_errors.append(
