@@ -222,5 +222,7 @@ def test_every_dashboard_and_alert_query_returns_data_on_live_metrics(
     # And Prometheus' own rule evaluation, every second since it started, found no error.
     groups = prometheus.api("/api/v1/rules")["groups"]
     evaluated = {r["name"]: r for g in groups for r in g["rules"]}
-    assert set(evaluated) == set(rules)
+    alerting = {name for name, r in evaluated.items() if r["type"] == "alerting"}
+    assert alerting == set(rules)
+    # Recording rules (the version counts the alerts read) are healthy too.
     assert all(r["health"] == "ok" for r in evaluated.values()), evaluated
