@@ -14,6 +14,7 @@ from typing import NotRequired, Protocol, TypedDict
 from monitor.bounds import MAX_RECORD_CATEGORIES, categories
 from monitor.config.disclosures import EndpointRegistry, host_of
 from monitor.contract.schemas import Record, Source
+from monitor.geo.embedded import parse_embedded
 
 __all__ = ["CountryLookup", "Flow", "FlowState", "Resolver", "StaticLookup"]
 
@@ -41,7 +42,11 @@ class StaticLookup:
         return self._build_date
 
     def country(self, ip: str) -> str | None:
-        return self._countries.get(ip)
+        code = self._countries.get(ip)
+        if code is None and (inner := parse_embedded(ip)) is not None:
+            # As GeoIP does, so an example can show a NAT64 address placed by its IPv4.
+            code = self._countries.get(str(inner))
+        return code
 
     def asn(self, ip: str) -> tuple[int, str] | None:
         return None
