@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NotRequired, Protocol, TypedDict
 
-from monitor.bounds import MAX_RECORD_CATEGORIES, categories
+from monitor.bounds import MAX_LABEL, MAX_RECORD_CATEGORIES, categories
 from monitor.config.disclosures import EndpointRegistry, host_of
 from monitor.contract.schemas import Record, Source
 from monitor.geo.embedded import parse_embedded
@@ -68,6 +68,7 @@ class FlowState(TypedDict):
     data_categories: list[str]
     source: Source
     truncated: NotRequired[bool]  # some labels were cut (monitor.bounds)
+    dst_org: NotRequired[str]  # when known: an organisation, not personal data
 
 
 @dataclass(slots=True)
@@ -106,6 +107,8 @@ class Flow:
         }
         if cut:
             state["truncated"] = True
+        if self.dst_org:
+            state["dst_org"] = self.dst_org[:MAX_LABEL]
         return state
 
 
