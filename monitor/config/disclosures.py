@@ -40,10 +40,61 @@ class Disclosures:
     def __post_init__(self) -> None:
         countries = {p: frozenset(d.country for d in ds) for p, ds in self.by_platform.items()}
         object.__setattr__(self, "_countries", countries)
+        items: dict[tuple[str, str], tuple[str, ...] | None] = {}
+        for platform, entries in self.by_platform.items():
+            for d in entries:
+                key = (platform, d.country)
+                # An entry that lists no items declares nothing to compare
+                # with: that country's items go unchecked rather than all
+                # reported.
+                before = items.get(key, ())
+                items[key] = None if before is None or not d.items else (*before, *d.items)
+        object.__setattr__(self, "_items", items)
+        # Records repeat a few label sets per platform and country: the
+        # verdict is kept, so the data path pays one lookup per record.
+        object.__setattr__(self, "_covered", {})
 
     def countries(self, platform: str) -> frozenset[str]:
         found: dict[str, frozenset[str]] = self._countries  # type: ignore[attr-defined]
         return found.get(platform, frozenset())
+
+    def items(self, platform: str, country: str | None) -> tuple[str, ...] | None:
+        """Items disclosed for a destination (empty if undisclosed; None if listed without any)."""
+        found: dict[tuple[str, str], tuple[str, ...] | None] = self._items  # type: ignore[attr-defined]
+        return found.get((platform, country or ""), ())
+
+    def items_disclosed(self, platform: str, country: str | None, labels: tuple[str, ...]) -> bool:
+        """Whether every personal label (`user`, `user.*`) is under an item disclosed for it.
+
+        Hierarchical, as rules match: a disclosed `user.contact` covers
+        `user.contact.email`; a coarser `user` label is covered by `user` only.
+        """
+        key = (platform, country, labels)
+        covered: dict[tuple[str, str | None, tuple[str, ...]], bool]
+        covered = self._covered  # type: ignore[attr-defined]
+        verdict = covered.get(key)
+        if verdict is None:
+            verdict = _covers(self.items(platform, country), labels)
+            if len(covered) >= _MAX_VERDICTS:
+                covered.clear()
+            covered[key] = verdict
+        return verdict
+
+
+# Verdicts kept per Disclosures; records come with few distinct label sets,
+# and a stream of made-up ones must not grow memory without end.
+_MAX_VERDICTS = 4096
+
+
+def _covers(items: tuple[str, ...] | None, labels: tuple[str, ...]) -> bool:
+    if items is None:
+        return True
+    for label in labels:
+        if label != "user" and not label.startswith("user."):
+            continue
+        if not any(label == i or label.startswith(i + ".") for i in items):
+            return False
+    return True
 
 
 def _allowed_roots(path: Path) -> tuple[Path]:

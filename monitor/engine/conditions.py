@@ -9,6 +9,8 @@ time (with file and line), never at event time.
     not: node                 the node does not hold
     condition: NAME           a named, reusable condition (evaluated once per record)
     disclosed: country        the destination country is among the platform's disclosures
+    disclosed: items          every personal data category is among the items the
+                              platform disclosed for that country (hierarchical)
     field: NAME               with exactly one operator:
       eq / ne: VALUE          equality (null means absent)
       in / not_in: [VALUES]   membership (null allowed; `$list` expands a list)
@@ -308,10 +310,12 @@ def _named(value: Any, node: LDict, ctx: CompileContext) -> str:
 
 @_register("disclosed")
 def _disclosed(value: Any, node: LDict, ctx: CompileContext) -> str:
-    if value != "country":
-        raise ConfigError("'disclosed' supports: country", node.loc("disclosed"))
     disclosures = ctx.compiled.constant(ctx.disclosures)
-    return f"(flow.dst_country in {disclosures}.countries(r.platform))"
+    if value == "country":
+        return f"(flow.dst_country in {disclosures}.countries(r.platform))"
+    if value == "items":
+        return f"{disclosures}.items_disclosed(r.platform, flow.dst_country, r.data_categories)"
+    raise ConfigError("'disclosed' supports: country, items", node.loc("disclosed"))
 
 
 _OPS: Final = ("eq", "ne", "in", "not_in", "exists", "gt", "gte", "lt", "lte", "under")
