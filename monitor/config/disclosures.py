@@ -50,6 +50,16 @@ class Disclosures:
                 before = items.get(key, ())
                 items[key] = None if before is None or not d.items else (*before, *d.items)
         object.__setattr__(self, "_items", items)
+        recipients: dict[tuple[str, str], frozenset[str] | None] = {}
+        for platform, entries in self.by_platform.items():
+            for d in entries:
+                key = (platform, d.country)
+                # As with items: an entry naming no recipient leaves it unchecked.
+                had = recipients.get(key, frozenset())
+                recipients[key] = (
+                    None if had is None or d.recipient is None else had | {_name(d.recipient)}
+                )
+        object.__setattr__(self, "_recipients", recipients)
         # Records repeat a few label sets per platform and country: the
         # verdict is kept, so the data path pays one lookup per record.
         object.__setattr__(self, "_covered", {})
@@ -62,6 +72,21 @@ class Disclosures:
         """Items disclosed for a destination (empty if undisclosed; None if listed without any)."""
         found: dict[tuple[str, str], tuple[str, ...] | None] = self._items  # type: ignore[attr-defined]
         return found.get((platform, country or ""), ())
+
+    def recipient_disclosed(
+        self, platform: str, country: str | None, recipient: str | None
+    ) -> bool:
+        """Whether a named recipient is one the platform disclosed for that country.
+
+        A record naming none, or a country disclosed without a recipient, is
+        not checked (true); an undisclosed country discloses no one (false).
+        """
+        if recipient is None:
+            return True
+        found: dict[tuple[str, str], frozenset[str] | None]
+        found = self._recipients  # type: ignore[attr-defined]
+        names = found.get((platform, country or ""), frozenset())
+        return names is None or _name(recipient) in names
 
     def items_disclosed(self, platform: str, country: str | None, labels: tuple[str, ...]) -> bool:
         """Whether every personal label (`user`, `user.*`) is under an item disclosed for it.
@@ -79,6 +104,11 @@ class Disclosures:
                 covered.clear()
             covered[key] = verdict
         return verdict
+
+
+def _name(recipient: str) -> str:
+    """A recipient as compared: case and runs of spaces do not make another organisation."""
+    return " ".join(recipient.casefold().split())
 
 
 # Verdicts kept per Disclosures; records come with few distinct label sets,

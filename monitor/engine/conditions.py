@@ -11,6 +11,8 @@ time (with file and line), never at event time.
     disclosed: country        the destination country is among the platform's disclosures
     disclosed: items          every personal data category is among the items the
                               platform disclosed for that country (hierarchical)
+    disclosed: recipient      the record's recipient, when it names one, is one the
+                              platform disclosed for that country
     field: NAME               with exactly one operator:
       eq / ne: VALUE          equality (null means absent)
       in / not_in: [VALUES]   membership (null allowed; `$list` expands a list)
@@ -315,7 +317,9 @@ def _disclosed(value: Any, node: LDict, ctx: CompileContext) -> str:
         return f"(flow.dst_country in {disclosures}.countries(r.platform))"
     if value == "items":
         return f"{disclosures}.items_disclosed(r.platform, flow.dst_country, r.data_categories)"
-    raise ConfigError("'disclosed' supports: country, items", node.loc("disclosed"))
+    if value == "recipient":
+        return f"{disclosures}.recipient_disclosed(r.platform, flow.dst_country, r.recipient)"
+    raise ConfigError("'disclosed' supports: country, items, recipient", node.loc("disclosed"))
 
 
 _OPS: Final = ("eq", "ne", "in", "not_in", "exists", "gt", "gte", "lt", "lte", "under")

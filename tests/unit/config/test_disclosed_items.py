@@ -1,4 +1,4 @@
-"""Items disclosed per destination: what `disclosed: items` compares a record's labels with."""
+"""What was disclosed per destination: the items and recipients `disclosed:` compares with."""
 
 from __future__ import annotations
 
@@ -70,3 +70,37 @@ def test_the_yaml_shape_carries_items(tmp_path: Path) -> None:
     d = load_disclosures(path)
     assert d.items("temu", "SG") == ("user.contact",)
     assert d.items("temu", "US") is None
+
+
+@pytest.mark.parametrize(
+    ("platform", "country", "recipient", "disclosed"),
+    [
+        ("temu", "SG", "Whaleco Technology Ltd. (hosting)", True),
+        ("temu", "SG", "  whaleco technology   LTD. (Hosting) ", True),  # case, spaces
+        ("temu", "SG", None, True),  # the call names no one: nothing to compare
+        ("temu", "SG", "Whaleco Inc.", False),  # disclosed, but for the US
+        ("temu", "US", "Whaleco Inc.", True),
+        ("temu", "CN", "Whaleco Inc.", False),  # undisclosed country
+        ("nobody", "SG", "Whaleco Inc.", False),
+    ],
+)
+def test_recipient_disclosed(
+    platform: str, country: str, recipient: str | None, disclosed: bool
+) -> None:
+    assert DISCLOSURES.recipient_disclosed(platform, country, recipient) is disclosed
+
+
+def test_recipients_of_one_country_add_up_and_one_unnamed_leaves_it_unchecked() -> None:
+    d = Disclosures(
+        {
+            "p": (
+                Disclosure("SG", recipient="A Pte. Ltd."),
+                Disclosure("SG", recipient="B Pte. Ltd."),
+                Disclosure("US", recipient="C Inc."),
+                Disclosure("US"),
+            )
+        }
+    )
+    assert d.recipient_disclosed("p", "SG", "b pte. ltd.") is True
+    assert d.recipient_disclosed("p", "SG", "C Inc.") is False
+    assert d.recipient_disclosed("p", "US", "Anyone") is True
