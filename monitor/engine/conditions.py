@@ -13,6 +13,8 @@ time (with file and line), never at event time.
                               platform disclosed for that country (hierarchical)
     disclosed: recipient      the record's recipient, when it names one, is one the
                               platform disclosed for that country
+    disclosed: certification  a certification disclosed for that country (and the
+                              recipient the record names) was in force at its event time
     field: NAME               with exactly one operator:
       eq / ne: VALUE          equality (null means absent)
       in / not_in: [VALUES]   membership (null allowed; `$list` expands a list)
@@ -319,7 +321,11 @@ def _disclosed(value: Any, node: LDict, ctx: CompileContext) -> str:
         return f"{disclosures}.items_disclosed(r.platform, flow.dst_country, r.data_categories)"
     if value == "recipient":
         return f"{disclosures}.recipient_disclosed(r.platform, flow.dst_country, r.recipient)"
-    raise ConfigError("'disclosed' supports: country, items, recipient", node.loc("disclosed"))
+    if value == "certification":
+        return f"{disclosures}.certified(r.platform, flow.dst_country, r.recipient, r.ts)"
+    raise ConfigError(
+        "'disclosed' supports: country, items, recipient, certification", node.loc("disclosed")
+    )
 
 
 _OPS: Final = ("eq", "ne", "in", "not_in", "exists", "gt", "gte", "lt", "lte", "under")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 
 from monitor.config import disclosures as module
-from monitor.config.disclosures import Disclosure, Disclosures, load_disclosures
+from monitor.config.disclosures import Certification, Disclosure, Disclosures, load_disclosures
+from monitor.errors import ConfigError, ConfigErrors
 from tests.support.pack import DISCLOSURES
 
 TEMU_SG = ("user.contact", "user.name", "user.behavior")
@@ -104,3 +106,42 @@ def test_recipients_of_one_country_add_up_and_one_unnamed_leaves_it_unchecked() 
     assert d.recipient_disclosed("p", "SG", "b pte. ltd.") is True
     assert d.recipient_disclosed("p", "SG", "C Inc.") is False
     assert d.recipient_disclosed("p", "US", "Anyone") is True
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def test_certification_in_force_through_its_last_day_utc() -> None:
+    # temu US: EXAMPLE-CERT-0002, valid until 2026-06-30 (rules/config/disclosures.yaml).
+    assert DISCLOSURES.certified("temu", "US", None, _ms("2026-06-30T23:59:59.999+00:00"))
+    assert not DISCLOSURES.certified("temu", "US", None, _ms("2026-07-01T00:00:00+00:00"))
+    assert DISCLOSURES.certified("temu", "US", "whaleco inc.", _ms("2026-01-01T00:00:00+00:00"))
+    assert not DISCLOSURES.certified("temu", "US", "Other Inc.", _ms("2026-01-01T00:00:00+00:00"))
+    assert not DISCLOSURES.certified("temu", "SG", None, _ms("2026-01-01T00:00:00+00:00"))
+    assert not DISCLOSURES.certified("temu", "CN", None, _ms("2026-01-01T00:00:00+00:00"))
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("{id: C-1, valid_until: 2027-01-01}", None),
+        ('{id: C-1, valid_until: "2027-01-01"}', None),
+        ("{id: C-1, valid_until: 2027-13-01}", "cannot read value '2027-13-01'"),
+        ('{id: C-1, valid_until: "2027-13-01"}', "valid_until must be a date"),
+        ("{id: C-1, valid_until: 2027-01-01T10:00:00Z}", "valid_until must be a date"),
+        ("{id: C-1}", "needs exactly 'id' and 'valid_until'"),
+        ("{id: [x], valid_until: 2027-01-01}", "'id' must be text"),
+        ("C-1", "needs exactly 'id' and 'valid_until'"),
+    ],
+)
+def test_certification_shape(tmp_path: Path, text: str, error: str | None) -> None:
+    path = tmp_path / "disclosures.yaml"
+    path.write_text(f"temu:\n  - country: SG\n    certification: {text}\n")
+    if error is None:
+        cert = load_disclosures(path).by_platform["temu"][0].certification
+        assert cert == Certification("C-1", date(2027, 1, 1))
+        return
+    with pytest.raises((ConfigError, ConfigErrors)) as info:
+        load_disclosures(path)
+    assert error in str(info.value)

@@ -29,6 +29,7 @@ ADDED = {
     "pipa.xborder.undisclosed_items": "high",
     "pipa.xborder.adequacy_not_recognised": "critical",
     "pipa.xborder.undisclosed_recipient": "high",
+    "pipa.xborder.certification_not_in_force": "critical",
 }
 
 
@@ -144,7 +145,7 @@ def test_rules_check_and_test_commands(
     assert main(["rules", "check"]) == 0
     assert main(["rules", "test"]) == 0
     out = capsys.readouterr().out
-    assert "25 passed, 0 failed" in out
+    assert "27 passed, 0 failed" in out
     rules = copy_pack(tmp_path)
     path = write_rule(rules, "bad.yaml", BASE + "when: {nope: 1}\n" + EXAMPLES)
     assert main(["rules", "check", "--rules", str(rules)]) == 2
