@@ -78,6 +78,15 @@ class Disclosures:
                     None if had is None or d.recipient is None else had | {_name(d.recipient)}
                 )
         object.__setattr__(self, "_recipients", recipients)
+        # Records usually spell a recipient as disclosed: that test needs no
+        # normalising, which costs more than the rest of the check.
+        exact = {
+            (platform, d.country, d.recipient)
+            for platform, entries in self.by_platform.items()
+            for d in entries
+            if d.recipient is not None
+        }
+        object.__setattr__(self, "_exact_recipients", exact)
         certified: dict[tuple[str, str], list[tuple[str | None, int]]] = {}
         for platform, entries in self.by_platform.items():
             for d in entries:
@@ -107,7 +116,8 @@ class Disclosures:
         A record naming none, or a country disclosed without a recipient, is
         not checked (true); an undisclosed country discloses no one (false).
         """
-        if recipient is None:
+        exact: set[tuple[str, str | None, str]] = self._exact_recipients  # type: ignore[attr-defined]
+        if recipient is None or (platform, country, recipient) in exact:
             return True
         found: dict[tuple[str, str], frozenset[str] | None]
         found = self._recipients  # type: ignore[attr-defined]
