@@ -39,6 +39,7 @@ __all__ = [
 COUNT_MAX: Final = (1 << 64) - 1  # the contract's largest count; sums stay here
 MAX_LABEL: Final = 128  # a longer label matches rules but is not kept in state or alerts
 MAX_CATEGORIES: Final = 64  # labels kept per window, alert group and alert
+MAX_ORGS: Final = 8  # receiving organisations kept per alert group and alert
 MAX_RECORD_CATEGORIES: Final = 32  # labels kept of one record in state items (x 1,000 subjects)
 # State values are Kafka messages on their changelog (1 MB by default): a
 # call or pending hop holds a record's state (at most about 9 KB with the
@@ -111,3 +112,22 @@ def fold_categories(value: Labelled, other: NewLabels) -> None:
             value["truncated"] = True
     if other.get("truncated"):
         value["truncated"] = True
+
+
+class Organised(TypedDict):
+    """What keeps the receiving organisations of many records: an alert group."""
+
+    orgs: NotRequired[list[str]]
+    truncated: NotRequired[bool]
+
+
+def fold_orgs(value: Organised, orgs: Collection[str]) -> None:
+    """Union `orgs` into `value`'s, keeping the first MAX_ORGS sorted: order-free, as labels."""
+    have = value.get("orgs", [])
+    if set(orgs) <= set(have):
+        return
+    union = sorted(set(have) | set(orgs))
+    if len(union) > MAX_ORGS:
+        union = union[:MAX_ORGS]
+        value["truncated"] = True
+    value["orgs"] = union

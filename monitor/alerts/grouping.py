@@ -70,6 +70,7 @@ class AlertGroup(Totals):
     parts: NotRequired[dict[str, list[int]]]  # threshold bucket (`part`) -> PART_FIGURES
     span: NotRequired[Span]  # threshold rules: the heaviest crossing span of its records
     emitted_rev: NotRequired[int]  # the revision last sent (the worker's group agent)
+    orgs: NotRequired[list[str]]  # receiving organisations of its records (bounds.MAX_ORGS)
 
 
 class Groups(TypedDict):
@@ -111,6 +112,9 @@ class Alert(TypedDict):
     platform: str | None
     src_country: str | None
     dst_country: str | None
+    # Who received the data there: the record's recipient, else the ASN
+    # organisation of dst_ip; absent when neither is known.
+    dst_orgs: NotRequired[list[str]]
     subject_region: str | None
     dataset_id: str | None
     first_seen: str
@@ -248,6 +252,8 @@ def _widen(group: AlertGroup, hit: Hit) -> bool:
     group["first_seen"] = min(group["first_seen"], hit["first_seen"])
     group["last_seen"] = max(group["last_seen"], hit["last_seen"])
     bounds.fold_categories(group, hit)
+    if "orgs" in hit:
+        bounds.fold_orgs(group, hit["orgs"])
     if hit["evidence"]:
         evidence = {(e["ts"], e["event_id"]): e for e in group["evidence"] + hit["evidence"]}
         group["evidence"] = [evidence[k] for k in sorted(evidence)][:MAX_EVIDENCE]
@@ -256,7 +262,7 @@ def _widen(group: AlertGroup, hit: Hit) -> bool:
 
 def _widened(
     group: AlertGroup,
-) -> tuple[int, int, list[str], list[Evidence], bool, Span | None]:
+) -> tuple[int, int, list[str], list[Evidence], bool, Span | None, list[str] | None]:
     """What `_widen` may change."""
     return (
         group["first_seen"],
@@ -265,6 +271,7 @@ def _widened(
         group["evidence"],
         group.get("truncated", False),
         group.get("span"),
+        group.get("orgs"),
     )
 
 
@@ -297,6 +304,8 @@ def build_alert(rule: Rule, group: AlertGroup, ctx: AlertContext, now_ms: int) -
         "geoip_build": ctx.geoip_build,
         "emitted_at": iso_ms(now_ms),
     }
+    if "orgs" in group:
+        alert["dst_orgs"] = list(group["orgs"])
     if "span" in group:
         span = group["span"]
         alert["span"] = {

@@ -98,6 +98,9 @@ def to_alertmanager(
         "title": alert["title"],
         "legal_ref": alert["legal_ref"],
         "summary": _summary(alert),
+        # An annotation, not a label: it grows as records arrive, and a label
+        # that changes would make Alertmanager see another alert.
+        "dst_orgs": "; ".join(alert.get("dst_orgs", ())) or None,
         # Alertmanager notifies again when a group's set of alerts changes, not
         # when an alert's annotations do: this says how current the counts are.
         "revision": str(alert["revision"]),

@@ -54,9 +54,9 @@ _OCSF_OTHER: Final = 99
 _OCSF_COUNTRY: Final = 14  # observable type_id
 # What OCSF has no attribute for travels under `unmapped`, named as in the alert.
 _OCSF_UNMAPPED: Final = (
-    "platform", "src_country", "dst_country", "subject_region", "dataset_id", "legal_ref",
-    "revision", "truncated", "bytes", "records", "data_categories", "rules_version",
-    "geoip_build", "evidence",
+    "platform", "src_country", "dst_country", "dst_orgs", "subject_region", "dataset_id",
+    "legal_ref", "revision", "truncated", "bytes", "records", "data_categories",
+    "rules_version", "geoip_build", "evidence",
 )  # fmt: skip
 
 CONTENT_TYPES: Final[Mapping[Format, str]] = {

@@ -9,6 +9,12 @@ time (with file and line), never at event time.
     not: node                 the node does not hold
     condition: NAME           a named, reusable condition (evaluated once per record)
     disclosed: country        the destination country is among the platform's disclosures
+    disclosed: items          every personal data category is among the items the
+                              platform disclosed for that country (hierarchical)
+    disclosed: recipient      the record's recipient, when it names one, is one the
+                              platform disclosed for that country
+    disclosed: certification  a certification disclosed for that country (and the
+                              recipient the record names) was in force at its event time
     field: NAME               with exactly one operator:
       eq / ne: VALUE          equality (null means absent)
       in / not_in: [VALUES]   membership (null allowed; `$list` expands a list)
@@ -308,10 +314,18 @@ def _named(value: Any, node: LDict, ctx: CompileContext) -> str:
 
 @_register("disclosed")
 def _disclosed(value: Any, node: LDict, ctx: CompileContext) -> str:
-    if value != "country":
-        raise ConfigError("'disclosed' supports: country", node.loc("disclosed"))
     disclosures = ctx.compiled.constant(ctx.disclosures)
-    return f"(flow.dst_country in {disclosures}.countries(r.platform))"
+    if value == "country":
+        return f"(flow.dst_country in {disclosures}.countries(r.platform))"
+    if value == "items":
+        return f"{disclosures}.items_disclosed(r.platform, flow.dst_country, r.data_categories)"
+    if value == "recipient":
+        return f"{disclosures}.recipient_disclosed(r.platform, flow.dst_country, r.recipient)"
+    if value == "certification":
+        return f"{disclosures}.certified(r.platform, flow.dst_country, r.recipient, r.ts)"
+    raise ConfigError(
+        "'disclosed' supports: country, items, recipient, certification", node.loc("disclosed")
+    )
 
 
 _OPS: Final = ("eq", "ne", "in", "not_in", "exists", "gt", "gte", "lt", "lte", "under")

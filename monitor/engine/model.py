@@ -211,3 +211,4 @@ class Hit(Totals):
     part_start: NotRequired[int]  # the threshold window's start (event time), with `part`
     span: NotRequired[Span]  # a threshold rule's heaviest crossing span its part lies in
     truncated: bool
+    orgs: NotRequired[list[str]]  # receiving organisations, when known (not threshold rules)

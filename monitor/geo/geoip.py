@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import NamedTuple, TypeVar
 
 from monitor.errors import GeoIPDatabaseError
+from monitor.geo.embedded import embedded_ipv4
 from monitor.geo.opening import FETCH_HINT, DatabaseInfo, open_asn_source, open_country_source
 from monitor.geo.readers import Address, AsnSource, CountrySource
 
@@ -48,6 +49,8 @@ def _parse_public(ip: str) -> Address | None:
         # Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d; databases built
         # with IPv4 in ::/96 (ip-location-db, mmdb-writer) have nothing under ::ffff:0:0/96.
         addr = addr.ipv4_mapped
+    elif isinstance(addr, ipaddress.IPv6Address):
+        addr = embedded_ipv4(addr) or addr
     if not addr.is_global:
         return None
     return addr

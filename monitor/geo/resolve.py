@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NotRequired, Protocol, TypedDict
 
-from monitor.bounds import MAX_RECORD_CATEGORIES, categories
+from monitor.bounds import MAX_LABEL, MAX_RECORD_CATEGORIES, categories
 from monitor.config.disclosures import EndpointRegistry, host_of
 from monitor.contract.schemas import Record, Source
+from monitor.geo.embedded import parse_embedded
 
 __all__ = ["CountryLookup", "Flow", "FlowState", "Resolver", "StaticLookup"]
 
@@ -41,7 +42,11 @@ class StaticLookup:
         return self._build_date
 
     def country(self, ip: str) -> str | None:
-        return self._countries.get(ip)
+        code = self._countries.get(ip)
+        if code is None and (inner := parse_embedded(ip)) is not None:
+            # As GeoIP does, so an example can show a NAT64 address placed by its IPv4.
+            code = self._countries.get(str(inner))
+        return code
 
     def asn(self, ip: str) -> tuple[int, str] | None:
         return None
@@ -63,6 +68,7 @@ class FlowState(TypedDict):
     data_categories: list[str]
     source: Source
     truncated: NotRequired[bool]  # some labels were cut (monitor.bounds)
+    dst_org: NotRequired[str]  # when known: an organisation, not personal data
 
 
 @dataclass(slots=True)
@@ -101,6 +107,8 @@ class Flow:
         }
         if cut:
             state["truncated"] = True
+        if self.dst_org:
+            state["dst_org"] = self.dst_org[:MAX_LABEL]
         return state
 
 

@@ -283,6 +283,8 @@ EXPECTED_ALERTS: dict[
     ("pipa.xborder.consent_withdrawn", "temu", "KR", "CN", None): [(2, 0)],
     ("pipa.xborder.stored_in_watch_country", "aliexpress", "KR", "CN", None): [(1, 0)],
     ("pipa.xborder.national_id_abroad", "shein", "KR", "SG", None): [(1, 0)],
+    # Shein disclosed contact, name and payment items for Singapore, not RRNs.
+    ("pipa.xborder.undisclosed_items", "shein", "KR", "SG", None): [(1, 0)],
     ("pipa.xborder.bulk_volume", "shein", None, "SG", None): [(3, 180000)],
     ("monitor.unresolved_destination", "temu", "KR", None, None): [(1, 0)],
 }

@@ -4,7 +4,8 @@ Lawful traffic is kept lawful under the rule pack on purpose, so that every
 alert a run produces traces back to an injection:
 
 - personal data of home-region users goes abroad only to countries its
-  platform disclosed, with items it disclosed, only with a legal basis,
+  platform disclosed, with items it disclosed, only with a legal basis
+  (a certification only while one disclosed for it is in force),
   never with resident registration numbers and never stored in a watch
   country;
 - transfers on consent name only subjects whose consent is in force;
@@ -336,6 +337,9 @@ class RecordMaker:
         basis = rng.choices(
             ("contract", "consent", "certification", "law"), cum_weights=(55, 90, 98, 100)
         )[0]
+        cert = d.certification
+        if basis == "certification" and (cert is None or ms >= cert.ends_ms):
+            basis = "contract"  # claiming a certification not in force is a violation
         if op.subjects:
             if basis == "consent":
                 ids = self.subjects_granted(platform, rng.randint(1, 3))

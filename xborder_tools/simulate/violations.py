@@ -31,9 +31,14 @@ RULE_OF: Final[Mapping[str, str]] = {
 
 # Rules an episode may fire besides its own. An onward transfer to a third
 # country the platform never disclosed (AliExpress China -> Russia) is also an
-# undisclosed destination, and the real cases the simulator imitates are.
+# undisclosed destination, and the real cases the simulator imitates are; to
+# one it disclosed for fewer items (Shein Singapore -> US, names) it sends
+# undisclosed items. No platform discloses resident registration numbers.
 ALSO_FIRES: Final[Mapping[str, frozenset[str]]] = {
-    "onward_transfer": frozenset({"pipa.xborder.undisclosed_destination"}),
+    "onward_transfer": frozenset(
+        {"pipa.xborder.undisclosed_destination", "pipa.xborder.undisclosed_items"}
+    ),
+    "national_id_abroad": frozenset({"pipa.xborder.undisclosed_items"}),
 }
 
 # Records an episode of each kind sends at most.

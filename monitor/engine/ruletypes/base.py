@@ -28,7 +28,7 @@ def evidence_of(state: FlowState, first_hop: RecordRef | None = None) -> Evidenc
 
 def single_hit(rule_id: str, state: FlowState, first_hop: RecordRef | None = None) -> Hit:
     """A hit for one matching record (`state` is `Flow.to_state()`)."""
-    return {
+    hit: Hit = {
         "rule": rule_id,
         "fields": {
             "platform": state["platform"],
@@ -47,6 +47,9 @@ def single_hit(rule_id: str, state: FlowState, first_hop: RecordRef | None = Non
         "evidence": [evidence_of(state, first_hop)],
         "truncated": state.get("truncated", False),
     }
+    if "dst_org" in state:
+        hit["orgs"] = [state["dst_org"]]
+    return hit
 
 
 # What a type routes to a state key, and the value it keeps there.

@@ -158,8 +158,8 @@ def test_link_inside_the_folder_is_followed(tmp_path: Path) -> None:
 EDIT_CASES: list[tuple[str, str, str, str, int, str]] = [
     # pack.yaml: a wrong type for each of its keys
     ("pack_params_list", "pack.yaml", "  home_region: KR", "  - KR", 6, "'params' must be a mapping"),
-    ("pack_lists_list", "pack.yaml", "  watch_countries: [CN]", "  - CN", 9, "'lists' must be"),
-    ("pack_conditions_list", "pack.yaml", "conditions:\n", "conditions: [a]\nx:\n", 12, "'conditions' must"),
+    ("pack_lists_list", "pack.yaml", "lists:\n", "lists:\n  - CN\nx_lists:\n", 9, "'lists' must be"),
+    ("pack_conditions_list", "pack.yaml", "conditions:\n", "conditions: [a]\nx:\n", 20, "'conditions' must"),
     ("pack_version_mapping", "pack.yaml", 'version: "1.0.0"', "version: {a: 1}", 4, "'version' must"),
     ("pack_list_not_list", "pack.yaml", "watch_countries: [CN]", "watch_countries: CN", 10, "must be a list"),
     ("pack_list_holds_mapping", "pack.yaml", "watch_countries: [CN]", "watch_countries: [{a: 1}]", 10, "holds a mapping"),
@@ -169,10 +169,10 @@ EDIT_CASES: list[tuple[str, str, str, str, int, str]] = [
     ("pack_time_zone_list", "pack.yaml", "home_region: KR", "home_region: KR\n  time_zone: [Asia/Seoul]", 8, "time_zone must be an IANA time zone name"),
     ("pack_time_zone_host_file", "pack.yaml", "home_region: KR", "home_region: KR\n  time_zone: localtime", 8, "time_zone must be an IANA time zone name"),
     ("pack_home_region_without_zone", "pack.yaml", "home_region: KR", "home_region: US", 6, "params need time_zone"),
-    ("pack_condition_scalar", "pack.yaml", "  abroad:\n    all:", "  abroad: 7\n  x_abroad:\n    all:", 19, "got a number"),
-    ("pack_field_list", "pack.yaml", "{field: dst_country, exists: true}", "{field: [dst_country], exists: true}", 21, "unknown field"),
-    ("pack_eq_list", "pack.yaml", "{field: subject_region, eq: $home_region}", "{field: subject_region, eq: [KR]}", 17, "takes one value"),
-    ("pack_eq_list_param", "pack.yaml", "{field: subject_region, eq: $home_region}", "{field: subject_region, eq: $watch_countries}", 17, "takes one value"),
+    ("pack_condition_scalar", "pack.yaml", "  abroad:\n    all:", "  abroad: 7\n  x_abroad:\n    all:", 27, "got a number"),
+    ("pack_field_list", "pack.yaml", "{field: dst_country, exists: true}", "{field: [dst_country], exists: true}", 29, "unknown field"),
+    ("pack_eq_list", "pack.yaml", "{field: subject_region, eq: $home_region}", "{field: subject_region, eq: [KR]}", 25, "takes one value"),
+    ("pack_eq_list_param", "pack.yaml", "{field: subject_region, eq: $home_region}", "{field: subject_region, eq: $watch_countries}", 25, "takes one value"),
     # a rule: a wrong type for each of its keys
     ("rule_id_list", "detections/no_legal_basis.yaml", "id: pipa.xborder.no_legal_basis", "id: [x]", 1, "'id' must be a string"),
     ("rule_tags_mapping", "detections/no_legal_basis.yaml", "tags: [pipa, xborder, maturity.stable]", "tags: {a: 1}", 5, "'tags' must be a list"),

@@ -32,7 +32,14 @@ END_USER_IP = "211.234.1.1"
 
 def _alert(**changes: Any) -> Alert:
     records = [
-        api("a", T0, legal_basis="none", subject_ids=[SUBJECT], purpose="Ü-purpose"),
+        api(
+            "a",
+            T0,
+            legal_basis="none",
+            subject_ids=[SUBJECT],
+            purpose="Ü-purpose",
+            recipient="Alibaba (China) Co., Ltd.",
+        ),
         api("b", T0 + 60_000, legal_basis="none", subject_ids=[SUBJECT]),
         egress("c", T0, END_USER_IP, "47.92.1.1"),
     ]

@@ -24,10 +24,17 @@ DETECTIONS_V1 = {
     "pipa.xborder.bulk_volume": "medium",
     "monitor.unresolved_destination": "low",
 }
+# Beyond detections-v1 (issue 11).
+ADDED = {
+    "pipa.xborder.undisclosed_items": "high",
+    "pipa.xborder.adequacy_not_recognised": "critical",
+    "pipa.xborder.undisclosed_recipient": "high",
+    "pipa.xborder.certification_not_in_force": "critical",
+}
 
 
 def test_default_pack_is_detections_v1() -> None:
-    assert {r.id: r.severity for r in PACK.rules} == DETECTIONS_V1
+    assert {r.id: r.severity for r in PACK.rules} == DETECTIONS_V1 | ADDED
     assert PACK.home_region == "KR"
     assert all(r.legal_ref for r in PACK.rules)
 
@@ -138,7 +145,7 @@ def test_rules_check_and_test_commands(
     assert main(["rules", "check"]) == 0
     assert main(["rules", "test"]) == 0
     out = capsys.readouterr().out
-    assert "19 passed, 0 failed" in out
+    assert "27 passed, 0 failed" in out
     rules = copy_pack(tmp_path)
     path = write_rule(rules, "bad.yaml", BASE + "when: {nope: 1}\n" + EXAMPLES)
     assert main(["rules", "check", "--rules", str(rules)]) == 2
@@ -208,3 +215,11 @@ def test_endpoint_registry_exact_host_wins_then_longest_suffix(tmp_path: Path) -
     assert reg.country("x.example.com") == "US"
     assert reg.country("API.SG.EXAMPLE.COM.") == "JP"
     assert reg.country("example.org") is None
+
+
+def test_adequacy_recognised_is_the_eu_and_eea_as_country_codes() -> None:
+    # A bare NO in YAML is false: Norway must arrive as the string "NO".
+    recognised = PACK.params["adequacy_recognised"]
+    assert all(isinstance(c, str) and len(c) == 2 for c in recognised)
+    assert len(set(recognised)) == 30 and {"DE", "IE", "IS", "LI", "NO"} <= set(recognised)
+    assert not {"CN", "SG", "US", "KR"} & set(recognised)

@@ -29,7 +29,7 @@ def test_scenario_alert_groups_and_counts(
     assert summarize(alerts) == EXPECTED_ALERTS
     assert len({a["alert_id"] for a in alerts}) == len(alerts)
     out = capsys.readouterr().out
-    assert "dead letters: 8" in out and "alerts: 12" in out
+    assert "dead letters: 8" in out and "alerts: 13" in out
 
 
 def test_scenario_dead_letters(tmp_path: Path, scenario_file: Path, country_db: Path) -> None:

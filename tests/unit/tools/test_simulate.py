@@ -440,4 +440,4 @@ def test_another_configuration_is_followed_by_the_simulator(
 
     injected = [arg for kind in VIOLATIONS for arg in ("--violation", f"{kind}=2")]
     fired, _ = simulate_and_replay("violations", *injected)
-    assert set(fired) == set(RULE_OF.values())
+    assert set(RULE_OF.values()) <= set(fired) <= set(RULE_OF.values()).union(*ALSO_FIRES.values())
