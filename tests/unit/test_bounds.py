@@ -355,10 +355,11 @@ def test_state_values_of_hostile_keys_stay_under_a_kafka_message() -> None:
         )
         for i in range(60)
     ]
-    # More minutes of one key than a key keeps buckets for.
+    # More minutes of one key than a key keeps buckets for, with the longest labels kept.
+    longest = "x" * (bounds.MAX_LABEL - 20)
     detector_records += [
         api(f"m{i}", T0 + 100 * H + i * 60_000, records=1, legal_basis="contract",
-            data_categories=labels(f"m{i}", 100))
+            data_categories=labels(f"{longest}{i}", 100))
         for i in range(bounds.MAX_BUCKETS_PER_KEY + 10)
     ]  # fmt: skip
     detector_records += [

@@ -37,6 +37,7 @@ from monitor import bounds
 from monitor.engine.model import GroupFields, Hit, Span, Totals
 from monitor.engine.ruletypes.base import RuleType
 from monitor.engine.ruletypes.threshold_batch import (
+    BUCKET_CATEGORIES,
     BUCKET_EVIDENCE,
     WindowBatch,
     WindowItem,
@@ -261,13 +262,16 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         # Repeated records may ride along below: min, max and unions are idempotent.
         b[_FIRST] = min(b[_FIRST], item["first_seen"])
         b[_LAST] = max(b[_LAST], item["last_seen"])
+        cut = item["truncated"]
         if not set(item["categories"]) <= set(b[_LABELS]):
-            b[_LABELS] = sorted(bounds.categories(set(b[_LABELS]) | set(item["categories"]))[0])
+            labels = set(b[_LABELS]) | set(item["categories"])
+            kept, over = bounds.categories(labels, BUCKET_CATEGORIES)
+            b[_LABELS], cut = sorted(kept), cut or over
         b[_EVIDENCE] = earliest(b[_EVIDENCE] + item["evidence"], BUCKET_EVIDENCE)
         if b[_HOT]:
             day = self._day(value, start, b)
             _add(day, count, size, records)
-            self._widen(day, start, b, item["truncated"])
+            self._widen(day, start, b, cut)
 
     def _day(self, value: ThresholdState, start: int, b: Bucket) -> DayAgg:
         day_start = self._window_of(start)

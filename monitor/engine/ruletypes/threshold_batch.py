@@ -11,11 +11,15 @@ from monitor.engine.model import Evidence, GroupFields
 from monitor.engine.ruletypes.base import MAX_EVIDENCE
 from monitor.engine.state import event_hash
 
-__all__ = ["BUCKET_EVIDENCE", "WindowBatch", "WindowItem", "earliest"]
+__all__ = ["BUCKET_CATEGORIES", "BUCKET_EVIDENCE", "WindowBatch", "WindowItem", "earliest"]
 
 # Evidence a bucket keeps: its earliest record. One per bucket keeps a key's
 # state small; the alert names one record a minute of a one-hour rule.
 BUCKET_EVIDENCE = 1
+# Labels a bucket keeps (a sorted prefix, as bounds.categories cuts): a key
+# keeps MAX_BUCKETS_PER_KEY buckets in one value, which must stay under a
+# Kafka message with the longest labels too (64 of 128 characters would not).
+BUCKET_CATEGORIES = 8
 
 
 # Final: stages tell the items of rule types apart by their keys.
