@@ -108,15 +108,17 @@ class Pending:
         return sum(entry[1] > 0 for q in self.open.values() for entry in q)
 
 
-def _alert_of(value: bytes | None) -> Alert | None:
+def _loads(value: bytes | None) -> object:
     try:
-        alert = orjson.loads(value or b"")
-        if isinstance(alert, dict) and all(
-            k in alert for k in ("alert_id", "revision", "severity")
-        ):
-            return alert  # type: ignore[return-value]
+        return orjson.loads(value or b"")
     except orjson.JSONDecodeError:
-        pass
+        return None
+
+
+def _alert_of(doc: object) -> Alert | None:
+    """The document if it is an alert (what delivery reads of one is there)."""
+    if isinstance(doc, dict) and all(k in doc for k in ("alert_id", "revision", "severity")):
+        return doc  # type: ignore[return-value]
     return None
 
 
@@ -189,17 +191,16 @@ class Notifier:
 
     def routed(self, value: bytes | None) -> tuple[Alert, list[Receiver]] | None:
         """An alert of the alerts topic and the receivers its routes name; None if no alert."""
-        alert = _alert_of(value)
+        alert = _alert_of(_loads(value))
         return None if alert is None else (alert, self.config.receivers_for(alert))
 
     def returned(self, value: bytes | None) -> tuple[Alert, list[Receiver]] | None:
         """An undelivered record and its receiver, if still configured; None otherwise."""
-        try:
-            record = orjson.loads(value or b"")
-            name = record["receiver"]
-        except (orjson.JSONDecodeError, TypeError, KeyError):
+        record = _loads(value)
+        if not isinstance(record, dict) or "receiver" not in record:
             return None
-        alert = _alert_of(orjson.dumps(record.get("alert")))
+        name = record["receiver"]
+        alert = _alert_of(record.get("alert"))
         receiver = self.config.receivers.get(name)
         if alert is None or receiver is None:
             log.warning("delivery: an undelivered record for %r: no such receiver now", name)
