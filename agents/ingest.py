@@ -69,6 +69,7 @@ class IngestAgent:
             ctx.metrics,
             max_skew_ms=int(ctx.settings.max_clock_skew * 1000),
             mask_dead_letters=ctx.settings.dead_letter_mask,
+            services=config.services,
         )
         for letter in out.dead_letters:
             await ctx.topics.dead_letters.send(value=orjson.dumps(letter))

@@ -103,6 +103,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             baseline=baseline,
             input_format=args.format,
             format_options=_format_options(args),
+            services=runtime.services,
         )
     runtime.close()
     print(summary.render())
@@ -127,16 +128,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    from monitor.config.runtime import load_config, load_delivery_config
+    from monitor.config.runtime import load_config, load_delivery_config, load_service_registry
 
     settings = settings_from(args)
-    # Both are checked whatever the other holds, so one run names every error.
+    # Each is checked whatever the others hold, so one run names every error.
     failed: list[ConfigError | ConfigErrors] = []
     try:
         pack, disclosures, endpoints = load_config(settings)
     except (ConfigError, ConfigErrors) as e:
         failed.append(e)
     rule_ids = None if failed else pack.by_id
+    try:
+        services = load_service_registry(settings)
+    except (ConfigError, ConfigErrors) as e:
+        failed.append(e)
     try:
         delivery = load_delivery_config(settings, resolve=not args.skip_secrets, rule_ids=rule_ids)
     except (ConfigError, ConfigErrors) as e:
@@ -150,7 +155,8 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     print(
         f"rule pack {pack.version}: {len(pack.rules)} rules, "
         f"{len(disclosures.by_platform)} platforms disclosed, "
-        f"{len(endpoints.hosts) + len(endpoints.suffixes)} endpoints: OK"
+        f"{len(endpoints.hosts) + len(endpoints.suffixes)} endpoints, "
+        f"{len(services.entries)} services: OK"
     )
     if delivery.source is None:
         print(f"no delivery configuration ({settings.delivery_config_path} absent): OK")
@@ -220,13 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--platform",
         metavar="NAME",
         help="the monitored platform of records from ocsf, vpc-flow and zeek-conn files, "
-        "which do not name it (without it their records are dead letters, "
-        "missing_field:platform)",
+        "which do not name it, where the service registry (--services) does not either "
+        "(without it their records are dead letters, missing_field:platform)",
     )
     p.add_argument(
         "--subject-region",
         metavar="CODE",
-        help="for those formats: where the data subjects of every flow live (ISO alpha-2)",
+        help="for those formats: where the data subjects of every flow live (ISO alpha-2), "
+        "where the service registry does not say",
     )
     p.add_argument(
         "--data-category",

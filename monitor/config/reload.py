@@ -1,4 +1,5 @@
-"""Reloading the rules, disclosures, endpoint registry and GeoIP database of a running worker.
+"""Reloading the rules, disclosures, endpoint and service registries and GeoIP database of a
+running worker.
 
 What detection reads is one `Loaded`: frozen, built whole, and replaced whole,
 so a record is always evaluated against one version of everything and a
@@ -11,7 +12,8 @@ Parts, each reloaded from its files as they are on disk:
 - `rules` and `disclosures` together: the pack is compiled with the
   disclosures, and a pack is only ever built from files that were on disk
   together, so when either fails neither is taken;
-- `endpoints` and `geoip` on their own: each makes a new resolver.
+- `endpoints` and `geoip` on their own: each makes a new resolver;
+- `services` on its own: the service registry ingest attributes flows with.
 
 A part that fails to load keeps the version that runs, and is not tried again
 until its files change (or a forced reload, SIGHUP, asks).
@@ -28,8 +30,15 @@ from typing import Final, Literal
 
 from monitor.alerts.grouping import AlertContext
 from monitor.config.disclosures import Disclosures, EndpointRegistry, load_endpoints
-from monitor.config.runtime import Runtime, key_subjects, load_rules, open_geoip
+from monitor.config.runtime import (
+    Runtime,
+    key_subjects,
+    load_rules,
+    load_service_registry,
+    open_geoip,
+)
 from monitor.config.settings import Settings
+from monitor.contract.attribution import NO_SERVICES, ServiceEntry, ServiceRegistry
 from monitor.engine.loader import rule_files
 from monitor.engine.model import RulePack
 from monitor.errors import ConfigError, ConfigErrors, XborderError
@@ -50,8 +59,8 @@ __all__ = [
     "watched_files",
 ]
 
-Part = Literal["rules", "disclosures", "endpoints", "geoip"]
-PARTS: Final[tuple[Part, ...]] = ("rules", "disclosures", "endpoints", "geoip")
+Part = Literal["rules", "disclosures", "endpoints", "services", "geoip"]
+PARTS: Final[tuple[Part, ...]] = ("rules", "disclosures", "endpoints", "services", "geoip")
 # Loaded together: the pack is compiled with the disclosures.
 _PACK_PARTS: Final[frozenset[Part]] = frozenset({"rules", "disclosures"})
 # Errors listed in a reason; the rest are counted.
@@ -77,6 +86,21 @@ def _endpoints_digest(endpoints: EndpointRegistry) -> str:
     return digest((sorted(endpoints.hosts.items()), endpoints.suffixes))
 
 
+def _services_digest(services: ServiceRegistry) -> str:
+    # Sets sorted: their order changes from one process to the next.
+    return digest([_entry_key(e) for e in services.entries])
+
+
+def _entry_key(entry: ServiceEntry) -> tuple[object, ...]:
+    return (
+        entry.name,
+        entry.supplies,
+        entry.src_cidrs,
+        sorted(entry.services),
+        entry.workload_labels,
+    )
+
+
 @dataclass(frozen=True)
 class Loaded:
     """One consistent version of what detection reads, and the versions it reports."""
@@ -85,6 +109,7 @@ class Loaded:
     disclosures: Disclosures
     endpoints: EndpointRegistry
     geoip: CountryLookup | None
+    services: ServiceRegistry = NO_SERVICES
     resolver: Resolver = field(init=False)
     alert_context: AlertContext = field(init=False)
     versions: Mapping[Part, str] = field(init=False)
@@ -99,13 +124,16 @@ class Loaded:
             "rules": self.pack.version,
             "disclosures": _disclosures_digest(self.disclosures),
             "endpoints": _endpoints_digest(self.endpoints),
+            "services": _services_digest(self.services),
             "geoip": resolver.geoip_build or "",
         }
         object.__setattr__(self, "versions", versions)
 
     @classmethod
     def of(cls, runtime: Runtime) -> Loaded:
-        return cls(runtime.pack, runtime.disclosures, runtime.endpoints, runtime.geoip)
+        return cls(
+            runtime.pack, runtime.disclosures, runtime.endpoints, runtime.geoip, runtime.services
+        )
 
 
 def watched_files(settings: Settings) -> dict[Part, tuple[Path, ...]]:
@@ -115,6 +143,7 @@ def watched_files(settings: Settings) -> dict[Part, tuple[Path, ...]]:
         "rules": (rules / "pack.yaml", *rule_files(rules)) if rules.is_dir() else (rules,),
         "disclosures": (settings.disclosures_path,),
         "endpoints": (settings.endpoints_path,),
+        "services": (settings.services_path,),
     }
     if settings.use_geoip:
         asn = settings.geoip_asn_path
@@ -189,6 +218,7 @@ class Loaders:
 
     rules: Callable[[Settings], tuple[RulePack, Disclosures]] = load_rules
     endpoints: Callable[[Path], EndpointRegistry] = load_endpoints
+    services: Callable[[Settings], ServiceRegistry] = load_service_registry
     geoip: Callable[[Settings], CountryLookup | None] = open_geoip
 
 
@@ -221,7 +251,7 @@ class Reloader:
 
     @property
     def parts(self) -> tuple[Part, ...]:
-        return PARTS if self.settings.use_geoip else PARTS[:3]
+        return PARTS if self.settings.use_geoip else tuple(p for p in PARTS if p != "geoip")
 
     def look(self) -> dict[Part, dict[str, Stamp]]:
         return snapshot(watched_files(self.settings))
@@ -262,18 +292,24 @@ class Reloader:
                 key_subjects(pack, self.subject_key)
                 new = replace(new, pack=pack, disclosures=disclosures)
                 results.update(dict.fromkeys(tried))
-        if "endpoints" in parts:
+        # The parts loaded on their own: each the running version with it loaded anew.
+        settings, loaders = self.settings, self.loaders
+        alone: tuple[tuple[Part, Callable[[Loaded], Loaded]], ...] = (
+            (
+                "endpoints",
+                lambda v: replace(v, endpoints=loaders.endpoints(settings.endpoints_path)),
+            ),
+            ("services", lambda v: replace(v, services=loaders.services(settings))),
+            ("geoip", lambda v: replace(v, geoip=loaders.geoip(settings))),
+        )
+        for part, load in alone:
+            if part not in parts:
+                continue
             try:
-                new = replace(new, endpoints=self.loaders.endpoints(self.settings.endpoints_path))
-                results["endpoints"] = None
+                new = load(new)
+                results[part] = None
             except Exception as e:  # refused, as above
-                results["endpoints"] = reason(e)
-        if "geoip" in parts:
-            try:
-                new = replace(new, geoip=self.loaders.geoip(self.settings))
-                results["geoip"] = None
-            except Exception as e:  # refused, as above
-                results["geoip"] = reason(e)
+                results[part] = reason(e)
         if new is running:
             return Outcome(running, results)
         self.running = new

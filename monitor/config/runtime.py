@@ -13,8 +13,10 @@ from monitor.config.disclosures import (
     load_disclosures,
     load_endpoints,
 )
+from monitor.config.services import load_services
 from monitor.config.settings import Settings
 from monitor.config.subject_key import random_key, subject_key
+from monitor.contract.attribution import NO_SERVICES, ServiceRegistry
 from monitor.engine.loader import load_pack
 from monitor.engine.model import RulePack
 from monitor.engine.ruletypes.consent import ConsentRule
@@ -31,6 +33,7 @@ __all__ = [
     "load_delivery_config",
     "load_rules",
     "load_runtime",
+    "load_service_registry",
     "open_geoip",
 ]
 
@@ -44,6 +47,7 @@ class Runtime:
     geoip: CountryLookup | None
     # The key the pack's consent state was keyed with: a pack loaded later needs the same.
     subject_key: bytes = field(default=b"", repr=False)
+    services: ServiceRegistry = NO_SERVICES
 
     def resolver(self) -> Resolver:
         return Resolver(self.geoip, self.endpoints)
@@ -58,6 +62,15 @@ def load_config(settings: Settings) -> tuple[RulePack, Disclosures, EndpointRegi
     """Rules and their configuration, without the GeoIP database."""
     pack, disclosures = load_rules(settings)
     return pack, disclosures, load_endpoints(settings.endpoints_path)
+
+
+def load_service_registry(settings: Settings) -> ServiceRegistry:
+    """The service registry (flow attribution). Without the default file, an empty one
+    (rule folders made before it existed); a file named explicitly must exist."""
+    path = settings.services_path
+    if settings.services is None and not os.path.lexists(path):
+        return NO_SERVICES
+    return load_services(path)
 
 
 def load_rules(settings: Settings) -> tuple[RulePack, Disclosures]:
@@ -115,6 +128,7 @@ def key_subjects(pack: RulePack, key: bytes) -> None:
 def load_runtime(settings: Settings, require_subject_key: bool = False) -> Runtime:
     """Everything detection needs; `require_subject_key` where state outlives the process."""
     pack, disclosures, endpoints = load_config(settings)
+    services = load_service_registry(settings)
     geoip = open_geoip(settings)
     key = subject_key(settings)
     if key is None and require_subject_key:
@@ -126,7 +140,7 @@ def load_runtime(settings: Settings, require_subject_key: bool = False) -> Runti
     # Replay's state lives for one run: a random key keeps it unlinkable.
     key = key if key is not None else random_key()
     key_subjects(pack, key)
-    return Runtime(settings, pack, disclosures, endpoints, geoip, key)
+    return Runtime(settings, pack, disclosures, endpoints, geoip, key, services)
 
 
 def open_geoip(settings: Settings) -> CountryLookup | None:

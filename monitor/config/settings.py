@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     endpoints: Path | None = Field(
         None, description="endpoint registry YAML (default: <rules>/config/endpoints.yaml)"
     )
+    services: Path | None = Field(
+        None,
+        description="service registry YAML, whose data flows carry "
+        "(default: <rules>/config/services.yaml)",
+    )
     geoip_country: Path | None = Field(
         None,
         description="MaxMind GeoIP2/GeoLite2 Country database "
@@ -347,6 +352,10 @@ class Settings(BaseSettings):
     @property
     def endpoints_path(self) -> Path:
         return self.endpoints or self.rules_dir / "config" / "endpoints.yaml"
+
+    @property
+    def services_path(self) -> Path:
+        return self.services or self.rules_dir / "config" / "services.yaml"
 
     @property
     def delivery_config_path(self) -> Path:

@@ -30,6 +30,12 @@ from monitor.alerts.grouping import (
     group_key,
     iso_ms,
 )
+from monitor.contract.attribution import (
+    NO_SERVICES,
+    ServiceRegistry,
+    attribute_records,
+    message_labels,
+)
 from monitor.contract.dead_letters import dead_letter_json
 from monitor.contract.decode import decode_messages
 from monitor.contract.schemas import DeadLetter, KafkaSource, Source
@@ -100,15 +106,19 @@ def ingest(
     now: float | None = None,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     mask_dead_letters: bool = False,
+    services: ServiceRegistry = NO_SERVICES,
 ) -> IngestOutput:
     """Decode, validate, resolve and evaluate a batch of message values, all at once.
+
+    `services`: the service registry, which fills what records lack
+    (`monitor.contract.attribution.attribute_records`); empty, it costs nothing.
 
     A message that makes a step raise becomes a `processing_error` dead
     letter: ingest keeps no state, so after an error the batch is simply
     redone a message at a time, and only the message that raises is set aside.
     """
     now = time.time() if now is None else now
-    args = (pack, resolver, partitions, metrics, now, max_skew_ms, mask_dead_letters)
+    args = (pack, resolver, partitions, metrics, now, max_skew_ms, mask_dead_letters, services)
     try:
         return _ingest_all(messages, *args)
     except Exception:  # any error of the monitor; isolated below
@@ -135,7 +145,7 @@ def ingest(
 
 
 def _ingest_all(
-    messages: Iterable[tuple[bytes | None, KafkaSource]],
+    messages: Sequence[tuple[bytes | None, KafkaSource]],
     pack: RulePack,
     resolver: Resolver,
     partitions: int,
@@ -143,14 +153,19 @@ def _ingest_all(
     now: float,
     max_skew_ms: int,
     mask_dead_letters: bool,
+    services: ServiceRegistry,
 ) -> IngestOutput:
     """`ingest` of the whole batch at once, unguarded."""
     received_at = iso_ms(int(now * 1000))
     out = IngestOutput()
     misses_before = resolver.geoip_misses
     decoded = decode_messages(messages)
+    decoded_records = decoded.records
+    if services:
+        labels, at = message_labels(messages), decoded.sources
+        decoded_records = attribute_records(decoded_records, services, lambda i: labels(at[i]))
     records, sources, ahead = split_ahead(
-        decoded.records, decoded.sources, int(now * 1000) + max_skew_ms
+        decoded_records, decoded.sources, int(now * 1000) + max_skew_ms
     )
     letters = decoded.dead_letters + ahead
     for letter in letters:

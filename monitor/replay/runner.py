@@ -32,13 +32,19 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Protocol
 
 import orjson
 
 from monitor.alerts.grouping import AlertGroup, iso_ms
+from monitor.contract.attribution import (
+    NO_SERVICES,
+    ServiceRegistry,
+    attribute_records,
+    labels_of,
+)
 from monitor.contract.dead_letters import dead_letter_json
 from monitor.contract.decode import decode_many, lf_line_ends
 from monitor.contract.formats import TELEMETRY, FormatOptions, LineAdapter, Skipped, detect
@@ -295,12 +301,15 @@ def replay(
     baseline: RulePack | None = None,
     input_format: str | None = None,
     format_options: FormatOptions | None = None,
+    services: ServiceRegistry = NO_SERVICES,
 ) -> ReplaySummary:
     """Replay the files; records more than `max_skew_ms` ahead of `clock` are dead-lettered.
 
     `input_format`: the format of every file (`monitor.contract.formats.FORMATS`);
     None detects each file's. `format_options`: what a foreign format does not
-    say (the platform, ...).
+    say (the platform, ...). `services`: the service registry, filling what
+    records lack (telemetry-v1's and, unless `format_options` has its own
+    hook, the foreign formats'), before the options' run-wide values.
 
     With a `baseline` pack, the same records also run through it, in the same
     pass and order, and the summary holds the back-test: the alerts `pack`
@@ -356,6 +365,8 @@ def replay(
                     base_finals.keep(base.alert(rule, group))
 
     options = format_options or FormatOptions()
+    if services and options.attribute is None:
+        options = replace(options, attribute=services.attribute)
 
     def telemetry_batch(name: str, batch: list[tuple[int, bytes, bool]]) -> None:
         # Blank lines are not records (see monitor.contract.schemas).
@@ -363,6 +374,8 @@ def replay(
             (n, text, big) for n, raw, big in batch if (text := raw.strip(JSON_WHITESPACE)) or big
         ]
         texts = [b"" if big else raw for _, raw, big in lines]
+        decoded: list[Record] = []
+        raws: list[bytes] = []
         for (number, raw, too_large), got in zip(lines, decode_many(texts), strict=True):
             source: FileSource = {"file": name, "line": number}
             if too_large:
@@ -370,8 +383,12 @@ def replay(
             if isinstance(got, str):
                 write_letter(DeadLetter(got, source, raw))
                 continue
-            records.append(got)
+            decoded.append(got)
+            raws.append(raw)
             sources.append(source)
+        if services:
+            decoded = attribute_records(decoded, services, lambda i: labels_of(raws[i]))
+        records.extend(decoded)
 
     def foreign_batch(
         name: str, adapter: LineAdapter, batch: list[tuple[int, bytes, bool]]

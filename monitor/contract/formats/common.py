@@ -18,11 +18,13 @@ from typing import Any, Final
 
 import orjson
 
+from monitor.contract.attribution import Attributes
 from monitor.contract.schemas import Record, check_record
 
 __all__ = [
     "INVALID_LINE",
     "IP_PROTOCOLS",
+    "Attributes",
     "Attribution",
     "FormatOptions",
     "Skipped",
@@ -42,11 +44,13 @@ INVALID_LINE: Final = "invalid_line"
 # telemetry-v1 producers write; another number is written as it is.
 IP_PROTOCOLS: Final = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp"}
 
-# Who sent a flow: flow formats do not name the monitored platform. The
-# flow-attribution registry plugs in here; it gets the object built so far
-# and the format's own fields (account, interface, ...) and answers a
-# platform, or None to keep the configured one.
-Attribution = Callable[[Mapping[str, Any], Mapping[str, str]], str | None]
+# Whose data a flow carries: flow formats do not name the monitored
+# platform, nor what the flow carries. The service registry
+# (`monitor.contract.attribution.ServiceRegistry.attribute`) plugs in here;
+# it gets the flow's source address, its service name (the format's own,
+# where it has one) and the format's own fields as labels (account,
+# interface, ...), and answers what it knows, or None.
+Attribution = Callable[[str | None, str | None, Mapping[str, str]], Attributes | None]
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ class FormatOptions:
     (VPC flow logs, Zeek, OCSF). `subject_region` and `data_categories`:
     what the flows carry, asserted for the whole file; absent by default,
     which the contract reads as not personal (unknown), so no rule on
-    personal data fires on flows nobody tagged.
+    personal data fires on flows nobody tagged. `attribute`: the service
+    registry, which wins over these run-wide values for the flows it knows.
     """
 
     platform: str | None = None
@@ -119,17 +124,40 @@ def epoch_seconds_ms(value: object) -> int | object:
 
 
 def checked(
-    obj: dict[str, Any], raw: bytes, options: FormatOptions, own: Mapping[str, str]
+    obj: dict[str, Any],
+    raw: bytes,
+    options: FormatOptions,
+    own: Mapping[str, str],
+    service: str | None = None,
 ) -> Record | str:
-    """`obj` completed from the options and checked as the contract checks a record."""
-    platform = options.platform
+    """`obj` completed from the registry, then the options, and checked as the contract checks a record.
+
+    Only absent fields are filled: what the line says wins, then the
+    registry's entry for the flow (`service`: the format's own service
+    name, where it has one), then the run-wide options.
+    """
+    found = None
     if options.attribute is not None:
-        platform = options.attribute(obj, own) or platform
-    if platform is not None and "platform" not in obj:
-        obj["platform"] = platform
-    if options.subject_region is not None:
-        obj.setdefault("subject_region", options.subject_region)
-    if options.data_categories:
-        obj.setdefault("data_categories", list(options.data_categories))
+        src_ip = obj.get("src_ip")
+        found = options.attribute(
+            src_ip if isinstance(src_ip, str) else None, obj.get("service") or service, own
+        )
+    if found is None:
+        found = _NOTHING
+    if "platform" not in obj:
+        platform = found.platform or options.platform
+        if platform is not None:
+            obj["platform"] = platform
+    region = found.subject_region or options.subject_region
+    if region is not None:
+        obj.setdefault("subject_region", region)
+    categories = found.data_categories or options.data_categories
+    if categories:
+        obj.setdefault("data_categories", list(categories))
+    if found.dataset_id is not None:
+        obj.setdefault("dataset_id", found.dataset_id)
     # The size check is on the line as it came: it is what the dead letter keeps.
     return check_record(raw, obj)
+
+
+_NOTHING: Final = Attributes()

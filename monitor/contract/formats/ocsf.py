@@ -21,7 +21,9 @@ Both: `time` (epoch milliseconds, OCSF's timestamp; `start_time` when
 `_event_time`) -> `ts`,
 `metadata.uid` -> `event_id` (made from the line when absent), and the
 platform from `FormatOptions`, as OCSF names the product that logged the
-event, not the platform whose data moved.
+event, not the platform whose data moved. The service registry matches
+`src_endpoint.svc_name` as the flow's service name, and `cloud.account_uid`,
+`cloud.provider` and `product` (`metadata.product.name`) as its labels.
 
 Decisions:
 - the event is read as JSON, not through the `ocsf` package's models: a
@@ -142,4 +144,5 @@ def convert(raw: bytes, options: FormatOptions) -> Record | Skipped | str:
         )
         if isinstance(value, str)
     }
-    return checked(obj, raw, options, own)
+    service = _get(event, "src_endpoint", "svc_name")
+    return checked(obj, raw, options, own, service if isinstance(service, str) else None)

@@ -251,7 +251,7 @@ def test_a_forced_reload_loads_every_part(tmp_path: Path) -> None:
     _, reloader = start(tmp_path)
     outcome = reloader.poll(force=True)
     assert outcome is not None
-    assert outcome.results == {"rules": None, "disclosures": None, "endpoints": None}
+    assert outcome.results == dict.fromkeys(("rules", "disclosures", "endpoints", "services"))
     assert outcome.loaded.versions == outcome.replaced.versions  # type: ignore[union-attr]
 
 

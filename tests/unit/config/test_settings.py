@@ -33,6 +33,7 @@ VARIABLES = {
     "XBORDER_RULES",
     "XBORDER_DISCLOSURES",
     "XBORDER_ENDPOINTS",
+    "XBORDER_SERVICES",
     "XBORDER_GEOIP_COUNTRY",
     "XBORDER_GEOIP_ASN",
     "XBORDER_HOME_REGION",
@@ -125,6 +126,7 @@ def test_defaults() -> None:
     assert s.use_geoip and not s.dead_letter_mask
     assert s.subject_key is None and s.home_region is None
     assert s.disclosures_path == s.rules_dir / "config" / "disclosures.yaml"
+    assert s.services_path == s.rules_dir / "config" / "services.yaml"
     assert s.geoip_country_path == s.data_dir / "geoip" / "country.mmdb"
 
 
@@ -133,6 +135,7 @@ def test_each_kind_of_variable() -> None:
         {
             "XBORDER_RULES": "/packs/one",
             "XBORDER_ENDPOINTS": "/etc/endpoints.yaml",
+            "XBORDER_SERVICES": "/etc/services.yaml",
             "KAFKA_BOOTSTRAP_SERVERS": "kafka-1:9092,kafka-2:9092",
             "XBORDER_PARTITIONS": "12",
             "XBORDER_BATCH_TIMEOUT": "0.25",
@@ -147,6 +150,7 @@ def test_each_kind_of_variable() -> None:
     assert s.rules_dir == Path("/packs/one")
     assert s.disclosures_path == Path("/packs/one/config/disclosures.yaml")
     assert s.endpoints_path == Path("/etc/endpoints.yaml")
+    assert s.services_path == Path("/etc/services.yaml")
     assert s.bootstrap == "kafka-1:9092,kafka-2:9092"
     assert s.partitions == 12 and s.batch_timeout == 0.25
     assert s.dead_letter_mask is True
@@ -293,6 +297,7 @@ CONFIG_FLAGS = {
     "--rules",
     "--disclosures",
     "--endpoints",
+    "--services",
     "--geoip-country",
     "--geoip-asn",
     "--no-geoip",
@@ -358,6 +363,7 @@ def test_every_flag_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -
         [
             "worker",
             *("--rules", "/r", "--disclosures", "/d.yaml", "--endpoints", "/e.yaml"),
+            *("--services", "/sv.yaml"),
             *("--geoip-country", "/c.mmdb", "--geoip-asn", "/a.mmdb", "--no-geoip"),
             *("--home-region", "JP", "--time-zone", "Asia/Tokyo"),
             *("--max-clock-skew", "60", "--no-mask-dead-letters"),
@@ -370,6 +376,7 @@ def test_every_flag_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -
         "rules_dir": Path("/r"),
         "disclosures": Path("/d.yaml"),
         "endpoints": Path("/e.yaml"),
+        "services": Path("/sv.yaml"),
         "geoip_country": Path("/c.mmdb"),
         "geoip_asn": Path("/a.mmdb"),
         "use_geoip": False,

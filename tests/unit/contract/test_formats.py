@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from monitor.contract.attribution import Attributes
 from monitor.contract.formats import (
     INVALID_LINE,
     FormatOptions,
@@ -170,15 +171,18 @@ def test_without_a_platform_every_flow_is_missing_it() -> None:
 
 
 def test_attribution_hook_names_the_platform_from_the_flow() -> None:
-    seen: list[Mapping[str, str]] = []
+    seen: list[tuple[str | None, str | None, Mapping[str, str]]] = []
 
-    def attribute(obj: Mapping[str, Any], own: Mapping[str, str]) -> str | None:
-        seen.append(own)
-        return "temu" if own.get("account-id") == "123456789010" else None
+    def attribute(
+        src_ip: str | None, service: str | None, own: Mapping[str, str]
+    ) -> Attributes | None:
+        seen.append((src_ip, service, own))
+        return Attributes(platform="temu") if own.get("account-id") == "123456789010" else None
 
     got = feed("vpc-flow", [VPC_OK], FormatOptions(platform="acme", attribute=attribute))
     assert flow(got[0])[-1] == "temu"
-    assert seen[0]["interface-id"] == "eni-1"
+    src_ip, service, own = seen[0]
+    assert (src_ip, service, own["interface-id"]) == (flow(got[0])[1], None, "eni-1")
 
 
 def test_asserted_categories_and_region_make_flows_personal() -> None:
