@@ -274,3 +274,20 @@ def test_a_reason_never_quotes_a_file(tmp_path: Path) -> None:
 )
 def test_reasons_of_other_errors(error: Exception, shown: str) -> None:
     assert shown in reason(error) and "211.234" not in reason(error)
+
+
+def test_the_service_registry_reloads_on_its_own_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    rules, reloader = start(tmp_path)
+    before = reloader.running
+    services = rules / "config" / "services.yaml"
+    entry = "- name: crm\n  match: {services: [crm]}\n  subject_region: KR\n"
+    replace_file(services, entry)
+    outcome = settled(reloader)
+    assert outcome is not None and outcome.results == {"services": None}
+    assert outcome.loaded.pack is before.pack
+    assert [e.name for e in outcome.loaded.services.entries] == ["crm"]
+    assert outcome.loaded.versions["services"] != before.versions["services"]
+    replace_file(services, entry.replace("KR", "Korea"))
+    refused = settled(reloader)
+    assert refused is not None and refused.loaded is outcome.loaded
+    assert f"{services}:3:" in (refused.results["services"] or "")

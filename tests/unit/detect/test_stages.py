@@ -127,3 +127,44 @@ def test_a_large_batch_of_one_bulk_window_travels_in_messages_kafka_accepts() ->
     )
     (alert,) = {e.alert_id: e.alert for e in emissions}.values()
     assert alert["event_count"] == n and alert["records"] == 10 * n
+
+
+def test_ingest_attributes_untagged_records_from_the_service_registry() -> None:
+    import ipaddress
+
+    from monitor.contract.attribution import Attributes, ServiceEntry, ServiceRegistry
+
+    registry = ServiceRegistry(
+        (
+            ServiceEntry(
+                "exports",
+                Attributes("aliexpress", "KR", ("user.contact",)),
+                src_cidrs=(ipaddress.ip_network("211.234.0.0/16"),),
+            ),
+            ServiceEntry(
+                "labelled",
+                Attributes(None, "KR", ("user.contact",)),
+                workload_labels=(("team", "orders"),),
+            ),
+        )
+    )
+    untagged = egress("u", T0, "211.234.1.1", "5.45.200.1")  # RU: aliexpress did not disclose it
+    del untagged["data_categories"], untagged["subject_region"]
+    labelled = {**egress("l", T0, "8.219.1.1", "5.45.200.1"), "labels": {"team": "orders"}}
+    del labelled["data_categories"], labelled["subject_region"]
+    messages: list[tuple[bytes | None, KafkaSource]] = [
+        (orjson.dumps(untagged), {"topic": "t", "partition": 0, "offset": 0}),
+        (orjson.dumps([labelled]), {"topic": "t", "partition": 0, "offset": 1}),
+    ]
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    without = ingest(messages, PACK, resolver, 4)
+    got = ingest(messages, PACK, resolver, 4, services=registry)
+    fired = {
+        (h["rule"], e["event_id"], tuple(h["categories"]))
+        for hits in got.hits.values()
+        for h in hits
+        for e in h["evidence"]
+    }
+    undisclosed = "pipa.xborder.undisclosed_destination"
+    assert not any(without.hits.values())
+    assert {(undisclosed, "u", ("user.contact",)), (undisclosed, "l", ("user.contact",))} <= fired
