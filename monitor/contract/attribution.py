@@ -85,6 +85,7 @@ class ServiceRegistry:
         init=False, repr=False, compare=False
     )
     _label_keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _netless: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _cache: dict[_Key, Attributes | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -98,6 +99,9 @@ class ServiceRegistry:
         object.__setattr__(self, "_by_net", frozen)
         keys = sorted({k for entry in self.entries for k, _ in entry.workload_labels})
         object.__setattr__(self, "_label_keys", tuple(keys))
+        # Entries that match on no network: candidates for every flow.
+        netless = tuple(i for i, entry in enumerate(self.entries) if not entry.src_cidrs)
+        object.__setattr__(self, "_netless", netless)
         object.__setattr__(self, "_cache", {})
 
     def __bool__(self) -> bool:
@@ -142,12 +146,13 @@ class ServiceRegistry:
         if key in cache:
             return cache[key]
         holding = self._holding(src_ip)
+        # In file order: the entries whose networks hold the source, and those with none.
+        candidates = sorted(holding.union(self._netless)) if holding else self._netless
         found = None
-        for i, entry in enumerate(self.entries):
+        for i in candidates:
+            entry = self.entries[i]
             wanted = entry.supplies.platform
             if platform is not None and wanted is not None and wanted != platform:
-                continue
-            if entry.src_cidrs and i not in holding:
                 continue
             if entry.services and service not in entry.services:
                 continue

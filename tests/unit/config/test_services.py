@@ -134,13 +134,21 @@ def test_matching_a_thousand_networks_is_cheap(tmp_path: Path) -> None:
 # --- loading -------------------------------------------------------------------------
 
 
-def test_the_bundled_registry_loads_and_matches_its_examples_only() -> None:
-    reg = load_service_registry(Settings())
+def test_the_bundled_registry_is_empty_and_its_commented_examples_load(tmp_path: Path) -> None:
+    settings = Settings()
+    assert not load_service_registry(settings)
+    text = settings.services_path.read_text()
+    examples = text[text.index("# - name:") :].replace("# ", "").replace("#", "")
+    reg = registry(tmp_path, examples)
     assert [e.name for e in reg.entries] == [
         "example-temu-kr-orders",
         "example-shein-kr-payments",
     ]
-    assert reg.attribute("10.0.0.62", None, {"account-id": "123456789010"}) is None
+    found = reg.attribute("192.0.2.1", None, {"account-id": "111122223333"})
+    assert found is not None and found.platform == "temu"
+    assert reg.attribute("198.51.100.9", "example-payments", {}) == Attributes(
+        "shein", "KR", ("user.payment",)
+    )
 
 
 def test_no_default_file_is_an_empty_registry_but_a_named_one_must_exist(tmp_path: Path) -> None:
