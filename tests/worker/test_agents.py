@@ -295,6 +295,25 @@ def test_ingest_reads_the_config_a_reload_swapped_in(tmp_path: Path) -> None:
     assert hit_rules(harness) == [("pipa.xborder.no_legal_basis", "SG")]
 
 
+def test_ingest_attributes_with_the_service_registry_a_reload_swapped_in(tmp_path: Path) -> None:
+    rules = copy_pack(tmp_path)
+    harness = build_harness(rules_dir=rules)
+    untagged = {k: v for k, v in CALL.items() if k not in ("subject_region", "data_categories")}
+    untagged["labels"] = {"team": "sync"}
+    asyncio.run(put_all(harness, "ingest", [orjson.dumps(untagged)]))
+    assert hit_rules(harness) == []  # not personal: no category
+    services = rules / "config" / "services.yaml"
+    services.write_text(
+        "- name: sync\n  match: {workload_labels: {team: sync}}\n"
+        "  subject_region: KR\n  data_categories: [user.name]\n"
+    )
+    reload = harness.worker.reload
+    reload.apply(reload.reloader.reload(["services"]))
+    harness.sent.clear()
+    asyncio.run(put_all(harness, "ingest", [orjson.dumps({**untagged, "event_id": "e2"})]))
+    assert hit_rules(harness) == [("monitor.unresolved_destination", None)]
+
+
 def test_a_held_update_of_a_rule_a_reload_removed_is_dropped(tmp_path: Path) -> None:
     rules = copy_pack(tmp_path)
     harness = build_harness(rules_dir=rules)
