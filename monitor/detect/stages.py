@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, cast, final
 
@@ -31,7 +31,7 @@ from monitor.alerts.grouping import (
     iso_ms,
 )
 from monitor.contract.dead_letters import dead_letter_json
-from monitor.contract.decode import decode_messages
+from monitor.contract.formats import FormatOptions, decode_inputs
 from monitor.contract.schemas import DeadLetter, KafkaSource, Source
 from monitor.detect.local import (
     DEFAULT_MAX_SKEW_MS,
@@ -89,6 +89,8 @@ class IngestOutput:
     hits: dict[int, list[Hit]] = field(default_factory=lambda: defaultdict(list))
     routed: dict[int, list[RoutedItem]] = field(default_factory=lambda: defaultdict(list))
     records: Counter[str] = field(default_factory=Counter)
+    # Lines of other formats that are no transfer, by `format:reason`.
+    skipped: Counter[str] = field(default_factory=Counter)
 
 
 def ingest(
@@ -100,15 +102,21 @@ def ingest(
     now: float | None = None,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     mask_dead_letters: bool = False,
+    input_formats: Mapping[str, str] | None = None,
+    format_options: FormatOptions | None = None,
 ) -> IngestOutput:
     """Decode, validate, resolve and evaluate a batch of message values, all at once.
+
+    `input_formats`: the format of each topic that does not carry telemetry-v1
+    (`monitor.contract.formats`); `format_options`: what those formats do not say.
 
     A message that makes a step raise becomes a `processing_error` dead
     letter: ingest keeps no state, so after an error the batch is simply
     redone a message at a time, and only the message that raises is set aside.
     """
     now = time.time() if now is None else now
-    args = (pack, resolver, partitions, metrics, now, max_skew_ms, mask_dead_letters)
+    formats = (input_formats or {}, format_options or FormatOptions())
+    args = (pack, resolver, partitions, metrics, now, max_skew_ms, mask_dead_letters, formats)
     try:
         return _ingest_all(messages, *args)
     except Exception:  # any error of the monitor; isolated below
@@ -131,11 +139,12 @@ def ingest(
         for p, routed in one.routed.items():
             out.routed[p] += routed
         out.records += one.records
+        out.skipped += one.skipped
     return out
 
 
 def _ingest_all(
-    messages: Iterable[tuple[bytes | None, KafkaSource]],
+    messages: Sequence[tuple[bytes | None, KafkaSource]],
     pack: RulePack,
     resolver: Resolver,
     partitions: int,
@@ -143,12 +152,13 @@ def _ingest_all(
     now: float,
     max_skew_ms: int,
     mask_dead_letters: bool,
+    formats: tuple[Mapping[str, str], FormatOptions],
 ) -> IngestOutput:
     """`ingest` of the whole batch at once, unguarded."""
     received_at = iso_ms(int(now * 1000))
     out = IngestOutput()
     misses_before = resolver.geoip_misses
-    decoded = decode_messages(messages)
+    decoded, out.skipped = decode_inputs(messages, *formats)
     records, sources, ahead = split_ahead(
         decoded.records, decoded.sources, int(now * 1000) + max_skew_ms
     )
@@ -169,6 +179,8 @@ def _ingest_all(
     out.records.update(r.kind for r in records)
     if metrics is not None:
         record_metrics(metrics, flows, letters, out.records, now)
+        for what, n in out.skipped.items():
+            metrics.lines_skipped.labels(*what.split(":", 1)).inc(n)
         if resolver.geoip_misses > misses_before:
             metrics.geoip_misses.inc(resolver.geoip_misses - misses_before)
     return out

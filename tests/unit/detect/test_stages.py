@@ -127,3 +127,61 @@ def test_a_large_batch_of_one_bulk_window_travels_in_messages_kafka_accepts() ->
     )
     (alert,) = {e.alert_id: e.alert for e in emissions}.values()
     assert alert["event_count"] == n and alert["records"] == 10 * n
+
+
+def test_a_topic_of_another_format_is_read_in_it_beside_telemetry() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from monitor.contract.formats import FormatOptions
+    from monitor.metrics import Metrics
+
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    start = T0 // 1000
+    # One VPC message: a custom header, a flow to RU, a capture gap, a truncated line.
+    flows = (
+        b"version srcaddr dstaddr dstport protocol bytes start end action log-status\n"
+        + f"5 211.234.1.1 5.45.200.1 443 6 10 {start} {start + 60} ACCEPT OK\n".encode()
+        + f"5 - - - - - {start} {start + 60} - NODATA\n".encode()
+        + b"5 211.234.1.1 5.45.200.1 443"
+    )
+    messages: list[tuple[bytes | None, KafkaSource]] = [
+        (flows, {"topic": "flows.vpc", "partition": 0, "offset": 5}),
+        (orjson.dumps(api("a", T0)), {"topic": "telemetry.api", "partition": 0, "offset": 9}),
+    ]
+    metrics = Metrics(CollectorRegistry())
+    options = FormatOptions("aliexpress", "KR", ("user.contact",))
+    out = ingest(
+        messages,
+        PACK,
+        resolver,
+        1,
+        metrics,
+        now=start + 60,
+        input_formats={"flows.vpc": "vpc-flow"},
+        format_options=options,
+    )
+    assert out.records == {"egress": 1, "api_call": 1}
+    assert out.skipped == {"vpc-flow:NODATA": 1}
+    assert metrics.lines_skipped.labels("vpc-flow", "NODATA")._value.get() == 1
+    [letter] = out.dead_letters
+    assert letter["reason"] == "invalid_line"
+    assert letter["source"] == {"topic": "flows.vpc", "partition": 0, "offset": 5, "index": 3}
+    # The flow fires what the telemetry-v1 record it stands for fires.
+    twin = egress("e", T0, "211.234.1.1", "5.45.200.1", dst_port=443, protocol="tcp")
+    alone = ingest(
+        [(orjson.dumps(twin), {"topic": "telemetry.egress", "partition": 0, "offset": 0})],
+        PACK,
+        resolver,
+        1,
+        now=start + 60,
+    )
+    also = ingest(messages[1:], PACK, resolver, 1, now=start + 60)
+
+    def rules(o: Any) -> list[str]:
+        return sorted(h["rule"] for hits in o.hits.values() for h in hits)
+
+    assert rules(alone)
+    assert rules(out) == sorted(rules(alone) + rules(also))
+    # Without the setting, the same message is telemetry-v1, and no JSON.
+    plain = ingest(messages[:1], PACK, resolver, 1, now=start + 60)
+    assert [d["reason"] for d in plain.dead_letters] == ["invalid_json"] * 4
