@@ -3,8 +3,9 @@
 Network Activity (`class_uid` 4001) is an `egress` record:
 `src_endpoint.ip` -> `src_ip`, `dst_endpoint.ip` -> `dst_ip`,
 `dst_endpoint.port` -> `dst_port`, `dst_endpoint.hostname` -> `dst_host`,
-`connection_info.protocol_name` (else `protocol_num` as a name) ->
-`protocol`, `traffic.bytes_out` (bytes
+`connection_info.protocol_name` lower-cased (OCSF prescribes IANA's
+lower-case keyword; some producers write `TCP`, `UDP`), else
+`protocol_num` as a name -> `protocol`, `traffic.bytes_out` (bytes
 from source to destination) -> `bytes`, or `traffic.bytes` when the
 producer counted one direction only and left `bytes_out` out.
 
@@ -21,7 +22,10 @@ Both: `time` (epoch milliseconds, OCSF's timestamp; `start_time` when
 `_event_time`) -> `ts`,
 `metadata.uid` -> `event_id` (made from the line when absent), and the
 platform from `FormatOptions`, as OCSF names the product that logged the
-event, not the platform whose data moved.
+event, not the platform whose data moved. The attribution hook gets
+`cloud.account_uid` (the account: `cloud.account.uid` of OCSF 1.0 and
+later, `cloud.account_uid` of the release candidates Security Lake first
+wrote), `cloud.provider` and `product` (`metadata.product.name`).
 
 Decisions:
 - the event is read as JSON, not through the `ocsf` package's models: a
@@ -119,7 +123,9 @@ def convert(raw: bytes, options: FormatOptions) -> Record | Skipped | str:
         _put(obj, "dst_port", _get(event, "dst_endpoint", "port"))
         _put(obj, "dst_host", _get(event, "dst_endpoint", "hostname"))
         protocol = _get(event, "connection_info", "protocol_name")
-        if protocol is None:
+        if isinstance(protocol, str):
+            protocol = protocol.lower()
+        elif protocol is None:
             number = _get(event, "connection_info", "protocol_num")
             protocol = IP_PROTOCOLS.get(number, str(number)) if type(number) is int else None
         _put(obj, "protocol", protocol)
@@ -133,10 +139,13 @@ def convert(raw: bytes, options: FormatOptions) -> Record | Skipped | str:
         _put(obj, "endpoint", endpoint)
         _put(obj, "method", _get(event, "http_request", "http_method"))
         _put(obj, "status", _get(event, "http_response", "code"))
+    account = _get(event, "cloud", "account", "uid")  # OCSF 1.0 on
+    if not (isinstance(account, str) and account):
+        account = _get(event, "cloud", "account_uid")  # the release candidates
     own = {
         key: value
         for key, value in (
-            ("cloud.account_uid", _get(event, "cloud", "account_uid")),
+            ("cloud.account_uid", account),
             ("cloud.provider", _get(event, "cloud", "provider")),
             ("product", _get(event, "metadata", "product", "name")),
         )
