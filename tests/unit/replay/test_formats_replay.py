@@ -27,7 +27,6 @@ PERSONAL = (
 def geoip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     networks = {
         "8.8.8.0/24": "US",
-        "37.120.182.0/24": "DE",
         "52.213.0.0/16": "IE",
         "10.0.0.0/8": "KR",
         "198.71.247.0/24": "US",
