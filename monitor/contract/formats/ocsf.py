@@ -41,6 +41,7 @@ Decisions:
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from monitor.contract.formats.common import (
@@ -131,11 +132,11 @@ def convert(raw: bytes, options: FormatOptions) -> Record | Skipped | str:
         _put(obj, "protocol", protocol)
     else:
         _put(obj, "operation", _get(event, "api", "operation"))
-        endpoint = (
-            _get(event, "dst_endpoint", "hostname")
-            or _get(event, "http_request", "url", "hostname")
-            or _get(event, "api", "service", "name")
+        endpoint = _get(event, "dst_endpoint", "hostname") or _get(
+            event, "http_request", "url", "hostname"
         )
+        if not endpoint:
+            endpoint = _regional(_get(event, "api", "service", "name"), event.get("cloud"))
         _put(obj, "endpoint", endpoint)
         _put(obj, "method", _get(event, "http_request", "http_method"))
         _put(obj, "status", _get(event, "http_response", "code"))
@@ -152,3 +153,33 @@ def convert(raw: bytes, options: FormatOptions) -> Record | Skipped | str:
         if isinstance(value, str)
     }
     return checked(obj, raw, options, own)
+
+
+# An AWS region as CloudTrail names it (`us-west-2`, `ap-northeast-2`, `cn-north-1`).
+_AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+_AWS = ".amazonaws.com"
+
+
+def _regional(service: object, cloud: object) -> object:
+    """An AWS service name (CloudTrail's `eventSource`) as the endpoint of the event's region.
+
+    CloudTrail names the service, `elasticloadbalancing.amazonaws.com`, not
+    the host called; the call went to that service in the event's region,
+    whose endpoint is `<service>.<region>.amazonaws.com` (`.com.cn` in
+    China), which the endpoint registry places by its region suffix. Global
+    services are logged in us-east-1, where they run. Anything else stays as
+    it was.
+    """
+    region = _get(cloud, "region")
+    if (
+        not isinstance(service, str)
+        or not service.endswith(_AWS)
+        or _get(cloud, "provider") != "AWS"
+        or not isinstance(region, str)
+        or not _AWS_REGION.fullmatch(region)
+    ):
+        return service
+    name = service.removesuffix(_AWS)
+    if "." in name:  # already a regional or other host
+        return service
+    return f"{name}.{region}{_AWS}" + (".cn" if region.startswith("cn-") else "")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 
 from monitor.contract.formats import (
@@ -325,14 +326,15 @@ def telemetry(r: Any) -> dict[str, Any]:
 def test_ocsf_security_lake_samples() -> None:
     api, vpc, dns = sample("ocsf", "security-lake-rc2.ocsf.jsonl", PERSONAL)
     # API Activity of the 1.0 release candidates (3005), as Security Lake first wrote
-    # CloudTrail: the endpoint is the service CloudTrail names, there is no dst_ip.
+    # CloudTrail: the service CloudTrail names, in the event's region, is the
+    # endpoint; there is no dst_ip.
     assert telemetry(api) == {
         "kind": "api_call",
         "event_id": "6f4ab5bd-2daa-4d00-be14-d92efEXAMPLE",
         "ts": 1459524708000,
         "platform": "acme",
         "operation": "CreateLoadBalancer",
-        "endpoint": "elasticloadbalancing.amazonaws.com",
+        "endpoint": "elasticloadbalancing.us-west-2.amazonaws.com",
         "src_ip": "198.51.100.1",
         "subject_region": "KR",
         "data_categories": ("user.contact.email",),
@@ -525,3 +527,45 @@ def test_zeek_tsv_other_separator_and_concatenated_files() -> None:
         (1700000000000, "10.0.0.1", "8.8.8.8", 7),
         (1700000000500, "10.0.0.1", "2001:db8::2", 10),
     ]
+
+
+@pytest.mark.parametrize(
+    ("service", "cloud", "endpoint"),
+    [
+        (
+            "s3.amazonaws.com",
+            {"provider": "AWS", "region": "ap-northeast-2"},
+            "s3.ap-northeast-2.amazonaws.com",
+        ),
+        (
+            "s3.amazonaws.com",
+            {"provider": "AWS", "region": "cn-north-1"},
+            "s3.cn-north-1.amazonaws.com.cn",
+        ),
+        # Already a host of a region, another cloud, no region, a region of nonsense: as named.
+        (
+            "s3.eu-west-1.amazonaws.com",
+            {"provider": "AWS", "region": "us-east-1"},
+            "s3.eu-west-1.amazonaws.com",
+        ),
+        (
+            "storage.googleapis.com",
+            {"provider": "GCP", "region": "asia-northeast3"},
+            "storage.googleapis.com",
+        ),
+        ("s3.amazonaws.com", {"provider": "AWS"}, "s3.amazonaws.com"),
+        ("s3.amazonaws.com", {"provider": "AWS", "region": "../x"}, "s3.amazonaws.com"),
+    ],
+)
+def test_an_aws_service_is_called_in_its_region(
+    service: str, cloud: dict[str, str], endpoint: str
+) -> None:
+    event = {
+        "class_uid": 6003,
+        "time": 1459524708000,
+        "metadata": {"uid": "u-1", "version": "1.1.0"},
+        "api": {"operation": "PutObject", "service": {"name": service}},
+        "cloud": cloud,
+    }
+    [got] = feed("ocsf", [orjson.dumps(event)])
+    assert telemetry(got)["endpoint"] == endpoint

@@ -129,7 +129,8 @@ def test_ocsf_cloudtrail_sample_placed_by_the_endpoint_registry(
     tmp_path: Path, geoip: Path
 ) -> None:
     endpoints = tmp_path / "endpoints.yaml"
-    endpoints.write_text("- host: elasticloadbalancing.amazonaws.com\n  country: US\n")
+    # The call went to the service in us-west-2, as regional endpoints are registered.
+    endpoints.write_text("- suffix: .us-west-2.amazonaws.com\n  country: US\n")
     code, alerts, dead = run_replay(
         tmp_path, [OCSF_SAMPLES[0]], geoip, "--endpoints", str(endpoints), *PERSONAL
     )
