@@ -117,13 +117,13 @@ def create_app(
     n = settings.partitions
     state_name, hits_name = internal_topics(settings)
     topics = Topics(
-        inputs=app.topic(*names.inputs, value_serializer="raw"),
+        inputs=app.topic(*settings.input_topics, value_serializer="raw"),
         dead_letters=app.topic(names.dead_letters, value_serializer="raw"),
         alerts=app.topic(names.alerts, value_serializer="raw"),
         state=app.topic(state_name, partitions=n, internal=True),
         hits=app.topic(hits_name, partitions=n, internal=True),
     )
-    transport.BATCHED_TOPICS.update(names.inputs)
+    transport.BATCHED_TOPICS.update(settings.input_topics)
 
     def table(name: str) -> Any:
         # JSON keys: a raw key would come back from the changelog as bytes.
@@ -178,7 +178,7 @@ def create_app(
     app.agent(topics.hits, name="group")(group.run)
     app.timer(1.0)(group.flush_held_updates)
     app.task(reload.run)
-    lag = LagReporter(app, metrics, (*names.inputs, state_name, hits_name))
+    lag = LagReporter(app, metrics, (*settings.input_topics, state_name, hits_name))
     app.timer(LAG_INTERVAL)(lag.report)
 
     # Topics the worker writes but does not read must exist too.
@@ -212,7 +212,7 @@ def ensure_topics(settings: Settings) -> None:
     from monitor.kafka_admin import create_topics
 
     t = settings.topics
-    names = [*t.inputs, t.alerts, t.dead_letters, *internal_topics(settings)]
+    names = [*settings.input_topics, t.alerts, t.dead_letters, *internal_topics(settings)]
     create_topics(
         settings.bootstrap,
         names,

@@ -3,6 +3,9 @@
 telemetry.* --ingest--> <app>-state (by state key)
                    \\--> <app>-hits (by group key)
                     \\--> monitor.dead-letters
+
+Topics of other formats (XBORDER_INPUT_FORMATS) come in beside telemetry.*,
+each message read in its topic's format.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from agents.context import Context, source_of
 from agents.transport import Chunk, outputs_of
+from monitor.contract.formats import FormatOptions
 from monitor.contract.schemas import KafkaSource
 from monitor.detect.stages import ingest
 
@@ -27,6 +31,8 @@ __all__ = ["IngestAgent"]
 @dataclass
 class IngestAgent:
     ctx: Context
+    # What topics of other formats do not say (XBORDER_INPUT_FORMATS).
+    format_options: FormatOptions = field(default_factory=FormatOptions)
 
     async def run(self, stream: Any) -> None:
         settings = self.ctx.settings
@@ -69,6 +75,8 @@ class IngestAgent:
             ctx.metrics,
             max_skew_ms=int(ctx.settings.max_clock_skew * 1000),
             mask_dead_letters=ctx.settings.dead_letter_mask,
+            input_formats=ctx.settings.input_formats,
+            format_options=self.format_options,
             services=config.services,
         )
         for letter in out.dead_letters:

@@ -134,6 +134,13 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.lines_skipped = Counter(
+            "xborder_lines_skipped",
+            "Lines of other input formats that are no transfer (a VPC NODATA record, a "
+            "blocked flow), by format and reason",
+            ["format", "reason"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "xborder_dead_letters",
             "Invalid records sent to dead letters",

@@ -50,6 +50,7 @@ FLAGS: dict[str, Flag] = {
     "bootstrap": Flag("--bootstrap-servers", "HOST:PORT"),
     "metrics_port": Flag("--metrics-port", "PORT"),
     "app_id": Flag("--app-id", "ID"),
+    "input_formats": Flag("--input-formats", "TOPIC=FORMAT,..."),
     "partitions": Flag("--partitions", "N"),
     "state_dir": Flag("--state-dir", "DIR"),
     "processing_guarantee": Flag("--processing-guarantee"),
@@ -91,6 +92,7 @@ WORKER = (
     "partitions",
     "state_dir",
     "processing_guarantee",
+    "input_formats",
 )
 
 

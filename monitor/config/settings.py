@@ -12,9 +12,8 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 
-from annotated_types import Ge, Gt, Le, Lt
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,8 +27,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from monitor.config.yamlfile import token
-from monitor.errors import ConfigError
+from monitor.config.setting_errors import config_error
 
 __all__ = [
     "Settings",
@@ -73,6 +71,9 @@ def _topic_name(name: str) -> str:
 
 
 TopicName = Annotated[str, AfterValidator(_topic_name)]
+
+# The formats of monitor.contract.formats.FORMATS (a test keeps them equal).
+InputFormat = Literal["telemetry", "ocsf", "vpc-flow", "zeek-conn"]
 
 
 class Topics(BaseModel):
@@ -147,6 +148,11 @@ class Settings(BaseSettings):
         "xborder-monitor", min_length=1, description="consumer group / application id"
     )
     topics: Topics = Field(default_factory=Topics)
+    input_formats: dict[TopicName, InputFormat] = Field(
+        default_factory=dict,
+        description="topics the worker also reads, of other formats: TOPIC=FORMAT,... "
+        "(FORMAT: ocsf, vpc-flow, zeek-conn or telemetry)",
+    )
     partitions: int = Field(4, ge=1, description="partitions of internal topics")
     replication: int = Field(1, ge=1, description="replication factor of internal topics")
     metrics_host: str = Field("0.0.0.0", description="Prometheus endpoint address")
@@ -313,6 +319,23 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("input_formats", mode="before")
+    @classmethod
+    def _topic_format_pairs(cls, value: object) -> object:
+        # A variable holds text: `flows.vpc=vpc-flow,flows.zeek=zeek-conn`.
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            topic, sep, fmt = (t.strip() for t in part.partition("="))
+            if not sep or not topic or topic in pairs:
+                raise ValueError(
+                    "TOPIC=FORMAT pairs separated by commas, each topic once "
+                    "(FORMAT: ocsf, vpc-flow, zeek-conn or telemetry)"
+                )
+            pairs[topic] = fmt
+        return pairs
+
     @field_validator("alert_link")
     @classmethod
     def _link_template(cls, value: str | None) -> str | None:
@@ -344,6 +367,15 @@ class Settings(BaseSettings):
         # Keywords alone: from_env reads the environment, from a mapping its
         # caller chooses, so Settings() is the same in every shell and test.
         return (init_settings,)
+
+    @property
+    def input_topics(self) -> tuple[str, ...]:
+        """Every topic the worker reads: the telemetry topics, then those of other formats."""
+        inputs = self.topics.inputs
+        return (*inputs, *(t for t in self.input_formats if t not in inputs))
+
+    def input_format(self, topic: str) -> str:
+        return self.input_formats.get(topic, "telemetry")
 
     @property
     def disclosures_path(self) -> Path:
@@ -399,7 +431,7 @@ class Settings(BaseSettings):
         try:
             return cls(**values)
         except ValidationError as e:
-            raise _config_error(e, name_of) from None
+            raise config_error(e, name_of, cls) from None
 
 
 class _EnvSource(PydanticBaseSettingsSource):
@@ -434,61 +466,3 @@ class _EnvSource(PydanticBaseSettingsSource):
             if value is not None:
                 values[field_name] = value
         return values
-
-
-def _field_at(loc: tuple[str, ...]) -> FieldInfo | None:
-    model: type[BaseModel] = Settings
-    field = None
-    for part in loc:
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            model = field.annotation
-    return field
-
-
-def _allowed(field: FieldInfo) -> str | None:
-    """What a field accepts, in words; None where pydantic's own message says it better."""
-    kind = field.annotation
-    if get_origin(kind) is Literal:
-        return "one of " + ", ".join(str(a) for a in get_args(kind))
-    if kind is bool:
-        return "1 or 0 (true or false)"
-    if kind not in (int, float):
-        return None
-    noun = "a whole number" if kind is int else "a number"
-    limits = {
-        type(m).__name__.lower(): getattr(m, type(m).__name__.lower())
-        for m in field.metadata
-        if isinstance(m, Ge | Gt | Le | Lt)
-    }
-    if limits.keys() == {"ge", "le"}:
-        return f"{noun} from {limits['ge']} to {limits['le']}"
-    if limits.keys() == {"ge"}:
-        return f"{noun} of at least {limits['ge']}"
-    if limits.keys() == {"gt"}:
-        return f"{noun} above {limits['gt']}"
-    return None if limits else noun
-
-
-def _config_error(error: ValidationError, name_of: Callable[[tuple[str, ...]], str]) -> ConfigError:
-    problems = []
-    for e in error.errors():
-        loc = tuple(str(part) for part in e["loc"])
-        field = _field_at(loc) if loc else None
-        what = name_of(loc) if loc else "settings"
-        if e["type"] == "value_error" and not loc:
-            # A check across settings: its message names each variable, and
-            # the input (every setting) is no one value to quote.
-            problems.append(str(e.get("ctx", {}).get("error", "")))
-            continue
-        if e["type"] == "value_error":  # our own validators say what they accept
-            rule: str | None = str(e.get("ctx", {}).get("error", ""))
-        else:
-            rule = _allowed(field) if field is not None else None
-        msg = e["msg"]
-        problem = f"{what} must be {rule}" if rule else f"{what}: {msg[:1].lower()}{msg[1:]}"
-        secret = field is not None and SecretStr in get_args(field.annotation)
-        problems.append(problem if secret else f"{problem}, got {token(e['input'])}")
-    return ConfigError("; ".join(problems))

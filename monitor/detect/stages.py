@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict, cast, final
 
 import orjson
@@ -37,8 +37,9 @@ from monitor.contract.attribution import (
     message_labels,
 )
 from monitor.contract.dead_letters import dead_letter_json
-from monitor.contract.decode import decode_messages
-from monitor.contract.schemas import DeadLetter, KafkaSource, Source
+from monitor.contract.decode import Decoded
+from monitor.contract.formats import TELEMETRY, FormatOptions, decode_inputs
+from monitor.contract.schemas import DeadLetter, KafkaSource, Record, Source
 from monitor.detect.local import (
     DEFAULT_MAX_SKEW_MS,
     PROCESSING_ERROR,
@@ -95,6 +96,8 @@ class IngestOutput:
     hits: dict[int, list[Hit]] = field(default_factory=lambda: defaultdict(list))
     routed: dict[int, list[RoutedItem]] = field(default_factory=lambda: defaultdict(list))
     records: Counter[str] = field(default_factory=Counter)
+    # Lines of other formats that are no transfer, by `format:reason`.
+    skipped: Counter[str] = field(default_factory=Counter)
 
 
 def ingest(
@@ -106,19 +109,31 @@ def ingest(
     now: float | None = None,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     mask_dead_letters: bool = False,
+    input_formats: Mapping[str, str] | None = None,
+    format_options: FormatOptions | None = None,
     services: ServiceRegistry = NO_SERVICES,
 ) -> IngestOutput:
     """Decode, validate, resolve and evaluate a batch of message values, all at once.
 
-    `services`: the service registry, which fills what records lack
-    (`monitor.contract.attribution.attribute_records`); empty, it costs nothing.
+    `input_formats`: the format of each topic that does not carry telemetry-v1
+    (`monitor.contract.formats`); `format_options`: what those formats do not say.
+    `services`: the service registry, which fills what records lack (the
+    foreign formats' through `format_options`, unless it has its own hook;
+    telemetry-v1's by `monitor.contract.attribution.attribute_records`);
+    empty, it costs nothing.
 
     A message that makes a step raise becomes a `processing_error` dead
     letter: ingest keeps no state, so after an error the batch is simply
     redone a message at a time, and only the message that raises is set aside.
     """
     now = time.time() if now is None else now
-    args = (pack, resolver, partitions, metrics, now, max_skew_ms, mask_dead_letters, services)
+    options = format_options or FormatOptions()
+    if services and options.attribute is None:
+        options = replace(options, attribute=services.attribute)
+    formats = (input_formats or {}, options)
+    args = (
+        pack, resolver, partitions, metrics, now, max_skew_ms, mask_dead_letters, formats, services
+    )  # fmt: skip
     try:
         return _ingest_all(messages, *args)
     except Exception:  # any error of the monitor; isolated below
@@ -141,6 +156,7 @@ def ingest(
         for p, routed in one.routed.items():
             out.routed[p] += routed
         out.records += one.records
+        out.skipped += one.skipped
     return out
 
 
@@ -153,17 +169,17 @@ def _ingest_all(
     now: float,
     max_skew_ms: int,
     mask_dead_letters: bool,
+    formats: tuple[Mapping[str, str], FormatOptions],
     services: ServiceRegistry,
 ) -> IngestOutput:
     """`ingest` of the whole batch at once, unguarded."""
     received_at = iso_ms(int(now * 1000))
     out = IngestOutput()
     misses_before = resolver.geoip_misses
-    decoded = decode_messages(messages)
+    decoded, out.skipped = decode_inputs(messages, *formats)
     decoded_records = decoded.records
     if services:
-        labels, at = message_labels(messages), decoded.sources
-        decoded_records = attribute_records(decoded_records, services, lambda i: labels(at[i]))
+        decoded_records = _attributed(messages, decoded, services, formats[0])
     records, sources, ahead = split_ahead(
         decoded_records, decoded.sources, int(now * 1000) + max_skew_ms
     )
@@ -184,8 +200,34 @@ def _ingest_all(
     out.records.update(r.kind for r in records)
     if metrics is not None:
         record_metrics(metrics, flows, letters, out.records, now)
+        for what, n in out.skipped.items():
+            metrics.lines_skipped.labels(*what.split(":", 1)).inc(n)
         if resolver.geoip_misses > misses_before:
             metrics.geoip_misses.inc(resolver.geoip_misses - misses_before)
+    return out
+
+
+def _attributed(
+    messages: Sequence[tuple[bytes | None, KafkaSource]],
+    decoded: Decoded,
+    services: ServiceRegistry,
+    formats: Mapping[str, str],
+) -> list[Record]:
+    """The decoded records, the telemetry-v1 ones completed from the registry.
+
+    Records of other formats were completed as they were read, from their
+    own fields (`decode_inputs`): they are left as they are.
+    """
+    labels, at = message_labels(messages), decoded.sources
+    if not formats:
+        return attribute_records(decoded.records, services, lambda i: labels(at[i]))
+    own = [i for i, s in enumerate(at) if formats.get(s["topic"], TELEMETRY) == TELEMETRY]
+    done = attribute_records(
+        [decoded.records[i] for i in own], services, lambda j: labels(at[own[j]])
+    )
+    out = list(decoded.records)
+    for j, i in enumerate(own):
+        out[i] = done[j]
     return out
 
 

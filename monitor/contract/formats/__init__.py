@@ -17,12 +17,12 @@ own checks then name what is wrong.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 import orjson
 
-from monitor.contract.decode import Decoded, lf_line_ends
+from monitor.contract.decode import Decoded, decode_messages, lf_line_ends
 from monitor.contract.formats import ocsf, vpc_flow, zeek_conn
 from monitor.contract.formats.common import INVALID_LINE, Attribution, FormatOptions, Skipped
 from monitor.contract.schemas import JSON_WHITESPACE, DeadLetter, KafkaSource, Record, Source
@@ -36,6 +36,7 @@ __all__ = [
     "LineAdapter",
     "Skipped",
     "decode_foreign_messages",
+    "decode_inputs",
     "detect",
 ]
 
@@ -140,4 +141,34 @@ def decode_foreign_messages(
         if not any(line.strip(JSON_WHITESPACE) for line in lines):
             # An empty message is no record of any format: the contract's answer to it.
             out.dead_letters.append(DeadLetter("invalid_json", source, value or b""))
+    return out, skipped
+
+
+def decode_inputs(
+    messages: Sequence[tuple[bytes | None, KafkaSource]],
+    formats: Mapping[str, str],
+    options: FormatOptions,
+) -> tuple[Decoded, Counter[str]]:
+    """Messages of every input topic, each read in its topic's format (telemetry-v1 if unlisted).
+
+    A topic's messages keep their order (a partition belongs to one topic);
+    records of different topics are not ordered against each other, as
+    they are not in Kafka either.
+    """
+    if not formats:
+        return decode_messages(messages), Counter()
+    by_format: dict[str, list[tuple[bytes | None, KafkaSource]]] = {}
+    for message in messages:
+        by_format.setdefault(formats.get(message[1]["topic"], TELEMETRY), []).append(message)
+    out = Decoded()
+    skipped: Counter[str] = Counter()
+    for fmt, part in by_format.items():
+        if fmt == TELEMETRY:
+            got = decode_messages(part)
+        else:
+            got, skips = decode_foreign_messages(part, fmt, options)
+            skipped += skips
+        out.records += got.records
+        out.sources += got.sources
+        out.dead_letters += got.dead_letters
     return out, skipped

@@ -3,8 +3,9 @@
 Network Activity (`class_uid` 4001) is an `egress` record:
 `src_endpoint.ip` -> `src_ip`, `dst_endpoint.ip` -> `dst_ip`,
 `dst_endpoint.port` -> `dst_port`, `dst_endpoint.hostname` -> `dst_host`,
-`connection_info.protocol_name` (else `protocol_num` as a name) ->
-`protocol`, `traffic.bytes_out` (bytes
+`connection_info.protocol_name` lower-cased (OCSF prescribes IANA's
+lower-case keyword; some producers write `TCP`, `UDP`), else
+`protocol_num` as a name -> `protocol`, `traffic.bytes_out` (bytes
 from source to destination) -> `bytes`, or `traffic.bytes` when the
 producer counted one direction only and left `bytes_out` out.
 
@@ -21,9 +22,11 @@ Both: `time` (epoch milliseconds, OCSF's timestamp; `start_time` when
 `_event_time`) -> `ts`,
 `metadata.uid` -> `event_id` (made from the line when absent), and the
 platform from `FormatOptions`, as OCSF names the product that logged the
-event, not the platform whose data moved. The service registry matches
-`src_endpoint.svc_name` as the flow's service name, and `cloud.account_uid`,
-`cloud.provider` and `product` (`metadata.product.name`) as its labels.
+event, not the platform whose data moved. The attribution hook gets
+`cloud.account_uid` (the account: `cloud.account.uid` of OCSF 1.0 and
+later, `cloud.account_uid` of the release candidates Security Lake first
+wrote), `cloud.provider` and `product` (`metadata.product.name`) as its labels, and
+`src_endpoint.svc_name` as the flow's service name (the service registry).
 
 Decisions:
 - the event is read as JSON, not through the `ocsf` package's models: a
@@ -39,6 +42,7 @@ Decisions:
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from monitor.contract.formats.common import (
@@ -121,24 +125,29 @@ def convert(raw: bytes, options: FormatOptions) -> Record | Skipped | str:
         _put(obj, "dst_port", _get(event, "dst_endpoint", "port"))
         _put(obj, "dst_host", _get(event, "dst_endpoint", "hostname"))
         protocol = _get(event, "connection_info", "protocol_name")
-        if protocol is None:
+        if isinstance(protocol, str):
+            protocol = protocol.lower()
+        elif protocol is None:
             number = _get(event, "connection_info", "protocol_num")
             protocol = IP_PROTOCOLS.get(number, str(number)) if type(number) is int else None
         _put(obj, "protocol", protocol)
     else:
         _put(obj, "operation", _get(event, "api", "operation"))
-        endpoint = (
-            _get(event, "dst_endpoint", "hostname")
-            or _get(event, "http_request", "url", "hostname")
-            or _get(event, "api", "service", "name")
+        endpoint = _get(event, "dst_endpoint", "hostname") or _get(
+            event, "http_request", "url", "hostname"
         )
+        if not endpoint:
+            endpoint = _regional(_get(event, "api", "service", "name"), event.get("cloud"))
         _put(obj, "endpoint", endpoint)
         _put(obj, "method", _get(event, "http_request", "http_method"))
         _put(obj, "status", _get(event, "http_response", "code"))
+    account = _get(event, "cloud", "account", "uid")  # OCSF 1.0 on
+    if not (isinstance(account, str) and account):
+        account = _get(event, "cloud", "account_uid")  # the release candidates
     own = {
         key: value
         for key, value in (
-            ("cloud.account_uid", _get(event, "cloud", "account_uid")),
+            ("cloud.account_uid", account),
             ("cloud.provider", _get(event, "cloud", "provider")),
             ("product", _get(event, "metadata", "product", "name")),
         )
@@ -146,3 +155,33 @@ def convert(raw: bytes, options: FormatOptions) -> Record | Skipped | str:
     }
     service = _get(event, "src_endpoint", "svc_name")
     return checked(obj, raw, options, own, service if isinstance(service, str) else None)
+
+
+# An AWS region as CloudTrail names it (`us-west-2`, `ap-northeast-2`, `cn-north-1`).
+_AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+_AWS = ".amazonaws.com"
+
+
+def _regional(service: object, cloud: object) -> object:
+    """An AWS service name (CloudTrail's `eventSource`) as the endpoint of the event's region.
+
+    CloudTrail names the service, `elasticloadbalancing.amazonaws.com`, not
+    the host called; the call went to that service in the event's region,
+    whose endpoint is `<service>.<region>.amazonaws.com` (`.com.cn` in
+    China), which the endpoint registry places by its region suffix. Global
+    services are logged in us-east-1, where they run. Anything else stays as
+    it was.
+    """
+    region = _get(cloud, "region")
+    if (
+        not isinstance(service, str)
+        or not service.endswith(_AWS)
+        or _get(cloud, "provider") != "AWS"
+        or not isinstance(region, str)
+        or not _AWS_REGION.fullmatch(region)
+    ):
+        return service
+    name = service.removesuffix(_AWS)
+    if "." in name:  # already a regional or other host
+        return service
+    return f"{name}.{region}{_AWS}" + (".cn" if region.startswith("cn-") else "")

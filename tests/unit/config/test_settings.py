@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import ValidationError
@@ -21,8 +21,9 @@ from monitor.cli.flags import (
     settings_from,
 )
 from monitor.cli.main import build_parser, main
-from monitor.config.settings import Settings, Topics
+from monitor.config.settings import InputFormat, Settings, Topics
 from monitor.config.subject_key import derive, subject_key
+from monitor.contract.formats import FORMATS
 from monitor.errors import ConfigError
 
 SECRET = "a-subject-key-nobody-may-read"
@@ -45,6 +46,7 @@ VARIABLES = {
     "XBORDER_TOPIC_CONSENT",
     "XBORDER_TOPIC_ALERTS",
     "XBORDER_TOPIC_DEAD_LETTERS",
+    "XBORDER_INPUT_FORMATS",
     "XBORDER_PARTITIONS",
     "XBORDER_REPLICATION",
     "XBORDER_PROCESSING_GUARANTEE",
@@ -337,6 +339,7 @@ def test_the_table_names_fields_and_every_flag_is_on_its_commands() -> None:
         "--partitions",
         "--state-dir",
         "--processing-guarantee",
+        "--input-formats",
     }
     for command, fields in COMMANDS.items():
         options = options_of(command)
@@ -369,6 +372,7 @@ def test_every_flag_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -
             *("--max-clock-skew", "60", "--no-mask-dead-letters"),
             *("--bootstrap-servers", "flag:9092", "--metrics-port", "0", "--app-id", "x"),
             *("--partitions", "5", "--state-dir", "/s", "--processing-guarantee", "exactly_once"),
+            *("--input-formats", "flows.vpc=vpc-flow"),
         ]
     )
     s = settings_from(args)
@@ -390,6 +394,7 @@ def test_every_flag_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -
         "partitions": 5,
         "state_dir": Path("/s"),
         "processing_guarantee": "exactly_once",
+        "input_formats": {"flows.vpc": "vpc-flow"},
     }
     assert {name: getattr(s, name) for name in expected} == expected
     checked = settings_from(parse(["rules", "check", "--delivery-config", "/dc.yaml"]))
@@ -522,3 +527,44 @@ def test_kafka_security_settings_that_do_not_fit_together(
     with pytest.raises(ConfigError) as err:
         Settings.from_env(env)
     assert str(err.value) == message
+
+
+# --- topics of other formats -----------------------------------------------------------
+
+
+def test_input_formats_are_topic_format_pairs_read_after_the_telemetry_topics() -> None:
+    s = Settings.from_env(
+        {"XBORDER_INPUT_FORMATS": " flows.vpc=vpc-flow, zeek.conn = zeek-conn,telemetry.api=ocsf,"}
+    )
+    assert s.input_formats == {
+        "flows.vpc": "vpc-flow",
+        "zeek.conn": "zeek-conn",
+        "telemetry.api": "ocsf",
+    }
+    # A telemetry topic given another format is read in it, and subscribed once.
+    assert s.input_topics == (*Topics().inputs, "flows.vpc", "zeek.conn")
+    assert (s.input_format("telemetry.api"), s.input_format("telemetry.egress")) == (
+        "ocsf",
+        "telemetry",
+    )
+    assert Settings.from_env({}).input_topics == Topics().inputs
+
+
+def test_the_input_format_names_are_the_adapters() -> None:
+    assert get_args(InputFormat) == FORMATS
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("flows.vpc", "TOPIC=FORMAT pairs"),
+        ("=vpc-flow", "TOPIC=FORMAT pairs"),
+        ("a=ocsf,a=vpc-flow", "each topic once"),
+        ("flows.vpc=netflow", "should be 'telemetry', 'ocsf', 'vpc-flow' or 'zeek-conn'"),
+        ("bad topic=ocsf", "must be a Kafka topic name"),
+    ],
+)
+def test_a_bad_input_format_names_the_variable(value: str, words: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        Settings.from_env({"XBORDER_INPUT_FORMATS": value})
+    assert words in str(e.value) and "XBORDER_INPUT_FORMATS" in str(e.value)

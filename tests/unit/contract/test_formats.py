@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import orjson
 import pytest
 
 from monitor.contract.attribution import Attributes
@@ -53,6 +55,9 @@ def flow(r: Any) -> tuple[Any, ...]:
         ("vpc-flow", "custom-tcp-flags.log"),
         ("zeek-conn", "conn-m57.log"),
         ("zeek-conn", "conn.ndjson"),
+        ("ocsf", "security-lake-rc2.ocsf.jsonl"),
+        ("ocsf", "azure-nsg-flow.ocsf.jsonl"),
+        ("ocsf", "zeek-conn-tenzir.ocsf.jsonl"),
     ],
 )
 def test_samples_are_detected(fmt: str, name: str) -> None:
@@ -309,6 +314,139 @@ def test_zeek_json_hostile_lines(line: bytes, reason: str) -> None:
 
 # --- OCSF --------------------------------------------------------------------------
 
+PERSONAL = FormatOptions(
+    platform="acme", subject_region="KR", data_categories=("user.contact.email",)
+)
+
+
+def telemetry(r: Any) -> dict[str, Any]:
+    """A record as telemetry-v1 JSON would carry it: its kind and the fields it has."""
+    assert isinstance(r, Record)
+    fields = msgspec.structs.asdict(r).items()
+    # Unset: None, no labels, `stores` false; a port 0 is set.
+    return {"kind": r.kind} | {k: v for k, v in fields if not (v is None or v is False or v == ())}
+
+
+def test_ocsf_security_lake_samples() -> None:
+    api, vpc, dns = sample("ocsf", "security-lake-rc2.ocsf.jsonl", PERSONAL)
+    # API Activity of the 1.0 release candidates (3005), as Security Lake first wrote
+    # CloudTrail: the service CloudTrail names, in the event's region, is the
+    # endpoint; there is no dst_ip.
+    assert telemetry(api) == {
+        "kind": "api_call",
+        "event_id": "6f4ab5bd-2daa-4d00-be14-d92efEXAMPLE",
+        "ts": 1459524708000,
+        "platform": "acme",
+        "operation": "CreateLoadBalancer",
+        "endpoint": "elasticloadbalancing.us-west-2.amazonaws.com",
+        "src_ip": "198.51.100.1",
+        "subject_region": "KR",
+        "data_categories": ("user.contact.email",),
+    }
+    # No metadata.uid: the id is made from the line; protocol_num 6 is tcp.
+    assert telemetry(vpc) == {
+        "kind": "egress",
+        "event_id": "ocsf-f7d5557a91d7335e32b6a3569925a3bc",
+        "ts": 1649721732000,
+        "platform": "acme",
+        "src_ip": "1.2.3.4",
+        "dst_ip": "172.31.2.52",
+        "bytes": 50,
+        "dst_port": 39938,
+        "protocol": "tcp",
+        "subject_region": "KR",
+        "data_categories": ("user.contact.email",),
+    }
+    assert dns == "unknown_kind"  # DNS Activity, 4003
+
+
+@pytest.mark.parametrize(
+    ("name", "record"),
+    [
+        (
+            # "protocol_name":"TCP"; OCSF prescribes IANA's lower-case keyword. No
+            # bytes_out: traffic.bytes.
+            "azure-nsg-flow.ocsf.jsonl",
+            {
+                "event_id": "ocsf-79ce62f3b174dbaab3cc0c08d010af72",
+                "ts": 1705316400000,
+                "src_ip": "10.0.1.5",
+                "dst_ip": "20.190.151.10",
+                "bytes": 60,
+                "dst_port": 443,
+                "protocol": "tcp",
+            },
+        ),
+        (
+            "zeek-conn-tenzir.ocsf.jsonl",
+            {
+                "event_id": "C1UE8M1G6ok0h7OrJi",
+                "ts": 1637156703913,
+                "src_ip": "35.87.13.125",
+                "dst_ip": "198.71.247.91",
+                "bytes": 8,
+                "dst_port": 0,
+                "protocol": "icmp",
+            },
+        ),
+    ],
+)
+def test_ocsf_network_activity_samples(name: str, record: dict[str, Any]) -> None:
+    (got,) = sample("ocsf", name)
+    assert telemetry(got) == {"kind": "egress", "platform": "acme"} | record
+
+
+def test_ocsf_account_reaches_attribution_in_both_layouts() -> None:
+    seen: list[Mapping[str, str]] = []
+
+    def attribute(
+        src_ip: str | None, service: str | None, own: Mapping[str, str]
+    ) -> Attributes | None:
+        seen.append(own)
+        return Attributes("temu") if own.get("cloud.account_uid") == "subscription-id" else None
+
+    options = FormatOptions(platform="acme", attribute=attribute)
+    vpc = sample("ocsf", "security-lake-rc2.ocsf.jsonl", options)[1]
+    (azure,) = sample("ocsf", "azure-nsg-flow.ocsf.jsonl", options)
+    assert (flow(vpc)[-1], flow(azure)[-1]) == ("acme", "temu")
+    # cloud.account_uid of the release candidates; cloud.account.uid of OCSF 1.0 on.
+    assert seen[1] == {
+        "cloud.account_uid": "123456789012",
+        "cloud.provider": "AWS",
+        "product": "Amazon VPC",
+    }
+    assert seen[-1]["cloud.account_uid"] == "subscription-id"
+
+
+TENZIR = (DATA / "ocsf" / "zeek-conn-tenzir.ocsf.jsonl").read_bytes().strip()
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        # The time as Tenzir printed it: no offset, so no RFC 3339 time.
+        (
+            TENZIR.replace(b'"time":1637156703913', b'"time":"2021-11-17T13:45:03.913656"'),
+            "invalid_field:ts",
+        ),
+        (TENZIR.replace(b'"bytes_out":8', b'"bytes_out":"8"'), "invalid_field:bytes"),
+        (TENZIR.replace(b'"bytes_out":8', b'"bytes_out":8.5'), "invalid_field:bytes"),
+        (TENZIR.replace(b'"ip":"198.71.247.91"', b'"ip":3326867291'), "invalid_field:dst_ip"),
+        (TENZIR.replace(b"198.71.247.91", b"2001:db8:::5"), "invalid_field:dst_ip"),
+        (TENZIR.replace(b'"ip":"35.87.13.125"', b'"ip":null'), "missing_field:src_ip"),
+        (TENZIR.replace(b'"protocol_name":"icmp"', b'"protocol_name":1'), "invalid_field:protocol"),
+        (TENZIR.replace(b'"port":0', b'"port":-1'), "invalid_field:dst_port"),
+    ],
+)
+def test_ocsf_hostile_variants_of_the_tenzir_sample(line: bytes, reason: str) -> None:
+    assert line != TENZIR
+    assert feed("ocsf", [line]) == [reason]
+
+
+def test_ocsf_ipv6_endpoint_is_read_as_any_other() -> None:
+    (got,) = feed("ocsf", [TENZIR.replace(b"198.71.247.91", b"2001:db8::5")])
+    assert flow(got)[:3] == (1637156703913, "35.87.13.125", "2001:db8::5")
+
 
 OCSF_NET = (
     b'{"class_uid":4001,"time":1700000000000,"metadata":{"uid":"u1"},'
@@ -395,3 +533,45 @@ def test_zeek_tsv_other_separator_and_concatenated_files() -> None:
         (1700000000000, "10.0.0.1", "8.8.8.8", 7),
         (1700000000500, "10.0.0.1", "2001:db8::2", 10),
     ]
+
+
+@pytest.mark.parametrize(
+    ("service", "cloud", "endpoint"),
+    [
+        (
+            "s3.amazonaws.com",
+            {"provider": "AWS", "region": "ap-northeast-2"},
+            "s3.ap-northeast-2.amazonaws.com",
+        ),
+        (
+            "s3.amazonaws.com",
+            {"provider": "AWS", "region": "cn-north-1"},
+            "s3.cn-north-1.amazonaws.com.cn",
+        ),
+        # Already a host of a region, another cloud, no region, a region of nonsense: as named.
+        (
+            "s3.eu-west-1.amazonaws.com",
+            {"provider": "AWS", "region": "us-east-1"},
+            "s3.eu-west-1.amazonaws.com",
+        ),
+        (
+            "storage.googleapis.com",
+            {"provider": "GCP", "region": "asia-northeast3"},
+            "storage.googleapis.com",
+        ),
+        ("s3.amazonaws.com", {"provider": "AWS"}, "s3.amazonaws.com"),
+        ("s3.amazonaws.com", {"provider": "AWS", "region": "../x"}, "s3.amazonaws.com"),
+    ],
+)
+def test_an_aws_service_is_called_in_its_region(
+    service: str, cloud: dict[str, str], endpoint: str
+) -> None:
+    event = {
+        "class_uid": 6003,
+        "time": 1459524708000,
+        "metadata": {"uid": "u-1", "version": "1.1.0"},
+        "api": {"operation": "PutObject", "service": {"name": service}},
+        "cloud": cloud,
+    }
+    [got] = feed("ocsf", [orjson.dumps(event)])
+    assert telemetry(got)["endpoint"] == endpoint

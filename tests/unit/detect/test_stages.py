@@ -168,3 +168,112 @@ def test_ingest_attributes_untagged_records_from_the_service_registry() -> None:
     undisclosed = "pipa.xborder.undisclosed_destination"
     assert not any(without.hits.values())
     assert {(undisclosed, "u", ("user.contact",)), (undisclosed, "l", ("user.contact",))} <= fired
+
+
+def test_a_topic_of_another_format_is_read_in_it_beside_telemetry() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from monitor.contract.formats import FormatOptions
+    from monitor.metrics import Metrics
+
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    start = T0 // 1000
+    # One VPC message: a custom header, a flow to RU, a capture gap, a truncated line.
+    flows = (
+        b"version srcaddr dstaddr dstport protocol bytes start end action log-status\n"
+        + f"5 211.234.1.1 5.45.200.1 443 6 10 {start} {start + 60} ACCEPT OK\n".encode()
+        + f"5 - - - - - {start} {start + 60} - NODATA\n".encode()
+        + b"5 211.234.1.1 5.45.200.1 443"
+    )
+    messages: list[tuple[bytes | None, KafkaSource]] = [
+        (flows, {"topic": "flows.vpc", "partition": 0, "offset": 5}),
+        (orjson.dumps(api("a", T0)), {"topic": "telemetry.api", "partition": 0, "offset": 9}),
+    ]
+    metrics = Metrics(CollectorRegistry())
+    options = FormatOptions("aliexpress", "KR", ("user.contact",))
+    out = ingest(
+        messages,
+        PACK,
+        resolver,
+        1,
+        metrics,
+        now=start + 60,
+        input_formats={"flows.vpc": "vpc-flow"},
+        format_options=options,
+    )
+    assert out.records == {"egress": 1, "api_call": 1}
+    assert out.skipped == {"vpc-flow:NODATA": 1}
+    assert metrics.lines_skipped.labels("vpc-flow", "NODATA")._value.get() == 1
+    [letter] = out.dead_letters
+    assert letter["reason"] == "invalid_line"
+    assert letter["source"] == {"topic": "flows.vpc", "partition": 0, "offset": 5, "index": 3}
+    # The flow fires what the telemetry-v1 record it stands for fires.
+    twin = egress("e", T0, "211.234.1.1", "5.45.200.1", dst_port=443, protocol="tcp")
+    alone = ingest(
+        [(orjson.dumps(twin), {"topic": "telemetry.egress", "partition": 0, "offset": 0})],
+        PACK,
+        resolver,
+        1,
+        now=start + 60,
+    )
+    also = ingest(messages[1:], PACK, resolver, 1, now=start + 60)
+
+    def rules(o: Any) -> list[str]:
+        return sorted(h["rule"] for hits in o.hits.values() for h in hits)
+
+    assert rules(alone)
+    assert rules(out) == sorted(rules(alone) + rules(also))
+    # Without the setting, the same message is telemetry-v1, and no JSON.
+    plain = ingest(messages[:1], PACK, resolver, 1, now=start + 60)
+    assert [d["reason"] for d in plain.dead_letters] == ["invalid_json"] * 4
+
+
+def test_a_flow_topic_is_attributed_by_its_own_fields_and_telemetry_by_its_own() -> None:
+    import ipaddress
+
+    from monitor.contract.attribution import Attributes, ServiceEntry, ServiceRegistry
+
+    registry = ServiceRegistry(
+        (
+            # A VPC flow of this account: platform and subjects, but no categories...
+            ServiceEntry(
+                "account",
+                Attributes("aliexpress", "KR"),
+                workload_labels=(("account-id", "123456789010"),),
+            ),
+            # ...which this broader entry would give, were a flow matched twice.
+            ServiceEntry(
+                "network",
+                Attributes("aliexpress", "KR", ("user.contact",)),
+                src_cidrs=(ipaddress.ip_network("211.234.0.0/16"),),
+            ),
+        )
+    )
+    start = T0 // 1000
+    vpc = f"2 123456789010 eni-1 211.234.1.1 5.45.200.1 5001 443 6 7 376 {start} {start + 60} ACCEPT OK"
+    untagged = egress("t", T0, "211.234.1.1", "5.45.200.1")
+    del untagged["data_categories"]
+    messages: list[tuple[bytes | None, KafkaSource]] = [
+        (vpc.encode(), {"topic": "flows.vpc", "partition": 0, "offset": 0}),
+        (orjson.dumps(untagged), {"topic": "telemetry.egress", "partition": 0, "offset": 0}),
+    ]
+    resolver = Resolver(StaticLookup(GEO), ENDPOINTS)
+    out = ingest(
+        messages,
+        PACK,
+        resolver,
+        1,
+        now=start + 60,
+        input_formats={"flows.vpc": "vpc-flow"},
+        services=registry,
+    )
+    assert out.records == {"egress": 2} and out.dead_letters == []
+    fired = {
+        (e["source"].get("topic"), tuple(h["categories"]))
+        for hits in out.hits.values()
+        for h in hits
+        for e in h["evidence"]
+    }
+    # The telemetry record gains the network entry's categories; the flow, first
+    # matched by its account, stays without (not personal: nothing fires on it).
+    assert fired == {("telemetry.egress", ("user.contact",))}

@@ -27,9 +27,10 @@ PERSONAL = (
 def geoip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     networks = {
         "8.8.8.0/24": "US",
-        "37.120.182.0/24": "DE",
         "52.213.0.0/16": "IE",
         "10.0.0.0/8": "KR",
+        "198.71.247.0/24": "US",
+        "20.190.128.0/18": "US",
     }
     return build_country_db(tmp_path_factory.mktemp("geo") / "c.mmdb", networks)
 
@@ -73,6 +74,73 @@ def test_vpc_default_format_skips_are_counted(
     assert "skipped, no transfer: 4" in out
     assert "vpc-flow:NODATA: 1" in out and "vpc-flow:SKIPDATA: 1" in out
     assert "vpc-flow:REJECT: 2" in out
+
+
+OCSF = DATA / "ocsf"
+OCSF_SAMPLES = [
+    OCSF / "security-lake-rc2.ocsf.jsonl",
+    OCSF / "azure-nsg-flow.ocsf.jsonl",
+    OCSF / "zeek-conn-tenzir.ocsf.jsonl",
+]
+
+
+def alert_rows(alerts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Each alert as (rule, dst_country, bytes, evidence event ids), sorted."""
+    return sorted(
+        (a["rule_id"], a.get("dst_country"), a["bytes"], [e["event_id"] for e in a["evidence"]])
+        for a in alerts
+    )
+
+
+def test_ocsf_samples_replay_into_alerts(
+    tmp_path: Path, geoip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, alerts, dead = run_replay(tmp_path, OCSF_SAMPLES, geoip, *PERSONAL)
+    assert code == 0
+    assert alert_rows(alerts) == [
+        # The CloudTrail call names its service, not a regional host: no registry
+        # entry places it. The VPC flow goes to a private address.
+        ("monitor.unresolved_destination", None, 0, ["6f4ab5bd-2daa-4d00-be14-d92efEXAMPLE"]),
+        ("monitor.unresolved_destination", None, 50, ["ocsf-f7d5557a91d7335e32b6a3569925a3bc"]),
+        ("pipa.xborder.undisclosed_destination", "US", 8, ["C1UE8M1G6ok0h7OrJi"]),
+        (
+            "pipa.xborder.undisclosed_destination",
+            "US",
+            60,
+            ["ocsf-79ce62f3b174dbaab3cc0c08d010af72"],
+        ),
+    ]
+    evidence = {e["event_id"]: e for a in alerts for e in a["evidence"]}
+    assert evidence["C1UE8M1G6ok0h7OrJi"]["ts"] == "2021-11-17T13:45:03.913Z"
+    assert evidence["ocsf-79ce62f3b174dbaab3cc0c08d010af72"]["source"] == {
+        "file": str(OCSF_SAMPLES[1]),
+        "line": 1,
+    }
+    # Route 53 DNS Activity (4003) is no class the monitor reads.
+    assert [(d["reason"], d["source"]["line"], d["raw"][:12]) for d in dead] == [
+        ("unknown_kind", 3, '{"metadata":'),
+    ]
+    out = capsys.readouterr().out
+    assert "records: 4 valid of 5 lines (api_call 1, egress 3)" in out
+    assert "files by format: ocsf 3" in out
+
+
+def test_ocsf_cloudtrail_sample_placed_by_the_endpoint_registry(
+    tmp_path: Path, geoip: Path
+) -> None:
+    endpoints = tmp_path / "endpoints.yaml"
+    # The call went to the service in us-west-2, as regional endpoints are registered.
+    endpoints.write_text("- suffix: .us-west-2.amazonaws.com\n  country: US\n")
+    code, alerts, dead = run_replay(
+        tmp_path, [OCSF_SAMPLES[0]], geoip, "--endpoints", str(endpoints), *PERSONAL
+    )
+    assert code == 0 and [d["reason"] for d in dead] == ["unknown_kind"]
+    api = next(a for a in alerts if a["evidence"][0]["event_id"].startswith("6f4ab5bd"))
+    assert (api["rule_id"], api["dst_country"], api["first_seen"]) == (
+        "pipa.xborder.undisclosed_destination",
+        "US",
+        "2016-04-01T15:31:48.000Z",
+    )
 
 
 def test_flows_without_asserted_categories_are_not_personal(tmp_path: Path, geoip: Path) -> None:
