@@ -27,7 +27,7 @@ Lookups are cheap: networks are grouped by prefix length as integer masks
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -238,7 +238,7 @@ def attribute_records(
 
 
 def message_labels(
-    messages: Iterable[tuple[bytes | None, KafkaSource]],
+    messages: Sequence[tuple[bytes | None, KafkaSource]],
 ) -> Callable[[KafkaSource], Mapping[str, str]]:
     """The labels of a record decoded from these Kafka messages, found by its source.
 
@@ -246,10 +246,14 @@ def message_labels(
     counts: the item of a JSON array, else the non-blank line of JSON Lines.
     Messages are read again only for records that need it.
     """
-    values = {(s["topic"], s["partition"], s["offset"]): v or b"" for v, s in messages}
+    values: dict[tuple[str, int, int], bytes] = {}
     split: dict[tuple[str, int, int], list[bytes]] = {}
 
     def find(source: KafkaSource) -> Mapping[str, str]:
+        if not values:  # indexed at the first record that needs it
+            values.update(
+                ((s["topic"], s["partition"], s["offset"]), v or b"") for v, s in messages
+            )
         at = (source["topic"], source["partition"], source["offset"])
         raw = values.get(at, b"").strip(b" \t\r\n")
         if "index" not in source:
