@@ -34,6 +34,7 @@ def publish_versions(metrics: Metrics, config: Loaded, app_id: str) -> None:
             "version": v["rules"],
             "disclosures": v["disclosures"],
             "endpoints": v["endpoints"],
+            "services": v["services"],
         }
     )
     if v["geoip"]:

@@ -197,8 +197,8 @@ class Metrics:
         )
         self.rules_info = Info(
             "xborder_rules",
-            "Rule pack version in use, digests of the disclosures and endpoint registry "
-            "it reads, and the application (consumer group) of the worker",
+            "Rule pack version in use, digests of the disclosures, endpoint registry and "
+            "service registry it reads, and the application (consumer group) of the worker",
             registry=registry,
         )
         # Reloads while the worker runs (agents/reload.py); `what` is a part:

@@ -162,7 +162,7 @@ def test_the_catalogue_names_every_metric_and_its_labels() -> None:
             exported[family.name + suffix[family.type]] = set(labels)
     exported["xborder_bounds_reached_total"] = {"bound"}
     exported["xborder_geoip_build_info"] = {"build_date", "app_id"}
-    exported["xborder_rules_info"] = {"version", "disclosures", "endpoints", "app_id"}
+    exported["xborder_rules_info"] = {"version", "disclosures", "endpoints", "services", "app_id"}
     rows = re.findall(
         r"^\| `(xborder_\w+)` \| \w+ \|([^|]*)\|", (ROOT / "docs" / "metrics.md").read_text(), re.M
     )

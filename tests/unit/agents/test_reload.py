@@ -45,6 +45,7 @@ def test_start_up_publishes_versions_and_counts_as_a_success(tmp_path: Path) -> 
     version = reload.ctx.config.versions
     info = {"app_id": "reload-test", "version": version["rules"]}
     info |= {"disclosures": version["disclosures"], "endpoints": version["endpoints"]}
+    info |= {"services": version["services"]}
     assert sample(registry, "xborder_rules_info", **info) == 1
     geoip = {"app_id": "reload-test", "build_date": "2026-06-17"}
     assert sample(registry, "xborder_geoip_build_info", **geoip) == 1
