@@ -109,9 +109,10 @@ class FormatWriter:
     """One format's lines for the items of a simulated stream.
 
     `stream`: for Kafka, where each message is read as its own file (no
-    header lines; Zeek as JSON). `seed`: the draws that make up what the
-    format has and telemetry does not (ports, packets, durations) and how
-    invalid lines break; the same seed gives the same lines.
+    header lines; Zeek as JSON). `seed`: how invalid lines break. What the
+    format has and telemetry does not (ports, durations) is drawn from the
+    record's own id, so a re-sent record is the same line (a VPC record's
+    id is a hash of its line). The same seed gives the same lines.
     """
 
     def __init__(
@@ -180,7 +181,7 @@ class FormatWriter:
     # -- VPC flow logs -----------------------------------------------------------------------
 
     def _vpc_fields(self, rec: Mapping[str, Any]) -> dict[str, str]:
-        rng = self.rng
+        rng = _own_rng(rec)
         start = _ms(rec) // 1000
         size = int(rec["bytes"])
         packets = max(1, size // 1400 + 1)
@@ -209,7 +210,7 @@ class FormatWriter:
     # -- Zeek conn.log -----------------------------------------------------------------------
 
     def _zeek_fields(self, rec: Mapping[str, Any]) -> dict[str, Any]:
-        rng = self.rng
+        rng = _own_rng(rec)
         ms = _ms(rec)
         size = int(rec["bytes"])
         packets = max(1, size // 1400 + 1)
@@ -290,7 +291,10 @@ class FormatWriter:
                 "src_endpoint": src,
                 "dst_endpoint": dst,
                 "connection_info": connection,
-                "traffic": {"bytes_out": rec["bytes"], "bytes_in": self.rng.randint(0, 20_000)},
+                "traffic": {
+                    "bytes_out": rec["bytes"],
+                    "bytes_in": _own_rng(rec).randint(0, 20_000),
+                },
             }
         url = urlsplit(rec["endpoint"]) if "://" in rec["endpoint"] else None
         host = host_of(rec["endpoint"]) or rec["endpoint"]
@@ -425,6 +429,12 @@ class FormatWriter:
             return self._zeek_json_line(fields), "invalid_field:src_ip"
         # A shipper that wraps the object in an array.
         return b"[" + self._zeek_json_line(fields) + b"]", "not_an_object"
+
+
+def _own_rng(rec: Mapping[str, Any]) -> random.Random:
+    """The draws of what a format has and the record does not (ports, durations): the
+    record's own, so a re-sent record is the same line, as replay's duplicates are."""
+    return random.Random(f"{rec['platform']}:{rec['event_id']}")
 
 
 def _zeek_clock(ms: int) -> bytes:

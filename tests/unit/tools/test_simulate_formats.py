@@ -99,7 +99,7 @@ def check_read_back(
     """Each record as meant, each malformed line a dead letter with its reason; the reasons."""
     assert len(got) == len(written)
     reasons: Counter[str] = Counter()
-    vpc_ids: dict[bytes, str] = {}
+    vpc_ids: dict[str, str] = {}
     for item, back in zip(written, got, strict=True):
         if item.reason is not None:
             assert isinstance(back, DeadLetter), (item.raw, back)
@@ -110,10 +110,10 @@ def check_read_back(
         assert item.record is not None and isinstance(back, Record), (item.raw, back)
         have = read(back)
         if fmt == "vpc-flow":
-            # No id in a flow log: one made from the line, the same for a re-sent line.
+            # No id in a flow log: one made from the line, the same for a re-sent record.
             event_id = have.pop("event_id")
             assert event_id.startswith("vpc-")
-            assert vpc_ids.setdefault(item.raw, event_id) == event_id
+            assert vpc_ids.setdefault(item.record["event_id"], event_id) == event_id
         assert have == intended(fmt, item.record), item.raw
     return reasons
 
@@ -141,6 +141,13 @@ def test_a_file_reads_back_as_the_records_meant_and_its_broken_lines_as_dead_let
         sink.send(out)
         written.append(out)
     sink.close()
+    # A re-sent record is the same line.
+    lines_of_record: dict[str, set[bytes]] = {}
+    for out in written:
+        if out.record is not None:
+            lines_of_record.setdefault(out.record["event_id"], set()).add(out.raw)
+    assert any(i.label == "duplicate" for i in written)
+    assert all(len(lines) == 1 for lines in lines_of_record.values())
     # Only the kinds the format cannot express are left out; invalid items all break a line.
     assert set(left_out) == {"egress", "api_call", "consent"} - CARRIES[fmt]
     assert sum(i.reason is not None for i in written) == sum(i.reason is not None for i in items)
