@@ -317,3 +317,36 @@ def test_command_needs_the_platform_for_another_format(
     assert main(["simulate", "--out", out, "--count", "10", "--format", "vpc-flow"]) == 2
     err = capsys.readouterr().err
     assert "--platform" in err and "aliexpress, temu, shein" in err
+
+
+def test_command_to_kafka_sends_lines_each_message_readable_alone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    producer = FakeProducer()
+    made: dict[str, Any] = {}
+
+    def connect(
+        bootstrap: str, topics: dict[str, str], batch: int, batch_format: str, *_: Any
+    ) -> KafkaSink:
+        made.update(topics=topics, batch_format=batch_format)
+        return KafkaSink(producer, topics, batch, batch_format)
+
+    monkeypatch.setattr(KafkaSink, "connect", staticmethod(connect))
+    args = ["simulate", "--count", "1500", "--seed", "4", "--platform", PLATFORM]
+    args += ["--format", "zeek-conn", "--batch", "10", "--batch-format", "array"]
+    args += ["--topic-egress", "flows", "--invalid-rate", "20"]
+    assert main(args) == 0
+    assert "(zeek-conn)" in capsys.readouterr().out
+    # Lines, not a JSON array; Zeek as JSON, as no message has a header before it.
+    assert made["batch_format"] == "jsonl"
+    assert producer.sent and {t for t, _ in producer.sent} == {"flows"}
+    lines = [line for _, v in producer.sent for line in v.split(b"\n")]
+    assert len(lines) > len(producer.sent) and all(line[:1] in (b"{", b"[") for line in lines)
+    messages: list[tuple[bytes | None, KafkaSource]] = [
+        (v, {"topic": t, "partition": 0, "offset": n}) for n, (t, v) in enumerate(producer.sent)
+    ]
+    decoded, _ = decode_foreign_messages(messages, "zeek-conn", OPTIONS)
+    assert len(decoded.records) > 500
+    assert all(r.event_id.startswith("zeek-C") for r in decoded.records)
+    assert {d.reason for d in decoded.dead_letters} <= REASONS[("zeek-conn", True)]
+    assert decoded.dead_letters
