@@ -56,13 +56,16 @@ CONFIG = SimConfig(
 )
 EXPECTED_RULES = {
     "monitor.unresolved_destination",
+    "pipa.xborder.adequacy_not_recognised",
     "pipa.xborder.bulk_volume",
+    "pipa.xborder.certification_not_in_force",
     "pipa.xborder.consent_withdrawn",
     "pipa.xborder.national_id_abroad",
     "pipa.xborder.no_legal_basis",
     "pipa.xborder.onward_transfer",
     "pipa.xborder.stored_in_watch_country",
     "pipa.xborder.undisclosed_destination",
+    "pipa.xborder.undisclosed_recipient",
     # Resident registration numbers sent to SG, an item no platform disclosed
     # for it (the simulator's ALSO_FIRES).
     "pipa.xborder.undisclosed_items",

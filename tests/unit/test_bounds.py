@@ -355,12 +355,14 @@ def test_state_values_of_hostile_keys_stay_under_a_kafka_message() -> None:
         )
         for i in range(60)
     ]
-    # More minutes of one key than a key keeps buckets for, with the longest labels kept.
+    # More minutes of one key than a key keeps buckets for, with the longest labels and
+    # more of the longest receiving organisations a minute than a bucket keeps.
     longest = "x" * (bounds.MAX_LABEL - 20)
     detector_records += [
-        api(f"m{i}", T0 + 100 * H + i * 60_000, records=1, legal_basis="contract",
-            data_categories=labels(f"{longest}{i}", 100))
+        api(f"m{i}-{j}", T0 + 100 * H + i * 60_000 + j, records=1, legal_basis="contract",
+            data_categories=labels(f"{longest}{i}", 100), recipient=f"{longest}{i}-{j}")
         for i in range(bounds.MAX_BUCKETS_PER_KEY + 10)
+        for j in range(bounds.MAX_ORGS + 1)
     ]  # fmt: skip
     detector_records += [
         egress(f"h{i}", T0 + i, "47.92.1.1", "5.45.200.1", dataset_id="e" * 4000, src_country="CN")

@@ -1,4 +1,5 @@
-"""`xborder simulate`: the stream to a JSON Lines file or to Kafka, and a one-line summary.
+"""`xborder simulate`: the stream to a file or to Kafka, in telemetry-v1 or another format
+replay reads (formats.py), and a one-line summary.
 
 Subject ids and IP addresses are never printed: the summary holds counts only.
 """
@@ -10,10 +11,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from monitor.config.settings import Settings
+from monitor.contract.formats import FORMATS, TELEMETRY
 from monitor.contract.schemas import parse_ts
 from monitor.errors import XborderError
+from xborder_tools.simulate.formats import CARRIES, FormatWriter
 from xborder_tools.simulate.generator import generate_items
 from xborder_tools.simulate.model import SimConfig
 from xborder_tools.simulate.sinks import FileSink, KafkaSink, SimStats
@@ -50,6 +54,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.geoip_country is not None:
         wanted = [*POOL_COUNTRIES, *(c for c in world.countries if c not in POOL_COUNTRIES)]
         networks = networks_from_geoip(args.geoip_country, wanted)
+    fmt: str = args.format
+    if fmt != TELEMETRY and args.platform is None:
+        raise XborderError(
+            f"--format {fmt}: its records do not name the platform; simulate one with "
+            f"--platform ({', '.join(world.platforms)}) and replay with the same --platform"
+        )
     cfg = SimConfig(
         seed=args.seed,
         count=args.count,
@@ -62,6 +72,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         networks=networks,
         ipv6_share=args.ipv6_share,
         world=world,
+        platforms=None if args.platform is None else {args.platform: 1.0},
     )
     try:
         items = generate_items(cfg)
@@ -71,12 +82,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     report = sys.stdout
     sink: FileSink | KafkaSink
     target: str
+    writer = None
+    if fmt != TELEMETRY:
+        opened = cfg.start_ms if cfg.start_ms is not None else int(time.time() * 1000)
+        writer = FormatWriter(fmt, args.seed, stream=args.out is None, opened_ms=opened)
     if args.out is not None:
+        header: list[bytes] = [] if writer is None else writer.header()
+        footer: list[bytes] = [] if writer is None else writer.footer()
+        stream: IO[bytes]
         if str(args.out) == "-":
-            sink, target, report = FileSink(sys.stdout.buffer, owned=False), "stdout", sys.stderr
+            stream, owned, target, report = sys.stdout.buffer, False, "stdout", sys.stderr
         else:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            sink, target = FileSink(args.out.open("wb")), str(args.out)
+            stream, owned, target = args.out.open("wb"), True, str(args.out)
+        hold = writer is not None and not header
+        sink = FileSink(stream, owned, header=header, footer=footer, hold_invalid=hold)
     else:
         bootstrap = args.bootstrap_servers or settings.bootstrap
         topics = {
@@ -85,8 +105,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             "consent": args.topic_consent or settings.topics.consent,
         }
         try:
+            # Another format's lines are batched as lines: an array is telemetry's own.
+            batch_format = args.batch_format if writer is None else "jsonl"
             sink = KafkaSink.connect(
-                bootstrap, topics, args.batch, args.batch_format, args.acks, settings
+                bootstrap, topics, args.batch, batch_format, args.acks, settings
             )
         except XborderError:
             raise
@@ -98,8 +120,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         for n, item in enumerate(items, 1):
-            sink.send(item)
-            stats.add(item)
+            out = item if writer is None else writer.convert(item)
+            if out is None:
+                stats.skip(item)
+            else:
+                sink.send(out)
+                stats.add(out)
             if args.rate > 0:
                 ahead = started + n / args.rate - time.perf_counter()
                 if ahead > 0.005:
@@ -110,7 +136,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         sink.close()
     seconds = time.perf_counter() - started
     rate = stats.total / seconds if seconds > 0 else 0.0
-    print(f"simulated {stats.render()} in {seconds:.2f}s ({rate:,.0f}/s) -> {target}", file=report)
+    shown = target if fmt == TELEMETRY else f"{target} ({fmt})"
+    print(f"simulated {stats.render()} in {seconds:.2f}s ({rate:,.0f}/s) -> {shown}", file=report)
+    note = stats.unexpressed_note(fmt)
+    if note is not None:
+        print(f"xborder simulate: {note}", file=sys.stderr)
     return 0
 
 
@@ -153,8 +183,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=Path,
         help="draw addresses from networks this GeoIP database places (default: built-in ranges)",
     )
+    p.add_argument(
+        "--platform",
+        help="simulate this platform only (needed by every --format but telemetry: "
+        "their records do not name the platform; replay with the same --platform)",
+    )
     out = p.add_argument_group("output (a file, or Kafka when --out is not given)")
-    out.add_argument("--out", type=Path, help="JSON Lines file ('-' for stdout)")
+    carries = "; ".join(f"{f}: {', '.join(sorted(CARRIES[f]))}" for f in FORMATS if f != TELEMETRY)
+    out.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=TELEMETRY,
+        help=f"what to write (default {TELEMETRY}); the others carry only some record kinds "
+        f"({carries}) and leave the rest out, counted on stderr",
+    )
+    out.add_argument("--out", type=Path, help="file ('-' for stdout)")
     out.add_argument(
         "--bootstrap-servers",
         help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
@@ -163,6 +206,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     out.add_argument("--topic-api", help="default telemetry.api (XBORDER_TOPIC_API)")
     out.add_argument("--topic-consent", help="default telemetry.consent (XBORDER_TOPIC_CONSENT)")
     out.add_argument("--batch", type=int, default=1, help="records per Kafka message (1 = single)")
-    out.add_argument("--batch-format", choices=("array", "jsonl"), default="array")
+    out.add_argument(
+        "--batch-format",
+        choices=("array", "jsonl"),
+        default="array",
+        help="telemetry batches (another --format is batched as lines)",
+    )
     out.add_argument("--acks", choices=("0", "1", "all"), default="1")
     p.set_defaults(func=cmd_simulate)

@@ -66,6 +66,7 @@ def invalid(m: RecordMaker, ms: int) -> SimItem:
     """A lawful record broken in one way of a family drawn from INVALID_REASONS."""
     rng = m.rng
     rec = m.lawful(ms)
+    source = dict(rec)
     kind = rec["kind"]
     family = m.pick(INVALID_REASONS)
     if family == "invalid_json":
@@ -78,24 +79,30 @@ def invalid(m: RecordMaker, ms: int) -> SimItem:
             raw = raw[:at] + b"\xe9\xff" + raw[at:]
         else:  # a Python repr instead of JSON
             raw = repr(rec).encode()
-        return SimItem("invalid", kind, raw, reason="invalid_json")
+        return SimItem("invalid", kind, raw, reason="invalid_json", source=source)
     if family == "not_an_object":
         # Never a JSON array: a Kafka message holding an array is a batch of records.
         value: object = m.pick((rec["event_id"], 42, None, True))
-        return SimItem("invalid", kind, orjson.dumps(value), reason="not_an_object")
+        return SimItem("invalid", kind, orjson.dumps(value), reason="not_an_object", source=source)
     if family == "unknown_kind":
         rec["kind"] = m.pick(("flow", "Egress", "api-call", "audit", 3))
-        return SimItem("invalid", kind, orjson.dumps(rec), reason="unknown_kind")
+        return SimItem("invalid", kind, orjson.dumps(rec), reason="unknown_kind", source=source)
     if family == "unsupported_version":
         rec["v"] = m.pick((2, 0, "1", 1.5))
-        return SimItem("invalid", kind, orjson.dumps(rec), reason="unsupported_version")
+        return SimItem(
+            "invalid", kind, orjson.dumps(rec), reason="unsupported_version", source=source
+        )
     if family == "missing_field":
         name = m.pick(("kind", *_REQUIRED[kind]))
         if rng.random() < 0.5:
             del rec[name]
         else:
             rec[name] = None  # a required field set to null counts as missing
-        return SimItem("invalid", kind, orjson.dumps(rec), reason=f"missing_field:{name}")
+        return SimItem(
+            "invalid", kind, orjson.dumps(rec), reason=f"missing_field:{name}", source=source
+        )
     name, bad = m.pick(_CORRUPT["common"] + _CORRUPT[kind])
     rec[name] = bad
-    return SimItem("invalid", kind, orjson.dumps(rec), reason=f"invalid_field:{name}")
+    return SimItem(
+        "invalid", kind, orjson.dumps(rec), reason=f"invalid_field:{name}", source=source
+    )

@@ -9,18 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from monitor.config.disclosures import Disclosure
 from xborder_tools.simulate.records import RecordMaker, put
 from xborder_tools.simulate.traffic import (
     ABROAD_OPS,
     DOMESTIC_OPS,
     ONWARD_THIRDS,
+    OUTSIDE_CATEGORIES,
     RRN,
+    UNDISCLOSED_RECIPIENTS,
     UNDISCLOSED_STORIES,
     UNKNOWN_HOSTS,
     Op,
+    under,
 )
 
-__all__ = ["EPISODES", "Episode", "watch_countries"]
+__all__ = ["EPISODES", "Episode", "unavailable", "watch_countries"]
 
 # (delay in ms from the episode's start, record), in send order
 Episode = list[tuple[int, dict[str, Any]]]
@@ -144,13 +148,27 @@ def consent_withdrawn(m: RecordMaker, ms: int) -> Episode:
 
 
 def national_id_abroad(m: RecordMaker, ms: int) -> Episode:
-    rng = m.rng
     platform = m.platform()
     d = m.disclosure(platform)
     # Customs clearance abroad wants an identifier; the lawful one is the personal
     # customs code, the violation ships the resident registration number instead.
     op = next(o for o in DOMESTIC_OPS if o.name == "customs.clearance.submit")
     cats = [RRN, "user.name", "user.contact.address"]
+    return [(0, _call_or_flow(m, platform, d, ms, op, cats, 80_000, 40))]
+
+
+def _call_or_flow(
+    m: RecordMaker,
+    platform: str,
+    d: Disclosure,
+    ms: int,
+    op: Op,
+    cats: list[str],
+    most_bytes: int,
+    most_records: int,
+) -> dict[str, Any]:
+    """Half the time a call to `d`'s recipient on a contract, else an egress flow there."""
+    rng = m.rng
     if rng.random() < 0.5:
         rec = m.api_record(platform, ms, op, d.country, cats)
         put(rec, "recipient", d.recipient)
@@ -158,9 +176,9 @@ def national_id_abroad(m: RecordMaker, ms: int) -> Episode:
     else:
         rec = m.egress_record(platform, ms, op.role, m.home, d.country, cats)
         rec["subject_region"] = m.home
-        rec["bytes"] = rng.randint(2_000, 80_000)
-    m.set_records(rec, platform, d.country, ms, rng.randint(1, 40))
-    return [(0, rec)]
+        rec["bytes"] = rng.randint(2_000, most_bytes)
+    m.set_records(rec, platform, d.country, ms, rng.randint(1, most_records))
+    return rec
 
 
 def bulk_volume(m: RecordMaker, ms: int) -> Episode:
@@ -222,6 +240,122 @@ def unresolved_destination(m: RecordMaker, ms: int) -> Episode:
     return [(0, rec)]
 
 
+# --- the disclosure and legal-basis checks --------------------------------------------------
+# Each sends personal data of the home region to a country its platform disclosed, with the
+# disclosed recipient and items (but the one thing the episode breaks), on a basis that holds
+# (but the one the episode claims), never stored: only the episode's own rule fires.
+
+
+def _entries(m: RecordMaker, platform: str, country: str) -> list[Disclosure]:
+    return [d for d in m.world.disclosed[platform] if d.country == country]
+
+
+def _items_candidates(m: RecordMaker) -> list[tuple[str, Disclosure, list[str]]]:
+    """(platform, disclosure, user categories not disclosed for its country), where checked."""
+    out = []
+    for p in m.platforms:
+        for d in m.disclosed[p]:
+            entries = _entries(m, p, d.country)
+            if any(not e.items for e in entries):
+                continue  # a country disclosed without items is not checked
+            items = [i for e in entries for i in e.items]
+            beyond = [c for c in OUTSIDE_CATEGORIES if not under(c, items)]
+            if beyond:
+                out.append((p, d, beyond))
+    return out
+
+
+def _recipient_candidates(m: RecordMaker) -> list[tuple[str, Disclosure, list[str]]]:
+    """(platform, disclosure, recipients not disclosed for its country), where checked."""
+    out = []
+    for p in m.platforms:
+        for d in m.disclosed[p]:
+            entries = _entries(m, p, d.country)
+            if any(e.recipient is None for e in entries):
+                continue  # a country disclosed without a recipient is not checked
+            named = {" ".join((e.recipient or "").split()).casefold() for e in entries}
+            others = [r for r in UNDISCLOSED_RECIPIENTS if r.casefold() not in named]
+            if others:
+                out.append((p, d, others))
+    return out
+
+
+def _adequacy_candidates(m: RecordMaker) -> list[tuple[str, Disclosure]]:
+    recognised = m.world.adequacy_recognised
+    return [(p, d) for p in m.platforms for d in m.disclosed[p] if d.country not in recognised]
+
+
+def _uncertified_candidates(m: RecordMaker, ms: int) -> list[tuple[str, Disclosure]]:
+    """Disclosures of a country no certification of the platform covers at `ms`."""
+
+    def in_force(p: str, country: str) -> bool:
+        return any(
+            e.certification is not None and ms < e.certification.ends_ms
+            for e in _entries(m, p, country)
+        )
+
+    return [(p, d) for p in m.platforms for d in m.disclosed[p] if not in_force(p, d.country)]
+
+
+def _disclosed_call(
+    m: RecordMaker, platform: str, d: Disclosure, ms: int, basis: str
+) -> dict[str, Any]:
+    """A lawful call to `d` in every respect but `basis`."""
+    ops = m.lawful_ops(d)
+    op: Op = m.pick(ops)
+    rec = m.api_record(platform, ms, op, d.country, m.categories(op, d.items))
+    put(rec, "recipient", d.recipient)
+    m.set_records(rec, platform, d.country, ms, m.rng.randint(*op.records))
+    if op.subjects:
+        rec["subject_ids"] = [m.new_subject() for _ in range(m.rng.randint(1, 2))]
+    if op.dataset is not None:
+        rec["dataset_id"] = m.dataset(platform, op.dataset, ms)
+    put(rec, "purpose", d.purpose)
+    rec["legal_basis"] = basis
+    return rec
+
+
+def undisclosed_items(m: RecordMaker, ms: int) -> Episode:
+    platform, d, beyond = m.pick(_items_candidates(m))
+    # The disclosed items a lawful call carries, and one category beyond them.
+    op: Op = m.pick(m.lawful_ops(d))
+    cats = [*m.categories(op, d.items), m.pick(beyond)]
+    return [(0, _call_or_flow(m, platform, d, ms, op, cats, 200_000, 60))]
+
+
+def adequacy_not_recognised(m: RecordMaker, ms: int) -> Episode:
+    platform, d = m.pick(_adequacy_candidates(m))
+    return [(0, _disclosed_call(m, platform, d, ms, "adequacy"))]
+
+
+def undisclosed_recipient(m: RecordMaker, ms: int) -> Episode:
+    platform, d, others = m.pick(_recipient_candidates(m))
+    rec = _disclosed_call(m, platform, d, ms, "contract")
+    rec["recipient"] = m.pick(others)
+    return [(0, rec)]
+
+
+def certification_not_in_force(m: RecordMaker, ms: int) -> Episode:
+    platform, d = m.pick(_uncertified_candidates(m, ms))
+    return [(0, _disclosed_call(m, platform, d, ms, "certification"))]
+
+
+def unavailable(m: RecordMaker, kinds: Iterable[str], start_ms: int) -> dict[str, str]:
+    """The kinds the configuration leaves nothing to inject with, and why."""
+    why: dict[str, str] = {}
+    if "stored_in_watch_country" in kinds and not watch_countries(m):
+        why["stored_in_watch_country"] = "no watch country of the rule pack has address networks"
+    if "undisclosed_items" in kinds and not _items_candidates(m):
+        why["undisclosed_items"] = "every destination is disclosed for all items, or for none"
+    if "undisclosed_recipient" in kinds and not _recipient_candidates(m):
+        why["undisclosed_recipient"] = "no destination is disclosed with its recipient"
+    if "adequacy_not_recognised" in kinds and not _adequacy_candidates(m):
+        why["adequacy_not_recognised"] = "every disclosed country is recognised as adequate"
+    if "certification_not_in_force" in kinds and not _uncertified_candidates(m, start_ms):
+        why["certification_not_in_force"] = "every disclosed country has a certification in force"
+    return why
+
+
 def watch_countries(m: RecordMaker) -> list[str]:
     """The pack's watch countries that have addresses, to store personal data in."""
     return [c for c in sorted(m.world.watch_countries) if c in m.pools]
@@ -236,4 +370,8 @@ EPISODES: Final[Mapping[str, Callable[[RecordMaker, int], Episode]]] = {
     "national_id_abroad": national_id_abroad,
     "bulk_volume": bulk_volume,
     "unresolved_destination": unresolved_destination,
+    "undisclosed_items": undisclosed_items,
+    "adequacy_not_recognised": adequacy_not_recognised,
+    "undisclosed_recipient": undisclosed_recipient,
+    "certification_not_in_force": certification_not_in_force,
 }

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from xborder_tools.simulate.corruptions import invalid
-from xborder_tools.simulate.episodes import EPISODES, watch_countries
+from xborder_tools.simulate.episodes import EPISODES, unavailable
 from xborder_tools.simulate.model import SimConfig, SimItem
 from xborder_tools.simulate.records import RecordMaker
 from xborder_tools.simulate.traffic import DIURNAL
@@ -59,10 +59,9 @@ class _Stream:
                 acc += rate / 1000
                 self.choices.append((acc, label))
         injects = {k for _, k in self.choices} | set(cfg.violation_counts)
-        if "stored_in_watch_country" in injects and not watch_countries(self.records):
-            raise ValueError(
-                "stored_in_watch_country: no watch country of the rule pack has address networks"
-            )
+        why = unavailable(self.records, injects, start)
+        if why:
+            raise ValueError("; ".join(f"{kind}: {text}" for kind, text in sorted(why.items())))
         self.scheduled = self._schedule()
 
     def _schedule(self) -> list[tuple[int, str]]:

@@ -66,7 +66,9 @@ class SimItem:
     invalid item, the kind it was broken from). raw: the exact bytes to send,
     without a newline. record: the dict (None for invalid items). reason: for
     invalid items, the dead-letter reason code the monitor must give.
-    episode: the injection it belongs to, numbered from 1.
+    episode: the injection it belongs to, numbered from 1. source: for invalid
+    items, the lawful record it was broken from (another format breaks its own
+    line of it: formats.py).
     """
 
     label: str
@@ -75,6 +77,7 @@ class SimItem:
     record: dict[str, Any] | None = None
     reason: str | None = None
     episode: int | None = None
+    source: dict[str, Any] | None = None
 
     @property
     def valid(self) -> bool:

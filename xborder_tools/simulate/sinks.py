@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Final
 
@@ -23,6 +23,9 @@ class SimStats:
     episodes: Counter[str] = field(default_factory=Counter)
     invalid: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
+    # Records the output format cannot express, by kind, and of them violations' by kind.
+    unexpressed: Counter[str] = field(default_factory=Counter)
+    unexpressed_violations: Counter[str] = field(default_factory=Counter)
     _seen_episodes: set[int] = field(default_factory=set)
 
     def add(self, item: SimItem) -> None:
@@ -35,6 +38,12 @@ class SimStats:
         elif item.episode is not None and item.episode not in self._seen_episodes:
             self._seen_episodes.add(item.episode)
             self.episodes[item.label] += 1
+
+    def skip(self, item: SimItem) -> None:
+        """An item the output format cannot express: not written."""
+        self.unexpressed[item.kind] += 1
+        if item.episode is not None and item.label != "duplicate":
+            self.unexpressed_violations[item.label] += 1
 
     @property
     def total(self) -> int:
@@ -49,20 +58,56 @@ class SimStats:
             f" | violations {counts(self.episodes)}"
             f" | invalid {sum(self.invalid.values())} ({counts(self.invalid)})"
             f" | duplicates {self.duplicates}"
+            + (f" | not expressible {counts(self.unexpressed)}" if self.unexpressed else "")
         )
+
+    def unexpressed_note(self, fmt: str) -> str | None:
+        """What the format left out, for stderr; None when it left nothing out."""
+        if not self.unexpressed:
+            return None
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.unexpressed.items()))
+        note = f"{fmt} cannot express these records, not written: {kinds}"
+        if self.unexpressed_violations:
+            among = ", ".join(f"{k} {n}" for k, n in sorted(self.unexpressed_violations.items()))
+            note += f" (violation records among them: {among})"
+        return note
 
 
 class FileSink:
-    """JSON Lines, one item a line, in stream order."""
+    """One item a line, in stream order, between a format's header and footer lines.
 
-    def __init__(self, stream: IO[bytes], owned: bool = True) -> None:
+    `hold_invalid`: invalid lines before the first valid one wait for it, as
+    replay detects a file's format from its first line (OCSF has no header).
+    """
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        owned: bool = True,
+        header: Sequence[bytes] = (),
+        footer: Sequence[bytes] = (),
+        hold_invalid: bool = False,
+    ) -> None:
         self.stream = stream
         self.owned = owned
+        self.footer = footer
+        self.held: list[bytes] | None = [] if hold_invalid else None
+        for line in header:
+            stream.write(line + b"\n")
 
     def send(self, item: SimItem) -> None:
+        if self.held is not None:
+            if not item.valid:
+                self.held.append(item.raw)
+                return
+            self.stream.write(item.raw + b"\n")
+            self.stream.writelines(raw + b"\n" for raw in self.held)
+            self.held = None
+            return
         self.stream.write(item.raw + b"\n")
 
     def close(self) -> None:
+        self.stream.writelines(raw + b"\n" for raw in (*(self.held or ()), *self.footer))
         if self.owned:
             self.stream.close()
         else:

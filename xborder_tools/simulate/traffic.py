@@ -26,6 +26,7 @@ __all__ = [
     "ONWARD_THIRDS",
     "OTHER_PLATFORM_WEIGHT",
     "OTHER_SERVICES",
+    "OUTSIDE_CATEGORIES",
     "PLATFORM_WEIGHTS",
     "POOL_COUNTRIES",
     "RRN",
@@ -34,6 +35,7 @@ __all__ = [
     "STORAGE_PRODUCTS",
     "STREAM_PRODUCTS",
     "SYSTEM_OPS",
+    "UNDISCLOSED_RECIPIENTS",
     "UNDISCLOSED_STORIES",
     "UNKNOWN_HOSTS",
     "Op",
@@ -281,6 +283,24 @@ ONWARD_THIRDS: Final[Mapping[str, tuple[str, ...]]] = {
     "CN": ("SG", "RU", "VN", "US"),
     "SG": ("US", "CN", "VN"),
 }
+
+# Personal data a platform sends beyond the items it disclosed for a country
+# (undisclosed items): never resident registration numbers, which are
+# national_id_abroad's.
+OUTSIDE_CATEGORIES: Final = (
+    "user.payment",
+    "user.behavior.purchase_history",
+    "user.financial.bank_account",
+    "user.device.ip_address",
+    "user.contact.phone_number",
+)
+# Recipients a platform's data reaches in a disclosed country without being
+# named in its policy (undisclosed recipients).
+UNDISCLOSED_RECIPIENTS: Final = (
+    "Example Analytics Pte. Ltd.",
+    "AdNet Partner Co., Ltd.",
+    "Crossdock Fulfilment Services Ltd.",
+)
 
 
 def under(label: str, items: Sequence[str]) -> bool:

@@ -16,6 +16,10 @@ VIOLATIONS: Final = (
     "national_id_abroad",
     "bulk_volume",
     "unresolved_destination",
+    "undisclosed_items",
+    "adequacy_not_recognised",
+    "undisclosed_recipient",
+    "certification_not_in_force",
 )
 
 RULE_OF: Final[Mapping[str, str]] = {
@@ -27,6 +31,10 @@ RULE_OF: Final[Mapping[str, str]] = {
     "national_id_abroad": "pipa.xborder.national_id_abroad",
     "bulk_volume": "pipa.xborder.bulk_volume",
     "unresolved_destination": "monitor.unresolved_destination",
+    "undisclosed_items": "pipa.xborder.undisclosed_items",
+    "adequacy_not_recognised": "pipa.xborder.adequacy_not_recognised",
+    "undisclosed_recipient": "pipa.xborder.undisclosed_recipient",
+    "certification_not_in_force": "pipa.xborder.certification_not_in_force",
 }
 
 # Rules an episode may fire besides its own. An onward transfer to a third

@@ -41,6 +41,7 @@ class World:
 
     home: str
     watch_countries: frozenset[str]
+    adequacy_recognised: frozenset[str]  # countries a transfer may rest on adequacy to
     bulk_threshold: int
     bulk_window_ms: int
     disclosed: Mapping[str, tuple[Disclosure, ...]]  # in the file's order
@@ -111,6 +112,7 @@ def world_from(pack: RulePack, disclosures: Disclosures, endpoints: EndpointRegi
     return World(
         home=pack.home_region,
         watch_countries=frozenset(str(c) for c in pack.params.get("watch_countries", ())),
+        adequacy_recognised=frozenset(str(c) for c in pack.params.get("adequacy_recognised", ())),
         bulk_threshold=threshold,
         bulk_window_ms=window,
         disclosed=dict(disclosures.by_platform),

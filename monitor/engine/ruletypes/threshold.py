@@ -9,7 +9,7 @@ minus one bucket apart always count together and records more than
 `window` apart never do.
 
 State per key is bounded: its buckets (sums, first and last event time,
-labels, the earliest record as evidence) for the window plus the allowed
+labels, receiving organisations, the earliest record as evidence) for the window plus the allowed
 lateness, so a late record counts in every span it falls in. Record ids are
 deduplicated once per key and chunk of `window` in the seen store.
 
@@ -21,7 +21,9 @@ those running totals are what the alert group of that window receives
 record that starts a crossing span earlier all update one alert without
 counting a record twice, whatever the order records arrive in. The alert's
 evidence is the earliest record of each hot bucket (the 20 earliest of
-those), and it names the heaviest crossing span over its window's buckets.
+those), its `dst_orgs` the receiving organisations of the hot buckets' records
+(the first MAX_ORGS sorted, as other rules'), and it names the heaviest
+crossing span over its window's buckets.
 
 A key's state is read and written once per batch (`apply_many`), and kept
 compact (a bucket is a list), because it is written whole each time.
@@ -72,13 +74,15 @@ class WindowAgg(Totals):
 
 class DayAgg(WindowAgg):
     span: NotRequired[Span]  # the heaviest crossing span over the window's buckets
+    orgs: NotRequired[list[str]]  # receiving organisations of its hot buckets (MAX_ORGS)
 
 
 # A bucket as kept: [event_count, bytes, records, first_seen, last_seen, hot,
-# categories, evidence]. A list, not a mapping: a key's state holds up to
-# MAX_BUCKETS_PER_KEY of them and is written whole once per batch.
+# categories, evidence, orgs]. A list, not a mapping: a key's state holds up to
+# MAX_BUCKETS_PER_KEY of them and is written whole once per batch. State
+# written before organisations were kept has buckets of eight: read as none.
 Bucket = list[Any]
-_COUNT, _BYTES, _RECORDS, _FIRST, _LAST, _HOT, _LABELS, _EVIDENCE = range(8)
+_COUNT, _BYTES, _RECORDS, _FIRST, _LAST, _HOT, _LABELS, _EVIDENCE, _ORGS = range(9)
 
 
 class ThresholdState(TypedDict):
@@ -152,7 +156,7 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         acc = batch.get(at)
         if acc is None:
             acc = batch[at] = WindowBatch(self._fields(flow), ts)
-        acc.add(r, flow.source)
+        acc.add(r, flow.source, flow.dst_org)
 
     def drain(self, batch: dict[_At, WindowBatch]) -> list[tuple[str, WindowItem]]:
         out: list[tuple[str, WindowItem]] = []
@@ -253,7 +257,7 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         b = value["buckets"].get(str(start))
         if b is None:
             b = value["buckets"][str(start)] = [
-                0, 0, 0, item["first_seen"], item["last_seen"], 0, [], [],
+                0, 0, 0, item["first_seen"], item["last_seen"], 0, [], [], [],
             ]  # fmt: skip
         count, size, records = len(new), sum(n for _, n, _ in new), sum(r for _, _, r in new)
         b[_COUNT] += count
@@ -268,6 +272,13 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
             kept, over = bounds.categories(labels, BUCKET_CATEGORIES)
             b[_LABELS], cut = sorted(kept), cut or over
         b[_EVIDENCE] = earliest(b[_EVIDENCE] + item["evidence"], BUCKET_EVIDENCE)
+        orgs = item.get("orgs")
+        if orgs:
+            if len(b) == _ORGS:
+                b.append([])  # a bucket of state written before organisations were kept
+            if not set(orgs) <= set(b[_ORGS]):
+                union = sorted(set(b[_ORGS]) | set(orgs))
+                b[_ORGS], cut = union[: bounds.MAX_ORGS], cut or len(union) > bounds.MAX_ORGS
         if b[_HOT]:
             day = self._day(value, start, b)
             _add(day, count, size, records)
@@ -396,6 +407,8 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         day["first_seen"] = min(day["first_seen"], b[_FIRST])
         day["last_seen"] = max(day["last_seen"], b[_LAST])
         bounds.fold_categories(day, {"categories": b[_LABELS], "truncated": truncated})
+        if len(b) > _ORGS and b[_ORGS]:
+            bounds.fold_orgs(day, b[_ORGS])
         size = self.bucket
         others = [e for e in day["evidence"] if e["ts"] - e["ts"] % size != start]
         day["evidence"] = earliest(others + b[_EVIDENCE])
@@ -462,4 +475,6 @@ def window_hit(rule_id: str, key: str, start: int, day: DayAgg) -> Hit:
     }
     if "span" in day:
         hit["span"] = day["span"]
+    if "orgs" in day:
+        hit["orgs"] = list(day["orgs"])
     return hit

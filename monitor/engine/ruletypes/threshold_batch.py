@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import insort
-from typing import TypedDict, final
+from typing import NotRequired, TypedDict, final
 
 from monitor import bounds
 from monitor.contract.schemas import Record, Source
@@ -35,6 +35,8 @@ class WindowItem(TypedDict):
     categories: list[str]
     truncated: bool
     evidence: list[Evidence]
+    # Receiving organisations (bounds.MAX_ORGS, sorted prefix); absent when none is known.
+    orgs: NotRequired[list[str]]
 
 
 def earliest(evidence: list[Evidence], limit: int = MAX_EVIDENCE) -> list[Evidence]:
@@ -46,7 +48,7 @@ def earliest(evidence: list[Evidence], limit: int = MAX_EVIDENCE) -> list[Eviden
 class WindowBatch:
     """One threshold bucket's records within a batch: ids and figures, earliest evidence."""
 
-    __slots__ = ("categories", "fields", "first", "ids", "last", "sample")
+    __slots__ = ("categories", "fields", "first", "ids", "last", "orgs", "sample")
 
     def __init__(self, fields: GroupFields, ts: int) -> None:
         self.fields = fields
@@ -54,9 +56,11 @@ class WindowBatch:
         self.first = ts
         self.last = ts
         self.categories: set[str] = set()
+        self.orgs: set[str] = set()
         self.sample: list[tuple[int, str, Source]] = []
 
-    def add(self, r: Record, source: Source) -> None:
+    def add(self, r: Record, source: Source, org: str | None = None) -> None:
+        """One record; `org` its receiving organisation, when known (Flow.dst_org)."""
         ts = r.ts
         self.ids[event_hash(r.platform, r.event_id)] = (r.bytes or 0, r.records or 0)
         if ts < self.first:
@@ -64,6 +68,8 @@ class WindowBatch:
         elif ts > self.last:
             self.last = ts
         self.categories.update(r.data_categories)
+        if org:
+            self.orgs.add(org[: bounds.MAX_LABEL])
         sample = self.sample
         # Kept bounded: only entries that can still be the bucket's earliest.
         if len(sample) < BUCKET_EVIDENCE or (ts, r.event_id) < sample[-1][:2]:
@@ -77,29 +83,31 @@ class WindowBatch:
     def items(self, start: int) -> list[WindowItem]:
         """The bucket's items for this batch: one, or one per MAX_IDS ids.
 
-        Later items carry no categories or evidence (the first has them; both
-        merge idempotently) and the batch's first and last event time.
+        Later items carry no categories, organisations or evidence (the first
+        has them; all merge idempotently) and the batch's first and last event time.
         """
         ids = [[h, n, r] for h, (n, r) in self.ids.items()]
         labels, cut = bounds.categories(self.categories)
+        orgs = sorted(self.orgs)
+        if len(orgs) > bounds.MAX_ORGS:
+            orgs, cut = orgs[: bounds.MAX_ORGS], True
         out: list[WindowItem] = []
         for i in range(0, len(ids), self.MAX_IDS):
-            out.append(
-                {
-                    "bucket": start,
-                    "fields": self.fields,
-                    "ids": ids[i : i + self.MAX_IDS],
-                    "first_seen": self.first,
-                    "last_seen": self.last,
-                    "categories": sorted(labels) if i == 0 else [],
-                    "truncated": cut,
-                    "evidence": [
-                        {"event_id": e, "ts": ts, "source": src} for ts, e, src in self.sample
-                    ]
-                    if i == 0
-                    else [],
-                }
-            )
+            item: WindowItem = {
+                "bucket": start,
+                "fields": self.fields,
+                "ids": ids[i : i + self.MAX_IDS],
+                "first_seen": self.first,
+                "last_seen": self.last,
+                "categories": sorted(labels) if i == 0 else [],
+                "truncated": cut,
+                "evidence": [{"event_id": e, "ts": ts, "source": src} for ts, e, src in self.sample]
+                if i == 0
+                else [],
+            }
+            if orgs and i == 0:
+                item["orgs"] = orgs
+            out.append(item)
         return out
 
 

@@ -11,6 +11,7 @@ import shutil
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import orjson
 import pytest
 
 from monitor.cli.main import main
+from monitor.config.disclosures import Certification
 from monitor.config.runtime import Runtime, load_config
 from monitor.config.settings import Settings, default_rules_dir
 from monitor.contract.decode import decode_line, decode_message
@@ -236,6 +238,27 @@ def test_config_errors() -> None:
     without_cn = {c: n for c, n in BUILTIN_NETWORKS.items() if c != "CN"}
     with pytest.raises(ValueError, match="no watch country"):
         list(generate_items(SimConfig(networks=without_cn, platforms={"temu": 1.0}, count=10)))
+    # A world that leaves nothing to break: every disclosed country recognised as adequate,
+    # certified for good, disclosed without recipients and for every item.
+    world = load_world()
+    cert = Certification("C-1", date(2999, 12, 31))
+    tame = {
+        p: tuple(
+            dataclasses.replace(d, recipient=None, items=("user",), certification=cert)
+            for d in entries
+        )
+        for p, entries in world.disclosed.items()
+    }
+    tame_world = dataclasses.replace(
+        world, disclosed=tame, adequacy_recognised=frozenset(world.countries)
+    )
+    for kind in ("undisclosed_items", "undisclosed_recipient", "adequacy_not_recognised"):
+        cfg = SimConfig(world=tame_world, violation_counts={kind: 1}, count=10, **QUIET)
+        with pytest.raises(ValueError, match=kind):
+            list(generate_items(cfg))
+    cfg = SimConfig(world=tame_world, violation_rates={"certification_not_in_force": 1.0}, count=10)
+    with pytest.raises(ValueError, match="certification_not_in_force: every disclosed"):
+        list(generate_items(cfg))
 
 
 def test_forever_stream_is_lazy() -> None:
