@@ -373,28 +373,39 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         for i in range(len(around) - 1, -1, -1):
             seen = i if around[i] is not None else seen
             first[i] = seen
-        best: dict[int, Span] = {}
+        # The heaviest crossing span per window, compared as span_order
+        # tuples; only the winners are built as spans.
+        best: dict[int, tuple[int, int, int, int]] = {}
+        window_of, cap = self._window_of, bounds.COUNT_MAX
         for j in crossing:
             head, tail = first[j], last[j + n - 1]
-            span: Span = {
-                "start": around[head][_FIRST],  # type: ignore[index]
-                "end": around[tail][_LAST],  # type: ignore[index]
-                "sum": self.field,
-                "total": min(sums[j + n] - sums[j], bounds.COUNT_MAX),
-                "event_count": counts[j + n] - counts[j],
-            }
+            first_b, last_b = around[head], around[tail]
+            assert first_b is not None and last_b is not None  # a crossing span holds records
+            order = (
+                min(sums[j + n] - sums[j], cap),
+                counts[j + n] - counts[j],
+                -first_b[_FIRST],
+                -last_b[_LAST],
+            )
             # The windows of the span's first and last records name it (a
             # grouping window is never shorter than a span in the packs here).
-            for day_start in {self._window_of(lo + i * size) for i in (head, tail)}:
+            at_head, at_tail = window_of(lo + head * size), window_of(lo + tail * size)
+            for day_start in (at_head,) if at_head == at_tail else (at_head, at_tail):
                 got = best.get(day_start)
-                if got is None or span_order(span) > span_order(got):
-                    best[day_start] = span
-        for day_start, span in best.items():
+                if got is None or order > got:
+                    best[day_start] = order
+        for day_start, (total, count, start, end) in best.items():
             day = value["days"].get(str(day_start))
             if day is None:
                 continue  # its buckets there hold no records (a span's empty end)
-            if "span" not in day or span_order(span) > span_order(day["span"]):
-                day["span"] = span
+            if "span" not in day or (total, count, start, end) > span_order(day["span"]):
+                day["span"] = {
+                    "start": -start,
+                    "end": -end,
+                    "sum": self.field,
+                    "total": total,
+                    "event_count": count,
+                }
                 moved.setdefault(day_start, None)
 
     def _widen(self, day: DayAgg, start: int, b: Bucket, truncated: bool) -> None:
