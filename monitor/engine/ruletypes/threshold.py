@@ -32,6 +32,7 @@ compact (a bucket is a list), because it is written whole each time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from operator import attrgetter
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -212,23 +213,24 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         changed: set[int] = set()  # buckets that gained records
         touched: set[int] = set()  # buckets named by the items, new records or not
         fresh: dict[int, list[int]] = {}  # chunk -> ids new to it
+        # chunk -> ids it has had: its recent ones and this call's; the seen store's
+        had: dict[int, tuple[set[int], AbstractSet[int]]] = {}
         for item in items:
             if value is None:
                 value = {"fields": item["fields"].copy(), "buckets": {}, "days": {}}
             start = item["bucket"]
             touched.add(start)
             chunk = self._chunk(start)
-            scope = scope_of(key, chunk)
-            recent = set(value.get("recent", {}).get(str(chunk), ()))
-            known = seen.members(scope)
-            taken = fresh.setdefault(chunk, [])
-            new = [
-                (h, n, r)
-                for h, n, r in item["ids"]
-                if h not in recent and h not in known and h not in taken
-            ]
+            got = had.get(chunk)
+            if got is None:
+                recent = set(value.get("recent", {}).get(str(chunk), ()))
+                got = had[chunk] = (recent, seen.members(scope_of(key, chunk)))
+            mine, known = got
+            new = [(h, n, r) for h, n, r in item["ids"] if h not in mine and h not in known]
             if new:
-                taken.extend(h for h, _, _ in new)
+                ids = [h for h, _, _ in new]
+                mine.update(ids)
+                fresh.setdefault(chunk, []).extend(ids)
                 self._fold(value, start, item, new)
                 changed.add(start)
         if value is None:
@@ -377,6 +379,20 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         # tuples; only the winners are built as spans.
         best: dict[int, tuple[int, int, int, int]] = {}
         window_of, cap = self._window_of, bounds.COUNT_MAX
+        whole = window_of(lo)
+        if whole == window_of(lo + (len(around) - 1) * size):
+            # Every bucket around in one window (all but the spans near its
+            # edge): the heaviest of all the crossing spans, in one pass.
+            best[whole] = max(
+                (
+                    min(sums[j + n] - sums[j], cap),
+                    counts[j + n] - counts[j],
+                    -around[first[j]][_FIRST],  # type: ignore[index]
+                    -around[last[j + n - 1]][_LAST],  # type: ignore[index]
+                )
+                for j in crossing
+            )
+            crossing = []
         for j in crossing:
             head, tail = first[j], last[j + n - 1]
             first_b, last_b = around[head], around[tail]
