@@ -110,7 +110,7 @@ def create_app(
         stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=60.0,
-        datadir=str(settings.state_dir) if settings.state_dir else None,
+        datadir=str(settings.state_path),
         autodiscover=False,
     )
     names = settings.topics

@@ -151,6 +151,8 @@ def run_worker(settings: Settings) -> int:
         runtime.resolver().geoip_build,
     )
     ensure_topics(settings)
+    # Faust makes its data directory when it starts, but not the folders above it.
+    settings.state_path.mkdir(parents=True, exist_ok=True)
     worker = create_app(settings, runtime, metrics, stamps)
     readiness.watch(worker.app)
     # faust.Worker handles SIGINT/SIGTERM itself: it stops agents, flushes the

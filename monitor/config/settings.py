@@ -158,7 +158,9 @@ class Settings(BaseSettings):
     metrics_host: str = Field("0.0.0.0", description="Prometheus endpoint address")
     # 0: any free port, as tests run several workers side by side.
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus endpoint port")
-    state_dir: Path | None = Field(None, description="folder for local table state")
+    state_dir: Path | None = Field(
+        None, description="folder for local table state (default: <data dir>/state/<app id>)"
+    )
     batch_size: int = Field(500, ge=1, description="most messages taken in one batch")
     batch_timeout: float = Field(0.01, gt=0, description="seconds to wait to fill a batch")
     # The broker holds a fetch of a quiet partition this long: lower is faster
@@ -376,6 +378,12 @@ class Settings(BaseSettings):
 
     def input_format(self, topic: str) -> str:
         return self.input_formats.get(topic, "telemetry")
+
+    @property
+    def state_path(self) -> Path:
+        # Not Faust's default (<app id>-data in the working directory): a
+        # worker started in a checkout would leave a folder there each run.
+        return self.state_dir or self.data_dir / "state" / self.app_id
 
     @property
     def disclosures_path(self) -> Path:

@@ -568,3 +568,9 @@ def test_a_bad_input_format_names_the_variable(value: str, words: str) -> None:
     with pytest.raises(ConfigError) as e:
         Settings.from_env({"XBORDER_INPUT_FORMATS": value})
     assert words in str(e.value) and "XBORDER_INPUT_FORMATS" in str(e.value)
+
+
+def test_local_state_goes_under_the_data_dir_by_default() -> None:
+    s = Settings.from_env({"XBORDER_DATA_DIR": "/d", "XBORDER_APP_ID": "a"})
+    assert s.state_path == Path("/d/state/a")
+    assert Settings.from_env({"XBORDER_STATE_DIR": "/s"}).state_path == Path("/s")
