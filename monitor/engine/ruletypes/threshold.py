@@ -46,6 +46,20 @@ from monitor.engine.ruletypes.threshold_batch import (
     WindowItem,
     earliest,
 )
+from monitor.engine.ruletypes.threshold_spans import (
+    _BYTES,
+    _COUNT,
+    _EVIDENCE,
+    _FIRST,
+    _HOT,
+    _LABELS,
+    _LAST,
+    _ORGS,
+    _RECORDS,
+    Bucket,
+    heaviest,
+    span_order,
+)
 from monitor.engine.state import SeenStore, Store, event_hash, scope_of, settle_recent
 from monitor.geo.resolve import Flow
 
@@ -78,14 +92,6 @@ class DayAgg(WindowAgg):
     orgs: NotRequired[list[str]]  # receiving organisations of its hot buckets (MAX_ORGS)
 
 
-# A bucket as kept: [event_count, bytes, records, first_seen, last_seen, hot,
-# categories, evidence, orgs]. A list, not a mapping: a key's state holds up to
-# MAX_BUCKETS_PER_KEY of them and is written whole once per batch. State
-# written before organisations were kept has buckets of eight: read as none.
-Bucket = list[Any]
-_COUNT, _BYTES, _RECORDS, _FIRST, _LAST, _HOT, _LABELS, _EVIDENCE, _ORGS = range(9)
-
-
 class ThresholdState(TypedDict):
     """A key's buckets and its hot totals per grouping window (keys: starts, as text)."""
 
@@ -102,11 +108,6 @@ _At = tuple[object, int]
 def _bucket_count(window: int) -> int:
     """Buckets per span: the largest divisor of the window up to SPAN_BUCKETS."""
     return next(n for n in range(SPAN_BUCKETS, 0, -1) if window % n == 0)
-
-
-def span_order(span: Span) -> tuple[int, int, int, int]:
-    """Heavier first: the sum, the record count, then earlier first and last event times."""
-    return span["total"], span["event_count"], -span["start"], -span["end"]
 
 
 class ThresholdRule(RuleType[WindowItem, ThresholdState]):
@@ -360,56 +361,8 @@ class ThresholdRule(RuleType[WindowItem, ThresholdState]):
         moved: dict[int, Span | None],
     ) -> None:
         """The heaviest crossing span over each window's buckets, kept in its totals."""
-        n, size = self.span_buckets, self.bucket
-        counts = [0]
-        for b in around:
-            counts.append(counts[-1] + (b[_COUNT] if b is not None else 0))
-        # Buckets partition time: a span's first record is in its first
-        # bucket holding any, its last in its last such bucket.
-        last, first = [0] * len(around), [0] * len(around)
-        seen = -1
-        for i, b in enumerate(around):
-            seen = i if b is not None else seen
-            last[i] = seen
-        seen = len(around)
-        for i in range(len(around) - 1, -1, -1):
-            seen = i if around[i] is not None else seen
-            first[i] = seen
-        # The heaviest crossing span per window, compared as span_order
-        # tuples; only the winners are built as spans.
-        best: dict[int, tuple[int, int, int, int]] = {}
-        window_of, cap = self._window_of, bounds.COUNT_MAX
-        whole = window_of(lo)
-        if whole == window_of(lo + (len(around) - 1) * size):
-            # Every bucket around in one window (all but the spans near its
-            # edge): the heaviest of all the crossing spans, in one pass.
-            best[whole] = max(
-                (
-                    min(sums[j + n] - sums[j], cap),
-                    counts[j + n] - counts[j],
-                    -around[first[j]][_FIRST],  # type: ignore[index]
-                    -around[last[j + n - 1]][_LAST],  # type: ignore[index]
-                )
-                for j in crossing
-            )
-            crossing = []
-        for j in crossing:
-            head, tail = first[j], last[j + n - 1]
-            first_b, last_b = around[head], around[tail]
-            assert first_b is not None and last_b is not None  # a crossing span holds records
-            order = (
-                min(sums[j + n] - sums[j], cap),
-                counts[j + n] - counts[j],
-                -first_b[_FIRST],
-                -last_b[_LAST],
-            )
-            # The windows of the span's first and last records name it (a
-            # grouping window is never shorter than a span in the packs here).
-            at_head, at_tail = window_of(lo + head * size), window_of(lo + tail * size)
-            for day_start in (at_head,) if at_head == at_tail else (at_head, at_tail):
-                got = best.get(day_start)
-                if got is None or order > got:
-                    best[day_start] = order
+        window_of = self._window_of
+        best = heaviest(around, sums, crossing, self.span_buckets, lo, self.bucket, window_of)
         for day_start, (total, count, start, end) in best.items():
             day = value["days"].get(str(day_start))
             if day is None:
