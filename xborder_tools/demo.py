@@ -165,11 +165,18 @@ def run_demo(args: argparse.Namespace) -> int:
         # default delivery file names, and the notifier delivering to it.
         secret = _demo_secret(workdir)
         env["XBORDER_WEBHOOK_SECRET"] = secret.read_text().strip()
-        env.setdefault("XBORDER_DELIVERY_HISTORY", str(workdir / "deliveries.sqlite3"))
+        history, received = workdir / "deliveries.sqlite3", workdir / "received.jsonl"
+        if not bootstrap:
+            # The embedded broker keeps nothing from the last run, whose
+            # seeded stream made the same alert ids: its deliveries would make
+            # this run's look already done (the history) or replayed (the receiver).
+            for done in (history, received):
+                done.unlink(missing_ok=True)
+        env.setdefault("XBORDER_DELIVERY_HISTORY", str(history))
         env.setdefault("XBORDER_NOTIFY_METRICS_PORT", "0")
         receiver = subprocess.Popen(
             [*xborder, "receive", "--port", str(args.receiver_port), "--secret-file", str(secret),
-             "--store", str(workdir / "received.jsonl")],
+             "--store", str(received)],
             stdout=subprocess.PIPE, stderr=(workdir / "receiver.log").open("ab"), env=env,
             start_new_session=True,
         )  # fmt: skip
