@@ -376,9 +376,6 @@ class Settings(BaseSettings):
         inputs = self.topics.inputs
         return (*inputs, *(t for t in self.input_formats if t not in inputs))
 
-    def input_format(self, topic: str) -> str:
-        return self.input_formats.get(topic, "telemetry")
-
     @property
     def state_path(self) -> Path:
         # Not Faust's default (<app id>-data in the working directory): a

@@ -49,6 +49,7 @@ import orjson
 
 from monitor.config.disclosures import host_of
 from monitor.contract.formats import FORMATS, TELEMETRY
+from monitor.contract.formats.common import IP_PROTOCOLS
 from monitor.contract.formats.vpc_flow import DEFAULT_FIELDS
 from monitor.contract.schemas import parse_ts
 from xborder_tools.simulate.model import SimItem
@@ -63,7 +64,7 @@ CARRIES: Final[Mapping[str, frozenset[str]]] = {
     "zeek-conn": frozenset({"egress"}),
     "ocsf": frozenset({"egress", "api_call"}),
 }
-_PROTOCOLS: Final = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58}
+_PROTOCOLS: Final = {name: number for number, name in IP_PROTOCOLS.items()}
 _ZEEK_FIELDS: Final = (
     ("ts", "time"),
     ("uid", "string"),

@@ -543,10 +543,6 @@ def test_input_formats_are_topic_format_pairs_read_after_the_telemetry_topics() 
     }
     # A telemetry topic given another format is read in it, and subscribed once.
     assert s.input_topics == (*Topics().inputs, "flows.vpc", "zeek.conn")
-    assert (s.input_format("telemetry.api"), s.input_format("telemetry.egress")) == (
-        "ocsf",
-        "telemetry",
-    )
     assert Settings.from_env({}).input_topics == Topics().inputs
 
 
